@@ -1,0 +1,1 @@
+"""Synchroteam to DuckDB through dlt and Dagster."""

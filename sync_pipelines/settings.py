@@ -1,0 +1,98 @@
+"""Settings read from the environment at run time (never at import, so definitions load without secrets)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sync_pipelines.catalogue import Tenant
+from sync_pipelines.synchroteam.errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://ws.synchroteam.com/Api/v3"
+DEFAULT_DUCKDB_PATH = Path("data") / "synchroteam.duckdb"
+DEFAULT_QUOTA_FLOOR = 100
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """How to reach one tenant. `api_key` is kept out of repr so it never lands in a log by accident."""
+
+    tenant: Tenant
+    base_url: str
+    domain: str
+    api_key: str = field(repr=False)
+    timezone: ZoneInfo
+    requests_per_minute: float | None = None
+    quota_floor: int = DEFAULT_QUOTA_FLOOR
+
+    @classmethod
+    def from_env(cls, tenant: Tenant, environ: Mapping[str, str] | None = None) -> TenantSettings:
+        """Read `<PREFIX>BASE_URL`, `DOMAIN`, `API_KEY`, `TIMEZONE`, `REQUESTS_PER_MINUTE`, `QUOTA_FLOOR`."""
+        env = os.environ if environ is None else environ
+
+        def value(suffix: str) -> str:
+            return env.get(tenant.env(suffix), "").strip()
+
+        missing = [tenant.env(s) for s in ("DOMAIN", "API_KEY") if not value(s)]
+        if missing:
+            raise ConfigurationError(
+                f"Tenant '{tenant.label}' ({tenant.name}) has no credentials: {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set.",
+                action=(
+                    f"Set {tenant.env('DOMAIN')} to the tenant domain (mycompany of mycompany.synchroteam.com) "
+                    f"and {tenant.env('API_KEY')} to its API key (Synchroteam: Configuration > Authentication Key)."
+                ),
+            )
+        base_url = value("BASE_URL") or DEFAULT_BASE_URL
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"{tenant.env('BASE_URL')}={base_url!r} is not an http(s) URL.",
+                action=f"Set it like {DEFAULT_BASE_URL}.",
+            )
+        zone_name = value("TIMEZONE") or "UTC"
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                f"{tenant.env('TIMEZONE')}={zone_name!r} is not a known time zone.",
+                action="Use an IANA name such as Europe/Paris: the zone the tenant's timestamps are written in.",
+            ) from None
+        return cls(
+            tenant=tenant,
+            base_url=base_url.rstrip("/"),
+            domain=value("DOMAIN"),
+            api_key=value("API_KEY"),
+            timezone=zone,
+            requests_per_minute=_positive_number(tenant, env, "REQUESTS_PER_MINUTE", float),
+            quota_floor=_positive_number(tenant, env, "QUOTA_FLOOR", int, DEFAULT_QUOTA_FLOOR),
+        )
+
+
+def _positive_number(tenant: Tenant, env: Mapping[str, str], suffix: str, kind: type, default=None):
+    raw = env.get(tenant.env(suffix), "").strip()
+    if not raw:
+        return default
+    try:
+        number = kind(raw)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ConfigurationError(
+            f"{tenant.env(suffix)}={raw!r} is not a non-negative number.", action=f"Set {tenant.env(suffix)} or unset it."
+        )
+    return number or default
+
+
+def warehouse_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The DuckDB file every pipeline writes: `SYNC_DUCKDB_PATH`, default `data/synchroteam.duckdb`."""
+    env = os.environ if environ is None else environ
+    raw = env.get("SYNC_DUCKDB_PATH", "").strip()
+    return Path(raw).expanduser().absolute() if raw else DEFAULT_DUCKDB_PATH.absolute()
+
+
+def pipelines_dir(duckdb_path: Path) -> Path:
+    """dlt's local working folder for a warehouse: scratch only, the state lives in DuckDB."""
+    return duckdb_path.parent / ".dlt_pipelines" / duckdb_path.stem

@@ -1,0 +1,1 @@
+"""Synchroteam API access: HTTP policy, record normalisation, the dlt source."""

@@ -1,0 +1,306 @@
+"""The Synchroteam HTTP client: every HTTP policy of the project lives here.
+
+Basic auth, paging to the end whatever the order, timeouts, retries (`Retry-After` or exponential backoff with
+jitter), proactive pacing, a quota floor, and errors classified into `errors.SyncError` subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sync_pipelines.settings import TenantSettings
+from sync_pipelines.synchroteam.errors import (
+    ApiUnavailable,
+    AuthRejected,
+    BadRequest,
+    QuotaSpent,
+    RateLimited,
+    RecordNotFound,
+    UnexpectedResponse,
+)
+from sync_pipelines.synchroteam.throttle import RequestPacer
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try. Waits are `min(max_wait, base * 2**attempt)` scaled by a random factor in [0.5, 1]."""
+
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    max_wait: float = 60.0
+
+
+@dataclass
+class ClientStats:
+    """What a client did, for run metadata."""
+
+    requests: int = 0
+    retries_429: int = 0
+    retries_other: int = 0
+    quota_remaining: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, attr: str) -> None:
+        with self._lock:
+            setattr(self, attr, getattr(self, attr) + 1)
+
+
+class SynchroteamClient:
+    """A client for one tenant. Thread-safe; use as a context manager."""
+
+    def __init__(
+        self,
+        settings: TenantSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retry = retry or RetryPolicy()
+        self.stats = ClientStats()
+        self._rng = rng or random.Random()
+        self._pacer = RequestPacer(settings.requests_per_minute, clock=clock, sleep=sleep)
+        self._http = httpx.Client(
+            base_url=settings.base_url + "/",
+            auth=httpx.BasicAuth(settings.domain, settings.api_key),
+            headers={"Accept": "application/json", "User-Agent": "sync_pipelines"},
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
+
+    def __enter__(self) -> SynchroteamClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def iter_pages(
+        self, resource: str, *, page_size: int = MAX_PAGE_SIZE, params: Mapping[str, str] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the records of `{resource}/list`, page by page, each id once.
+
+        Ends on an empty page, a page shorter than the size the server says it used (it may clamp ours), or
+        once the pages walked cover `recordsTotal`. Order is not assumed; records that shift between pages
+        while we walk are de-duplicated by id.
+        """
+        seen: set[str] = set()
+        page = 1
+        while True:
+            body = self.get(f"{resource}/list", {**(params or {}), "page": str(page), "pageSize": str(page_size)})
+            data, effective_size, total = _parse_envelope(body, page_size, resource)
+            fresh = []
+            for record in data:
+                key = str(record.get("id")) if isinstance(record, dict) else None
+                if key is None or key not in seen:
+                    if key is not None:
+                        seen.add(key)
+                    fresh.append(record)
+            if fresh:
+                yield fresh
+            if len(data) < effective_size:
+                return
+            if total is not None and page * effective_size >= total:
+                return
+            if not fresh:
+                log.warning("%s/list page %d repeated records already seen; stopping the walk", resource, page)
+                return
+            page += 1
+
+    def details(self, resource: str, record_id: str) -> dict[str, Any]:
+        """`{resource}/details?id=`: the full record. Raises RecordNotFound on 404."""
+        body = self.get(f"{resource}/details", {"id": str(record_id)})
+        if not isinstance(body, dict):
+            raise UnexpectedResponse(f"{resource}/details?id={record_id} did not return an object.")
+        return body
+
+    # -- one request, with the retry policy ------------------------------------------------------------------
+
+    def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET `path` and return its JSON, retrying what can be retried."""
+        failures: list[str] = []  # one short reason per failed attempt
+        last_bad_response: UnexpectedResponse | None = None
+        for attempt in range(self.retry.max_attempts):
+            self._check_quota_floor()
+            self._pacer.acquire()
+            self.stats.count("requests")
+            try:
+                response = self._http.get(path, params=params)
+            except httpx.TransportError as exc:
+                failures.append(f"{type(exc).__name__}")
+                self.stats.count("retries_other")
+                self._backoff(attempt)
+                continue
+            self._note_quota(response)
+            status = response.status_code
+            if status == 429:
+                retry_after = _retry_after(response)
+                if self._quota_is_spent(response):
+                    raise QuotaSpent(
+                        f"Tenant '{self.settings.tenant.label}' has spent its daily API quota "
+                        f"(X-Quota-Remaining={self.stats.quota_remaining}).",
+                    )
+                failures.append("429")
+                self.stats.count("retries_429")
+                if attempt + 1 < self.retry.max_attempts:
+                    self._wait_after_429(attempt, retry_after)
+                continue
+            if status in (401, 403):
+                raise self._auth_error(status)
+            if status >= 500:
+                failures.append(str(status))
+                self.stats.count("retries_other")
+                self._backoff(attempt)
+                continue
+            if status == 404:
+                raise RecordNotFound(
+                    f"{path} {dict(params or {})} answered 404: {_message(response)}",
+                    action="The record was deleted in Synchroteam, or the base URL points at the wrong API.",
+                )
+            if status >= 400:
+                raise BadRequest(f"{path} answered {status}: {_message(response)}")
+            try:
+                return _json(response, path)
+            except UnexpectedResponse as exc:
+                last_bad_response = exc
+                failures.append("bad response")
+                self.stats.count("retries_other")
+                self._backoff(attempt)
+        where = f"{self.settings.base_url}/{path}"
+        if failures and all(f == "429" for f in failures):
+            raise RateLimited(
+                f"Tenant '{self.settings.tenant.label}': {where} kept answering 429 Too Many Requests; gave up "
+                f"after {len(failures)} attempts at {time.strftime('%H:%M:%S')}."
+            )
+        if last_bad_response is not None and failures[-1] == "bad response":
+            raise UnexpectedResponse(
+                f"Tenant '{self.settings.tenant.label}': {last_bad_response.args[0]} Gave up after "
+                f"{len(failures)} attempts."
+            )
+        raise ApiUnavailable(
+            f"Tenant '{self.settings.tenant.label}': {where} failed {len(failures)} times "
+            f"({', '.join(failures)}); gave up."
+        )
+
+    def _wait_after_429(self, attempt: int, retry_after: float | None) -> None:
+        if retry_after is None:
+            self._backoff(attempt)
+            return
+        if retry_after > self.retry.max_wait:
+            raise RateLimited(
+                f"Tenant '{self.settings.tenant.label}': the API asked to wait {retry_after:.0f}s "
+                f"(Retry-After), longer than the {self.retry.max_wait:.0f}s this run waits."
+            )
+        self._pacer.defer(retry_after)
+
+    def _backoff(self, attempt: int) -> None:
+        if attempt + 1 >= self.retry.max_attempts:
+            return
+        wait = min(self.retry.max_wait, self.retry.backoff_base * 2**attempt) * self._rng.uniform(0.5, 1.0)
+        self._pacer.defer(wait)
+
+    def _note_quota(self, response: httpx.Response) -> None:
+        raw = response.headers.get("X-Quota-Remaining")
+        if raw is not None:
+            try:
+                self.stats.quota_remaining = int(float(raw))
+            except ValueError:
+                pass
+
+    def _quota_is_spent(self, response: httpx.Response) -> bool:
+        if self.stats.quota_remaining is not None and self.stats.quota_remaining <= 0:
+            return True
+        return "quota" in _message(response).lower() and _retry_after(response) is None
+
+    def _check_quota_floor(self) -> None:
+        remaining = self.stats.quota_remaining
+        floor = self.settings.quota_floor
+        if remaining is not None and floor and remaining < floor:
+            raise QuotaSpent(
+                f"Tenant '{self.settings.tenant.label}' has {remaining} API requests left today, under the floor "
+                f"of {floor} ({self.settings.tenant.env('QUOTA_FLOOR')}); stopped before using them.",
+                action="Wait for the daily quota to reset, or lower the floor if this sync may use the rest.",
+            )
+
+    def _auth_error(self, status: int) -> AuthRejected:
+        tenant = self.settings.tenant
+        return AuthRejected(
+            f"Synchroteam rejected the credentials of tenant '{tenant.label}' ({tenant.name}) with HTTP {status} "
+            f"at {self.settings.base_url}.",
+            action=(
+                f"Check {tenant.env('DOMAIN')} (the tenant domain, now {self.settings.domain!r}) and "
+                f"{tenant.env('API_KEY')} (Synchroteam: Configuration > Authentication Key). Not retried."
+            ),
+        )
+
+
+def _parse_envelope(body: Any, requested_size: int, resource: str) -> tuple[list[Any], int, int | None]:
+    """(data, page size the server used, recordsTotal) from a list response; tolerates a bare array."""
+    if isinstance(body, list):
+        return body, min(requested_size, MAX_PAGE_SIZE), None
+    if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
+        raise UnexpectedResponse(f"{resource}/list did not return the expected envelope.")
+    data = body.get("data") or []
+    effective = _as_int(body.get("pageSize")) or min(requested_size, MAX_PAGE_SIZE)
+    return data, effective, _as_int(body.get("recordsTotal"))
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def _json(response: httpx.Response, path: str) -> Any:
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type.lower():
+        raise UnexpectedResponse(
+            f"Expected JSON from {path}, got {content_type or 'no Content-Type'} (HTTP {response.status_code})."
+        )
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedResponse(f"Response from {path} is not valid JSON (truncated?).") from None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("message") or body)[:500]
+    return str(body)[:200]

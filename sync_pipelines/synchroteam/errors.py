@@ -1,0 +1,78 @@
+"""Errors of a sync, each with a category, what to do about it, and whether retrying can help.
+
+Messages never contain an API key: they are built from tenant names, variable names, URLs and statuses only.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base class: `category` is a stable code, `action` a sentence telling the user what to do."""
+
+    category = "sync_error"
+    retryable = False
+    action = "See the message above."
+
+    def __init__(self, message: str, *, action: str | None = None) -> None:
+        super().__init__(message)
+        if action is not None:
+            self.action = action
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} What to do: {self.action}"
+
+
+class ConfigurationError(SyncError):
+    category = "configuration"
+    action = "Fix the setting named above; nothing was requested from the API."
+
+
+class AuthRejected(SyncError):
+    category = "auth_rejected"
+
+
+class RateLimited(SyncError):
+    category = "rate_limited"
+    retryable = True
+    action = "This resolves by itself; the next run continues where this one stopped."
+
+
+class QuotaSpent(SyncError):
+    category = "quota_spent"
+    action = "Wait for the daily quota to reset, or lower the tenant's other API usage; the next run resumes."
+
+
+class ApiUnavailable(SyncError):
+    category = "api_error"
+    retryable = True
+    action = "Synchroteam answered with server errors or not at all; retry later."
+
+
+class UnexpectedResponse(SyncError):
+    category = "bad_response"
+    retryable = True
+    action = (
+        "The API answered with something that is not its JSON (a firewall or proxy page?). Check the base URL "
+        "and any proxy between here and Synchroteam."
+    )
+
+
+class BadRequest(SyncError):
+    category = "bad_request"
+    action = "The API refused a parameter; check the run configuration."
+
+
+class RecordNotFound(SyncError):
+    category = "not_found"
+
+
+def find_sync_error(exc: BaseException) -> SyncError | None:
+    """The SyncError behind `exc`, looking through causes and contexts (dlt wraps resource errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SyncError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

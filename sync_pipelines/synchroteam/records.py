@@ -1,0 +1,97 @@
+"""Normalising Synchroteam records before dlt sees them.
+
+- key casing: `CustomFieldValues` and `customFieldValues` are one field (first letter lower-cased);
+- ids (`id` at any depth) are text: jobs have string ids, the rest integers, and joins must not care;
+- timestamps are naive `YYYY-MM-DD HH:mm[:ss]` strings in the tenant's time zone: they become aware
+  datetimes (stored as TIMESTAMP WITH TIME ZONE); date-only fields become dates;
+- numbers may arrive as localized strings (`"2,00"`, `"1.234,50"`) or coordinates as strings: they become
+  Decimals. A value that cannot be read is kept as it came, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+TIMESTAMP_FIELDS = frozenset(
+    {"dateCreated", "dateModified", "scheduledStart", "scheduledEnd", "actualStart", "actualEnd", "datePaid",
+     "start", "end"}
+)
+DATE_FIELDS = frozenset({"dateDue", "validUntil"})
+DECIMAL_FIELDS = frozenset(
+    {"quantity", "unitPrice", "total", "taxRate", "totalExclTax", "totalTax", "totalInclTax", "latitude",
+     "longitude"}
+)
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
+
+
+def normalise_record(record: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
+    """A copy of `record` with keys, ids, timestamps and numbers normalised (see the module docstring)."""
+    return {_key(k): _value(_key(k), v, tz) for k, v in record.items()}
+
+
+def _key(key: str) -> str:
+    return key[:1].lower() + key[1:] if key else key
+
+
+def _value(key: str, value: Any, tz: tzinfo) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return normalise_record(value, tz)
+    if isinstance(value, list):
+        return [normalise_record(v, tz) if isinstance(v, dict) else v for v in value]
+    if key == "id":
+        return str(value)
+    if key in TIMESTAMP_FIELDS and isinstance(value, str):
+        return parse_timestamp(value, tz) or value
+    if key in DATE_FIELDS and isinstance(value, str):
+        parsed = parse_timestamp(value, tz)
+        return parsed.date() if parsed else value
+    if key in DECIMAL_FIELDS and not isinstance(value, bool):
+        parsed_number = parse_decimal(value)
+        return value if parsed_number is None else parsed_number
+    return value
+
+
+def parse_timestamp(value: str, tz: tzinfo) -> datetime | None:
+    """`"2026-03-01 08:05"` (tenant-local) -> aware datetime; an explicit offset in the value wins. None if unreadable."""
+    text = value.strip()
+    if not _TIMESTAMP.match(text):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def parse_decimal(value: Any) -> Decimal | None:
+    """Numbers in any of the shapes the API sends: 2, 2.5, "2.5", "2,00", "1.234,50", "1,234.50", " 3 "."""
+    if isinstance(value, (int, float)):
+        return Decimal(str(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace("\u00a0", "").replace(" ", "")
+    if not text:
+        return None
+    if "," in text and "." in text:
+        # the separator that comes last is the decimal one
+        thousands = "." if text.rfind(",") > text.rfind(".") else ","
+        text = text.replace(thousands, "")
+    text = text.replace(",", ".")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def to_api_timestamp(moment: datetime, tz: tzinfo) -> str:
+    """An instant as the API's filters expect it: tenant-local `YYYY-MM-DD HH:mm:ss`."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,267 @@
+"""The HTTP policy, against an httpx transport that plays the API (time is faked, so nothing sleeps)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from sync_pipelines.catalogue import TENANTS
+from sync_pipelines.settings import TenantSettings
+from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
+from sync_pipelines.synchroteam.errors import (
+    ApiUnavailable,
+    AuthRejected,
+    QuotaSpent,
+    RateLimited,
+    RecordNotFound,
+    UnexpectedResponse,
+)
+
+SECRET = "0b6f1c2e-aaaa-bbbb-cccc-123456789abc"
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def settings(tenant: str = "synchroteam", **overrides) -> TenantSettings:
+    values = dict(
+        tenant=TENANTS[tenant], base_url="https://ws.example.test/Api/v3", domain="acme", api_key=SECRET,
+        timezone=ZoneInfo("Europe/Paris"),
+    )
+    values.update(overrides)
+    return TenantSettings(**values)
+
+
+def make_client(handler: Callable[[httpx.Request], httpx.Response], fake: FakeTime | None = None, **kw):
+    fake = fake or FakeTime()
+    return SynchroteamClient(
+        kw.pop("settings", None) or settings(),
+        transport=httpx.MockTransport(handler),
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=random.Random(7),
+        **kw,
+    )
+
+
+def json_response(status: int, body, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body, headers={"X-Quota-Remaining": "5000", **(headers or {})})
+
+
+def paged_api(records: list[dict], max_page_size: int = 100):
+    """A list endpoint that clamps pageSize like Synchroteam does; returns (handler, calls)."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        page = int(request.url.params["page"])
+        size = min(int(request.url.params["pageSize"]), max_page_size)
+        chunk = records[(page - 1) * size : page * size]
+        return json_response(
+            200, {"page": page, "pageSize": size, "records": len(chunk), "recordsTotal": len(records), "data": chunk}
+        )
+
+    return handler, calls
+
+
+def test_page_size_above_100_follows_the_size_the_server_used():
+    records = [{"id": i} for i in range(1, 251)]
+    handler, calls = paged_api(records)
+    with make_client(handler) as client:
+        got = [r["id"] for page in client.iter_pages("invoice", page_size=250) for r in page]
+    assert got == list(range(1, 251))
+    assert len(calls) == 3  # 100 + 100 + 50, not one "short" page of 100 < 250
+
+
+def test_records_total_not_divisible_by_page_size_reads_the_remainder_and_stops():
+    records = [{"id": str(i)} for i in range(1, 38)]
+    handler, calls = paged_api(records)
+    with make_client(handler) as client:
+        got = [r["id"] for page in client.iter_pages("job", page_size=10) for r in page]
+    assert got == [str(i) for i in range(1, 38)]
+    assert len(calls) == 4
+
+
+def test_exact_multiple_of_page_size_stops_without_asking_for_an_empty_page():
+    handler, calls = paged_api([{"id": i} for i in range(20)])
+    with make_client(handler) as client:
+        assert sum(len(p) for p in client.iter_pages("site", page_size=10)) == 20
+    assert len(calls) == 2
+
+
+def test_records_shifting_between_pages_are_yielded_once_by_id():
+    pages = {1: [{"id": 1}, {"id": 2}], 2: [{"id": 2}, {"id": 3}], 3: [{"id": 4}]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        return json_response(200, {"page": page, "pageSize": 2, "recordsTotal": 5, "data": pages[page]})
+
+    with make_client(handler) as client:
+        got = [r["id"] for page in client.iter_pages("customer", page_size=2) for r in page]
+    assert got == [1, 2, 3, 4]
+
+
+def test_a_bare_array_instead_of_the_envelope_is_tolerated():
+    with make_client(lambda r: json_response(200, [{"id": 1}, {"id": 2}])) as client:
+        assert [r["id"] for p in client.iter_pages("site") for r in p] == [1, 2]
+
+
+def test_429_with_retry_after_waits_exactly_that_long_then_succeeds():
+    answers = iter([json_response(429, {"message": "slow down"}, {"Retry-After": "3"}), json_response(200, {"id": 9})])
+    fake = FakeTime()
+    with make_client(lambda r: next(answers), fake) as client:
+        assert client.details("job", "9") == {"id": 9}
+        assert client.stats.retries_429 == 1 and client.stats.requests == 2
+    assert fake.sleeps == [pytest.approx(3.0)]
+
+
+def test_429_without_retry_after_backs_off_exponentially_with_jitter():
+    answers = iter([json_response(429, {"message": "slow down"})] * 4 + [json_response(200, {"id": 1})])
+    fake = FakeTime()
+    with make_client(lambda r: next(answers), fake, retry=RetryPolicy(backoff_base=1.0)) as client:
+        client.details("invoice", "1")
+    assert len(fake.sleeps) == 4
+    for attempt, waited in enumerate(fake.sleeps):
+        assert 0.5 * 2**attempt <= waited <= 2**attempt  # full range of the jitter band
+    assert len({round(w / 2**i, 3) for i, w in enumerate(fake.sleeps)}) > 1  # jittered, not fixed
+
+
+def test_endless_429s_give_up_as_rate_limited_after_the_attempt_budget():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return json_response(429, {"message": "slow down"}, {"Retry-After": "1"})
+
+    with make_client(handler, retry=RetryPolicy(max_attempts=4)) as client, pytest.raises(RateLimited) as err:
+        client.details("invoice", "1")
+    assert len(calls) == 4
+    assert err.value.retryable and "gave up after 4 attempts" in str(err.value)
+
+
+def test_a_retry_after_longer_than_the_run_waits_stops_at_once():
+    with make_client(
+        lambda r: json_response(429, {"message": "x"}, {"Retry-After": "3600"}), retry=RetryPolicy(max_wait=60)
+    ) as client, pytest.raises(RateLimited, match="3600s"):
+        client.details("invoice", "1")
+
+
+def test_wrong_api_key_is_not_retried_and_names_tenant_and_variables_but_not_the_key():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return json_response(401, {"message": "Invalid domain or API key"})
+
+    with make_client(handler, settings=settings("synchroteam_hec")) as client, pytest.raises(AuthRejected) as err:
+        list(client.iter_pages("invoice"))
+    assert len(calls) == 1
+    message = str(err.value)
+    assert "'HEC'" in message and "SYNCHROTEAM_HEC_API_KEY" in message and "SYNCHROTEAM_HEC_DOMAIN" in message
+    assert SECRET not in message and not err.value.retryable
+
+
+def test_basic_auth_is_domain_and_key_in_standard_base64():
+    seen = []
+    with make_client(lambda r: seen.append(r.headers["Authorization"]) or json_response(200, {"id": 1})) as c:
+        c.details("job", "1")
+    assert seen == [httpx.BasicAuth("acme", SECRET)._auth_header]
+
+
+def test_server_errors_are_retried_then_reported_as_api_unavailable():
+    statuses = iter([500, 502, 503])
+    with make_client(
+        lambda r: json_response(next(statuses), {"message": "oops"}), retry=RetryPolicy(max_attempts=3)
+    ) as client, pytest.raises(ApiUnavailable, match=r"500, 502, 503"):
+        client.details("job", "1")
+
+
+def test_a_burst_of_server_errors_and_timeouts_is_absorbed():
+    answers = iter(["timeout", 503, "ok"])
+
+    def handler(request):
+        answer = next(answers)
+        if answer == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if answer == 503:
+            return json_response(503, {"message": "busy"})
+        return json_response(200, {"id": 1})
+
+    with make_client(handler) as client:
+        assert client.details("job", "1") == {"id": 1}
+        assert client.stats.retries_other == 2
+
+
+def test_an_html_firewall_page_is_classified_as_unexpected_response():
+    page = httpx.Response(200, text="<html>Access denied</html>", headers={"Content-Type": "text/html"})
+    with make_client(lambda r: page, retry=RetryPolicy(max_attempts=2)) as client:
+        with pytest.raises(UnexpectedResponse, match="text/html"):
+            client.details("job", "1")
+
+
+def test_details_of_an_unknown_id_raises_record_not_found():
+    with make_client(lambda r: json_response(404, {"message": "Record not found"})) as client:
+        with pytest.raises(RecordNotFound):
+            client.details("job", "404")
+
+
+def test_spent_daily_quota_is_not_retried():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return json_response(429, {"message": "Daily quota exceeded"}, {"X-Quota-Remaining": "0"})
+
+    with make_client(handler) as client, pytest.raises(QuotaSpent):
+        client.details("job", "1")
+    assert len(calls) == 1
+
+
+def test_quota_floor_stops_before_spending_the_last_requests():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return json_response(200, {"page": 1, "pageSize": 1, "recordsTotal": 10, "data": [{"id": len(calls)}]},
+                             {"X-Quota-Remaining": str(52 - len(calls))})
+
+    with make_client(handler, settings=settings(quota_floor=50)) as client, pytest.raises(QuotaSpent, match="floor"):
+        list(client.iter_pages("job", page_size=1))
+    assert len(calls) == 3  # remaining 51, 50, 49: stops once under the floor
+
+
+def test_pacing_spaces_requests_to_the_configured_rate():
+    fake = FakeTime()
+    stamps = []
+
+    def handler(request):
+        stamps.append(fake.now)
+        return json_response(200, {"id": 1})
+
+    with make_client(handler, fake, settings=settings(requests_per_minute=120)) as client:
+        for _ in range(21):
+            client.details("job", "1")
+    assert stamps[-1] - stamps[0] == pytest.approx(10.0)  # 20 gaps of 0.5 s
+
+
+def test_api_key_never_appears_in_error_reprs():
+    with make_client(lambda r: json_response(401, {"message": "no"})) as client:
+        with pytest.raises(AuthRejected) as err:
+            client.details("job", "1")
+        assert SECRET not in repr(err.value) and SECRET not in repr(client.settings)
+    assert json.dumps({"m": str(err.value)}).find(SECRET) == -1

@@ -1,0 +1,91 @@
+"""Normalising records and reading settings: messy values in, typed values out, nothing dropped."""
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sync_pipelines.catalogue import TENANTS
+from sync_pipelines.settings import TenantSettings
+from sync_pipelines.synchroteam.errors import ConfigurationError
+from sync_pipelines.synchroteam.records import normalise_record, parse_decimal, parse_timestamp, to_api_timestamp
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("2,00", Decimal("2.00")),
+        ("1,5", Decimal("1.5")),
+        ("1.234,50", Decimal("1234.50")),
+        ("1,234.50", Decimal("1234.50")),
+        (" 3 ", Decimal("3")),
+        (2, Decimal("2")),
+        (2.5, Decimal("2.5")),
+        ("48.8566", Decimal("48.8566")),
+    ],
+)
+def test_localized_quantities_become_decimals(raw, expected):
+    assert parse_decimal(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "NaN", None, [1]])
+def test_unreadable_numbers_are_reported_as_none(raw):
+    assert parse_decimal(raw) is None
+
+
+def test_timestamps_are_read_in_the_tenant_zone_with_or_without_seconds():
+    winter = parse_timestamp("2026-01-15 08:05", PARIS)
+    summer = parse_timestamp("2026-07-15 08:05:30", PARIS)
+    assert winter.astimezone(timezone.utc) == datetime(2026, 1, 15, 7, 5, tzinfo=timezone.utc)
+    assert summer.astimezone(timezone.utc) == datetime(2026, 7, 15, 6, 5, 30, tzinfo=timezone.utc)
+    assert parse_timestamp("not a date", PARIS) is None
+
+
+def test_change_window_is_written_back_in_tenant_local_time():
+    instant = datetime(2026, 7, 15, 6, 5, 30, tzinfo=timezone.utc)
+    assert to_api_timestamp(instant, PARIS) == "2026-07-15 08:05:30"
+
+
+def test_normalise_record_unifies_casing_ids_times_and_numbers_and_keeps_the_unreadable():
+    record = {
+        "id": 42,
+        "CustomFieldValues": [{"label": "a", "value": "b"}],
+        "customer": {"id": 7, "name": "Acme"},
+        "dateModified": "2026-03-01 10:00",
+        "dateDue": "2026-03-31",
+        "position": {"latitude": "48.8566", "longitude": "2.3522"},
+        "lines": [{"quantity": "2,00", "unitPrice": 10, "total": "twenty"}],
+        "myId": "",
+        "active": True,
+    }
+    out = normalise_record(record, PARIS)
+    assert out["id"] == "42" and out["customer"]["id"] == "7"
+    assert "customFieldValues" in out and "CustomFieldValues" not in out
+    assert out["dateModified"] == datetime(2026, 3, 1, 10, 0, tzinfo=PARIS)
+    assert out["dateDue"] == date(2026, 3, 31)
+    assert out["position"]["latitude"] == Decimal("48.8566")
+    assert out["lines"][0]["quantity"] == Decimal("2.00")
+    assert out["lines"][0]["total"] == "twenty"  # kept as it came, not dropped
+    assert out["myId"] == "" and out["active"] is True
+
+
+def test_missing_credentials_name_the_variables_to_set():
+    with pytest.raises(ConfigurationError) as err:
+        TenantSettings.from_env(TENANTS["synchroteam_hec"], {"SYNCHROTEAM_HEC_DOMAIN": "hec"})
+    assert "SYNCHROTEAM_HEC_API_KEY" in str(err.value) and "'HEC'" in str(err.value)
+    assert "SYNCHROTEAM_HEC_DOMAIN is" not in str(err.value)
+
+
+def test_unknown_time_zone_is_a_configuration_error():
+    env = {"SYNCHROTEAM_DOMAIN": "d", "SYNCHROTEAM_API_KEY": "k", "SYNCHROTEAM_TIMEZONE": "Mars/Olympus"}
+    with pytest.raises(ConfigurationError, match="SYNCHROTEAM_TIMEZONE"):
+        TenantSettings.from_env(TENANTS["synchroteam"], env)
+
+
+def test_settings_default_to_the_public_endpoint_and_utc():
+    s = TenantSettings.from_env(TENANTS["synchroteam"], {"SYNCHROTEAM_DOMAIN": "d", "SYNCHROTEAM_API_KEY": "k"})
+    assert s.base_url == "https://ws.synchroteam.com/Api/v3" and s.timezone == ZoneInfo("UTC")
+    assert "api_key" not in repr(s)
