@@ -20,8 +20,8 @@ from dagster import (
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from sync_pipelines.catalogue import Entity, Tenant
-from sync_pipelines.settings import TenantSettings, pipelines_dir, warehouse_path
+from sync_pipelines.catalogue import TENANTS, Entity, Tenant
+from sync_pipelines.settings import TenantSettings, check_warehouse_path, pipelines_dir, warehouse_path
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
 from sync_pipelines.synchroteam.source import ExtractStats, SyncOptions, entity_source, pipeline_name
@@ -84,6 +84,7 @@ def sync_entity(
     """Run one entity's sync and yield its materialization with the run's numbers as metadata."""
     try:
         settings = TenantSettings.from_env(tenant)
+        check_warehouse_path(warehouse_path(), TENANTS)
     except SyncError as error:
         raise _failure(error, tenant) from None
     stats = ExtractStats()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,7 +12,7 @@ from sync_pipelines.catalogue import Tenant
 from sync_pipelines.synchroteam.errors import ConfigurationError
 
 DEFAULT_BASE_URL = "https://ws.synchroteam.com/Api/v3"
-DEFAULT_DUCKDB_PATH = Path("data") / "synchroteam.duckdb"
+DEFAULT_DUCKDB_PATH = Path("data") / "warehouse.duckdb"
 DEFAULT_QUOTA_FLOOR = 100
 
 
@@ -87,10 +87,20 @@ def _positive_number(tenant: Tenant, env: Mapping[str, str], suffix: str, kind: 
 
 
 def warehouse_path(environ: Mapping[str, str] | None = None) -> Path:
-    """The DuckDB file every pipeline writes: `SYNC_DUCKDB_PATH`, default `data/synchroteam.duckdb`."""
+    """The DuckDB file every pipeline writes: `SYNC_DUCKDB_PATH`, default `data/warehouse.duckdb`."""
     env = os.environ if environ is None else environ
     raw = env.get("SYNC_DUCKDB_PATH", "").strip()
     return Path(raw).expanduser().absolute() if raw else DEFAULT_DUCKDB_PATH.absolute()
+
+
+def check_warehouse_path(path: Path, schemas: Iterable[str]) -> None:
+    """DuckDB names the database after the file: `synchroteam.duckdb` would shadow the `synchroteam` schema."""
+    if path.stem in set(schemas):
+        raise ConfigurationError(
+            f"SYNC_DUCKDB_PATH={str(path)!r}: a DuckDB file named after the schema {path.stem!r} makes every "
+            f"query on that schema ambiguous.",
+            action="Name the file differently, e.g. data/warehouse.duckdb.",
+        )
 
 
 def pipelines_dir(duckdb_path: Path) -> Path:

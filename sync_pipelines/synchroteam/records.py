@@ -29,8 +29,12 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 
 
 def normalise_record(record: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
-    """A copy of `record` with keys, ids, timestamps and numbers normalised (see the module docstring)."""
-    return {_key(k): _value(_key(k), v, tz) for k, v in record.items()}
+    """A copy of `record` with keys, ids, timestamps and numbers normalised (see the module docstring).
+
+    Null fields are left out: a merge replaces the whole row, so an absent field lands as NULL, and dlt does
+    not warn about columns it cannot type.
+    """
+    return {_key(k): _value(_key(k), v, tz) for k, v in record.items() if v is not None}
 
 
 def _key(key: str) -> str:

@@ -1,0 +1,39 @@
+# Quick start: `make demo`, then `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: install demo ui test emulator clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+## Serve the bundled emulator, run sync_all into DuckDB, print what landed, stop the emulator.
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m sync_pipelines.demo run
+
+## The Dagster UI (http://127.0.0.1:3000) on the bundled emulator.
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m sync_pipelines.demo ui
+
+## The emulator alone, for pointing other tools at it.
+emulator: install
+	$(BIN)/python -m sync_pipelines.emulator --port 8765
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data .dagster_home

@@ -1,0 +1,113 @@
+"""Warehouse == emulator, field by field: every record, every child row, no id twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.emulator import Emulator
+from sync_pipelines.synchroteam.records import normalise_record
+
+NAMING = NamingConvention()
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, list[dict]]]:
+    """(scalar columns as dlt names them, child lists by their name) of a normalised record."""
+    columns: dict[str, Any] = {}
+    children: dict[str, list[dict]] = {}
+    for key, value in record.items():
+        name = f"{prefix}{NAMING.normalize_identifier(key)}"
+        if isinstance(value, dict):
+            nested, nested_children = flatten(value, f"{name}__")
+            columns.update(nested)
+            children.update(nested_children)
+        elif isinstance(value, list):
+            children[name] = value
+        elif value is not None:
+            columns[name] = value
+    return columns, children
+
+
+def _comparable(value: Any) -> Any:
+    if hasattr(value, "astimezone") and getattr(value, "tzinfo", None) is not None:
+        return value.astimezone(ZoneInfo("UTC"))
+    if hasattr(value, "is_finite"):  # Decimal: DuckDB pads the scale
+        return value.normalize()
+    return value
+
+
+def warehouse_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[dict[str, Any]]:
+    cursor = con.execute(f'SELECT * FROM "{schema}"."{table}"')
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        ).fetchall()
+    )
+
+
+def assert_warehouse_equals_emulator(emulator: Emulator, path: Path, domains: dict[str, str]) -> None:
+    with duckdb.connect(str(path), read_only=True) as con:
+        for tenant in TENANTS.values():
+            store = emulator.tenant(domains[tenant.name])
+            tz = ZoneInfo(store.timezone)
+            for entity in tenant_entities(tenant):
+                expected = {
+                    str(r["id"]): normalise_record(r, tz) for r in store.records(entity.resource)
+                }
+                _assert_entity(con, tenant.name, entity.name, expected)
+
+
+def _assert_entity(con, schema: str, table: str, expected: dict[str, dict]) -> None:
+    rows = warehouse_rows(con, schema, table)
+    ids = [row["id"] for row in rows]
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"{schema}.{table}: ids loaded twice: {duplicates[:5]}"
+    assert set(ids) == set(expected), (
+        f"{schema}.{table}: missing {sorted(set(expected) - set(ids))[:5]}, "
+        f"unexpected {sorted(set(ids) - set(expected))[:5]}"
+    )
+    by_id = {row["id"]: row for row in rows}
+    child_rows: dict[str, list[dict]] = {}
+    for record_id, record in expected.items():
+        columns, children = flatten(record)
+        row = by_id[record_id]
+        for column, value in columns.items():
+            assert column in row, f"{schema}.{table}: no column {column}"
+            assert _comparable(row[column]) == _comparable(value), (
+                f"{schema}.{table} id {record_id}: {column} is {row[column]!r}, API says {value!r}"
+            )
+        for child, items in children.items():
+            child_rows.setdefault(child, []).extend(
+                {"_parent": row["_dlt_id"], "_idx": idx, "item": item} for idx, item in enumerate(items)
+            )
+    for child, items in child_rows.items():
+        _assert_children(con, schema, f"{table}__{child}", items)
+
+
+def _assert_children(con, schema: str, table: str, expected: list[dict]) -> None:
+    if not expected:
+        return
+    assert table_exists(con, schema, table), f"{schema}.{table} is missing"
+    rows = {(r["_dlt_parent_id"], r["_dlt_list_idx"]): r for r in warehouse_rows(con, schema, table)}
+    assert len(rows) == len(expected), f"{schema}.{table}: {len(rows)} rows, API has {len(expected)}"
+    for item in expected:
+        row = rows[(item["_parent"], item["_idx"])]
+        value = item["item"]
+        columns = flatten(value)[0] if isinstance(value, dict) else {"value": value}
+        for column, wanted in columns.items():
+            assert _comparable(row[column]) == _comparable(wanted), f"{schema}.{table}: {column} differs"
+
+
+def entity_of(name: str):
+    return ENTITIES[name]

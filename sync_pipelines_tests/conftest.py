@@ -1,0 +1,46 @@
+"""Fixtures: the emulator on loopback with both tenants, and a warehouse in a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sync_pipelines.emulator import Emulator, TenantSpec
+
+MAIN = TenantSpec(
+    domain="acme",
+    api_key="7f3c2a10-5b7e-4c1a-9d2e-6a8b0c4d2e1f",
+    timezone="Europe/Paris",
+    # Not multiples of the page size: every walk ends on a partial page.
+    counts={"customer": 60, "site": 70, "job": 130, "invoice": 150, "quotation": 40, "creditnote": 25},
+    seed=11,
+)
+HEC = TenantSpec(
+    domain="acme-hec",
+    api_key="1d2c3b4a-0000-4e5f-8a9b-c0d1e2f3a4b5",
+    timezone="Europe/Paris",
+    counts={"customer": 20, "site": 20, "invoice": 45, "creditnote": 12},
+    seed=12,
+)
+DOMAINS = {"synchroteam": MAIN.domain, "synchroteam_hec": HEC.domain}
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator([MAIN, HEC]) as emu:
+        yield emu
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> Path:
+    """Points both tenants at the emulator and the warehouse at a fresh DuckDB file; returns its path."""
+    for prefix, spec in (("SYNCHROTEAM_", MAIN), ("SYNCHROTEAM_HEC_", HEC)):
+        monkeypatch.setenv(f"{prefix}BASE_URL", emulator.base_url)
+        monkeypatch.setenv(f"{prefix}DOMAIN", spec.domain)
+        monkeypatch.setenv(f"{prefix}API_KEY", spec.api_key)
+        monkeypatch.setenv(f"{prefix}TIMEZONE", spec.timezone)
+    path = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("SYNC_DUCKDB_PATH", str(path))
+    return path

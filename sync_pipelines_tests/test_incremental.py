@@ -1,0 +1,61 @@
+"""The incremental cursor at the dlt level: boundaries, look-back and page sizes against the emulator."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.synchroteam.source import SyncOptions
+from sync_pipelines_tests.conftest import MAIN
+from sync_pipelines_tests.helpers import run_entity
+
+CUSTOMERS = ENTITIES["customers"]
+MAIN_TENANT = TENANTS["synchroteam"]
+
+
+def contact_phone(path, customer_id) -> str:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            "SELECT contact_phone FROM synchroteam.customers WHERE id = ?", [str(customer_id)]
+        ).fetchone()[0]
+
+
+def test_a_second_edit_in_the_cursors_own_minute_is_not_lost_even_without_look_back(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    store.set_clock(datetime(2026, 6, 1, 9, 30))
+    customer_id = store.records("customer")[0]["id"]
+    no_look_back = SyncOptions(page_size=100, lookback_minutes=0)
+    store.edit("customer", customer_id, {"contactPhone": "first"})
+    run_entity(MAIN_TENANT, CUSTOMERS, no_look_back)
+    assert contact_phone(warehouse, customer_id) == "first"
+
+    store.edit("customer", customer_id, {"contactPhone": "second"})  # same minute: same dateModified
+    emulator.clear_requests()
+    run_entity(MAIN_TENANT, CUSTOMERS, no_look_back)
+
+    assert contact_phone(warehouse, customer_id) == "second"
+    listed = [r for r in emulator.requests if r.resource == "customer"]
+    assert [r.params.get("changedSince") for r in listed] == ["2026-06-01 09:30:00"]
+
+
+def test_look_back_asks_for_changes_from_that_far_behind_the_cursor(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    store.set_clock(datetime(2026, 6, 1, 9, 30))
+    store.edit("customer", store.records("customer")[0]["id"])
+    run_entity(MAIN_TENANT, CUSTOMERS, SyncOptions(page_size=100, lookback_minutes=45))
+    emulator.clear_requests()
+
+    run_entity(MAIN_TENANT, CUSTOMERS, SyncOptions(page_size=100, lookback_minutes=45))
+
+    assert [r.params.get("changedSince") for r in emulator.requests] == ["2026-06-01 08:45:00"]
+
+
+def test_a_page_size_above_100_still_reads_every_record(emulator, warehouse):
+    run_entity(MAIN_TENANT, ENTITIES["jobs"], SyncOptions(page_size=250, lookback_minutes=30))
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (count,) = con.execute("SELECT count(DISTINCT id) FROM synchroteam.jobs").fetchone()
+    assert count == MAIN.counts["job"]
+    assert emulator.request_count(tenant=MAIN.domain, resource="job", action="list") == 2  # 100 + 30

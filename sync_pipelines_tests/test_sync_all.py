@@ -1,0 +1,188 @@
+"""`sync_all` against the emulator over real HTTP: complete, incremental, exact."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+
+import duckdb
+
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.emulator import Fault
+from sync_pipelines.settings import pipelines_dir
+from sync_pipelines_tests.compare import assert_warehouse_equals_emulator, table_exists
+from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
+from sync_pipelines_tests.helpers import (
+    expected_requests,
+    max_modified,
+    requests_by,
+    run_sync_all,
+    step_failures,
+    window_start,
+)
+
+
+def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse):
+    result = run_sync_all()
+
+    assert result.success
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
+    for tenant in TENANTS.values():
+        store = emulator.tenant(DOMAINS[tenant.name])
+        for entity in tenant_entities(tenant):
+            pages, details = expected_requests(store.records(entity.resource), None, entity.name == "jobs")
+            assert requests_by(emulator, DOMAINS[tenant.name], entity.resource) == (pages, details), entity.name
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        child_tables = {
+            name for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'synchroteam'"
+            ).fetchall()
+        }
+        assert {"jobs__parts", "jobs__time_entries", "invoices__lines", "quotations__lines",
+                "credit_notes__lines"} <= child_tables
+        id_types = con.execute(
+            "SELECT DISTINCT data_type FROM information_schema.columns WHERE column_name = 'id' "
+            "AND table_name IN ('jobs', 'invoices', 'customers')"
+        ).fetchall()
+        assert id_types == [("VARCHAR",)]  # string job ids and integer invoice ids alike
+        contacts = con.execute(
+            "SELECT count(contact_phone), count(contact_mobile) FROM synchroteam.customers"
+        ).fetchone()
+        assert contacts[0] > 0 and contacts[1] > 0
+        modified_type = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = 'synchroteam' "
+            "AND table_name = 'invoices' AND column_name = 'date_modified'"
+        ).fetchone()
+        assert modified_type == ("TIMESTAMP WITH TIME ZONE",)
+
+
+def test_localized_quantities_land_as_numbers(emulator, warehouse):
+    run_sync_all()
+    store = emulator.tenant(MAIN.domain)
+    localized = [
+        (job["id"], idx, part["quantity"])
+        for job in store.records("job")
+        for idx, part in enumerate(job.get("parts") or [])
+        if isinstance(part["quantity"], str) and "," in part["quantity"]
+    ]
+    assert localized, "the emulator should serve some localized quantities"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for job_id, idx, raw in localized[:10]:
+            (value,) = con.execute(
+                "SELECT p.quantity FROM synchroteam.jobs j JOIN synchroteam.jobs__parts p "
+                "ON p._dlt_parent_id = j._dlt_id WHERE j.id = ? AND p._dlt_list_idx = ?",
+                [job_id, idx],
+            ).fetchone()
+            assert float(value) == float(raw.replace(",", "."))
+
+
+def test_second_run_fetches_only_what_changed_and_the_warehouse_follows(emulator, warehouse):
+    run_sync_all()
+    main, hec = emulator.tenant(MAIN.domain), emulator.tenant(HEC.domain)
+    windows = {
+        (tenant.name, entity.name): window_start(emulator.tenant(DOMAINS[tenant.name]).records(entity.resource), entity)
+        for tenant in TENANTS.values()
+        for entity in tenant_entities(tenant)
+    }
+    first_invoice, first_job = main.records("invoice")[0], main.records("job")[3]
+    main.edit("invoice", first_invoice["id"])
+    main.edit("job", first_job["id"], {"description": "Replace the boiler valve"})
+    main.add("customer")
+    main.add("job")
+    hec.edit("creditnote", hec.records("creditnote")[-1]["id"])
+    # An edit that lands late with a timestamp before the stored cursor, inside the look-back window.
+    sites_cursor = max_modified(main.records("site"))
+    back_dated = main.records("site")[5]
+    main.edit("site", back_dated["id"], {"contactPhone": "+33 1 23 45 67 89"},
+              modified_at=sites_cursor - timedelta(minutes=10))
+    emulator.clear_requests()
+
+    run_sync_all()
+
+    for (tenant_name, entity_name), since in windows.items():
+        entity = ENTITIES[entity_name]
+        store = emulator.tenant(DOMAINS[tenant_name])
+        expected = expected_requests(store.records(entity.resource), since, entity.name == "jobs")
+        assert requests_by(emulator, DOMAINS[tenant_name], entity.resource) == expected, entity_name
+    # the look-back window is small: a second run is far cheaper than the first
+    assert emulator.request_count(tenant=MAIN.domain, resource="job", action="details") < 20
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (phone,) = con.execute(
+            "SELECT contact_phone FROM synchroteam.sites WHERE id = ?", [str(back_dated["id"])]
+        ).fetchone()
+    assert phone == "+33 1 23 45 67 89"
+
+
+def test_deleting_the_local_dlt_folder_between_runs_changes_nothing(emulator, warehouse):
+    run_sync_all()
+    jobs = emulator.tenant(MAIN.domain).records("job")
+    since = window_start(jobs, ENTITIES["jobs"])
+    shutil.rmtree(pipelines_dir(warehouse))
+    emulator.clear_requests()
+
+    run_sync_all()
+
+    # The cursors came back from DuckDB: still incremental, not a full reload.
+    assert requests_by(emulator, MAIN.domain, "job") == expected_requests(jobs, since, with_details=True)
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
+
+
+def test_wrong_api_key_fails_once_without_retries_naming_the_tenant_and_writes_nothing(
+    emulator, warehouse, monkeypatch
+):
+    wrong_key = "00000000-dead-beef-0000-000000000000"
+    monkeypatch.setenv("SYNCHROTEAM_API_KEY", wrong_key)
+
+    result = run_sync_all(raise_on_error=False)
+
+    assert not result.success
+    failures = step_failures(result)
+    main_steps = {f"synchroteam__{name}" for name in TENANTS["synchroteam"].entities}
+    assert set(failures) == main_steps
+    for message in failures.values():
+        assert "tenant 'main'" in message and "SYNCHROTEAM_API_KEY" in message and "401" in message
+        assert wrong_key not in message
+    unauthorised = [r for r in emulator.requests if r.status == 401]
+    assert len(unauthorised) == len(main_steps)  # one request per entity: no retry
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert not any(table_exists(con, "synchroteam", e) for e in TENANTS["synchroteam"].entities)
+        assert table_exists(con, "synchroteam_hec", "invoices")  # the other tenant is unaffected
+
+
+def test_a_tenant_without_credentials_fails_naming_the_missing_variables(emulator, warehouse, monkeypatch):
+    monkeypatch.delenv("SYNCHROTEAM_HEC_API_KEY")
+    monkeypatch.delenv("SYNCHROTEAM_HEC_DOMAIN")
+
+    result = run_sync_all(raise_on_error=False)
+
+    failures = step_failures(result)
+    assert set(failures) == {"synchroteam_hec__invoices", "synchroteam_hec__credit_notes"}
+    for message in failures.values():
+        assert "SYNCHROTEAM_HEC_DOMAIN" in message and "SYNCHROTEAM_HEC_API_KEY" in message
+    assert emulator.request_count(tenant=HEC.domain) == 0
+
+
+def test_429s_with_and_without_retry_after_still_end_in_a_complete_warehouse(emulator, warehouse):
+    emulator.faults.add(Fault(status=429, retry_after=1, times=2, tenant=MAIN.domain, resource="invoice"))
+    emulator.faults.add(Fault(status=429, retry_after=None, times=3, tenant=MAIN.domain, resource="job",
+                              action="details"))
+    emulator.faults.add(Fault(status=429, retry_after=0, times=2, tenant=HEC.domain))
+
+    result = run_sync_all()
+
+    assert result.success
+    assert sum(1 for r in emulator.requests if r.status == 429) == 7
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
+    invoices = result.asset_materializations_for_node("synchroteam__invoices")[0]
+    assert invoices.metadata["retries_429"].value == 2
+
+
+def test_a_warehouse_file_named_like_a_schema_is_refused_before_any_request(emulator, warehouse, monkeypatch):
+    monkeypatch.setenv("SYNC_DUCKDB_PATH", str(warehouse.with_name("synchroteam.duckdb")))
+
+    result = run_sync_all(raise_on_error=False)
+
+    assert not result.success
+    assert all("SYNC_DUCKDB_PATH" in message for message in step_failures(result).values())
+    assert emulator.requests == []
