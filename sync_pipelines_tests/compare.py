@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.catalogue import TENANTS, tenant_entities
 from sync_pipelines.emulator import Emulator
 from sync_pipelines.synchroteam.records import normalise_record
 
@@ -109,5 +109,3 @@ def _assert_children(con, schema: str, table: str, expected: list[dict]) -> None
             assert _comparable(row[column]) == _comparable(wanted), f"{schema}.{table}: {column} differs"
 
 
-def entity_of(name: str):
-    return ENTITIES[name]
