@@ -1,0 +1,7 @@
+"""A local, faithful emulator of the Synchroteam REST API v3 (a real HTTP server on loopback)."""
+from .data import TenantSpec
+from .faults import Fault
+from .server import Emulator, RequestRecord
+from .store import TenantStore
+
+__all__ = ["Emulator", "Fault", "RequestRecord", "TenantSpec", "TenantStore"]

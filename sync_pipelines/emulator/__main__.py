@@ -1,0 +1,46 @@
+"""Serve the demo tenants: `python -m sync_pipelines.emulator --port 8765 --scale 1 --seed 1`."""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+
+from .data import TenantSpec
+from .server import Emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sync_pipelines.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the demo record counts")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the main tenant (HEC uses seed + 1)")
+    parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute per tenant")
+    args = parser.parse_args(argv)
+
+    main_spec, hec_spec = TenantSpec.demo_main(args.scale), TenantSpec.demo_hec(args.scale)
+    main_spec.seed, hec_spec.seed = args.seed, args.seed + 1
+    started = time.monotonic()
+    emu = Emulator([main_spec, hec_spec], host=args.host, port=args.port)
+    emu.set_rate_limit(args.rate_limit)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with emu:
+        print(f"Synchroteam emulator on {emu.base_url} (data built in {time.monotonic() - started:.1f}s)")
+        for spec, prefix in ((main_spec, "SYNCHROTEAM_"), (hec_spec, "SYNCHROTEAM_HEC_")):
+            print(f"  {spec.domain}: " + ", ".join(f"{k}={v}" for k, v in spec.counts.items()))
+            print(f"export {prefix}BASE_URL={emu.base_url}")
+            print(f"export {prefix}DOMAIN={spec.domain}")
+            print(f"export {prefix}API_KEY={spec.api_key}")
+            print(f"export {prefix}TIMEZONE={spec.timezone}")
+        print("Ctrl-C to stop.", flush=True)
+        while not stop.wait(0.5):
+            pass
+    print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

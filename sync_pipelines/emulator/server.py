@@ -1,0 +1,296 @@
+"""The HTTP side: a threading http.server speaking the Synchroteam API v3 contract, and `Emulator`."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import math
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from .data import RESOURCES, TenantSpec
+from .faults import DEFAULT_QUOTA, Fault, FaultQueue, Quota, RateLimiter
+from .protocol import JSON, PREFIX, ROUTE, BadRequest, dump, list_params
+from .store import TenantStore
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it."""
+
+    tenant: str | None
+    method: str
+    path: str
+    resource: str | None
+    action: str | None
+    params: dict[str, str]
+    status: int
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SynchroteamEmulator/3"
+    wbufsize = -1  # buffer header + body, one flush per response (no Nagle/delayed-ACK stall)
+    disable_nagle_algorithm = True
+    before_reply = staticmethod(lambda status: None)  # set per request by Emulator._handle
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.conns.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.conns.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence per-request logging
+        pass
+
+    def do_GET(self) -> None:
+        self.server.emulator._handle(self, "GET")
+
+    def do_HEAD(self) -> None:
+        self.server.emulator._handle(self, "HEAD")
+
+    def _other(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.server.emulator._handle(self, self.command)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _other
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed requests get JSON too (http.server would answer HTML)."""
+        body = dump({"message": message or HTTPStatus(code).phrase})
+        self.send_response(code, message)
+        self.send_header("Content-Type", JSON)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Quota-Remaining", str(DEFAULT_QUOTA))
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
+    def reply(self, status: int, body: bytes, quota: int, content_type: str = JSON,
+              retry_after: int | None = None) -> None:
+        self.before_reply(status)  # log first: a client may inspect the log as soon as it has the answer
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Quota-Remaining", str(quota))
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr, emulator: "Emulator") -> None:
+        self.emulator = emulator
+        self.conns: set[socket.socket] = set()
+        super().__init__(addr, _Handler)
+
+
+class Emulator:
+    """Local Synchroteam API v3 on 127.0.0.1 serving one or more tenants."""
+
+    def __init__(self, specs: list[TenantSpec], host: str = "127.0.0.1", port: int = 0) -> None:
+        self._stores = {s.domain: TenantStore(s) for s in specs}
+        self.host = host
+        self._port = port
+        self.faults = FaultQueue()
+        self._rate = RateLimiter()
+        self._quota = Quota()
+        self._requests: list[RequestRecord] = []
+        self._req_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> "Emulator":
+        if self._server is None:
+            self._server = _Server((self.host, self._port), self)
+            self._port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name="synchroteam-emulator", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        for conn in list(server.conns):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self._port}/Api/v3"
+
+    # -- control -----------------------------------------------------------------------
+    def tenant(self, domain: str) -> TenantStore:
+        return self._stores[domain]
+
+    @property
+    def tenants(self) -> list[TenantStore]:
+        return list(self._stores.values())
+
+    def set_rate_limit(self, per_minute: int | None, *, retry_after: bool = True) -> None:
+        self._rate.configure(per_minute, retry_after)
+
+    def set_daily_quota(self, domain: str, quota: int) -> None:
+        self._quota.set(domain, quota)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._req_lock:
+            return list(self._requests)
+
+    def request_count(self, *, tenant: str | None = None, resource: str | None = None,
+                      action: str | None = None) -> int:
+        return sum(1 for r in self.requests if (tenant is None or r.tenant == tenant)
+                   and (resource is None or r.resource == resource) and (action is None or r.action == action))
+
+    def clear_requests(self) -> None:
+        with self._req_lock:
+            self._requests.clear()
+
+    # -- request handling --------------------------------------------------------------
+    def _authenticate(self, header: str | None) -> tuple[TenantStore | None, str | None]:
+        """(store if credentials are right, domain named in the header if it is a known tenant)."""
+        if not header or not header[:6].lower() == "basic ":
+            return None, None
+        try:
+            user, _, key = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None, None
+        store = self._stores.get(user)
+        if store is None:
+            return None, None
+        ok = hmac.compare_digest(key.encode(), store.api_key.encode())
+        return (store if ok else None), user
+
+    def _handle(self, h: _Handler, method: str) -> None:
+        url = urlsplit(h.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        route = ROUTE.match(url.path)
+        resource, action = (route.group(1).lower(), route.group(2).lower()) if route else (None, None)
+        store, named = self._authenticate(h.headers.get("Authorization"))
+        domain = store.domain if store else None
+        quota_of = store.domain if store else named
+        logged = False
+
+        def log(status: int) -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                with self._req_lock:
+                    self._requests.append(RequestRecord(domain, method, url.path, resource, action, params, status))
+
+        h.before_reply = log
+        try:
+            self._respond(h, method, url.path, params, store, resource, action, quota_of)
+        except Exception:  # a bug here must still answer (JSON 500) and keep serving
+            traceback.print_exc()
+            if not logged:
+                h.reply(500, dump({"message": "Internal server error"}), DEFAULT_QUOTA)
+
+    def _respond(self, h: _Handler, method: str, path: str, params: dict[str, str], store: TenantStore | None,
+                 resource: str | None, action: str | None, quota_of: str | None) -> int:
+        """Faults, then auth, quota, rate limit, routing, and the answer; returns the status sent."""
+        left = self._quota.remaining(quota_of) if quota_of else DEFAULT_QUOTA
+        fault = self.faults.take(store.domain if store else None, resource, action)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.status is not None:
+                return self._fault_reply(h, fault, left)
+
+        def error(status: int, message: str, retry: int | None = None, **extra) -> int:
+            h.reply(status, dump({"message": message, **extra}), left, retry_after=retry)
+            return status
+
+        if not PREFIX.match(path):
+            return error(404, "Not found")
+        if store is None:
+            return error(401, "Invalid domain or API key")
+        if left <= 0:
+            return error(429, "Daily quota exceeded")
+        wait = self._rate.check(store.domain)
+        if wait is not None:
+            return error(429, "Too many requests", wait if self._rate.retry_after else None)
+        spent = self._quota.spend(store.domain)
+        if spent is None:
+            return error(429, "Daily quota exceeded")
+        left = spent
+        if resource not in RESOURCES:
+            return error(404, "Not found")
+        if not store.serves(resource):
+            return error(404, f"Resource '{resource}' is not available")
+        if method not in ("GET", "HEAD"):
+            return error(405, "Method not allowed")
+        if action == "details":
+            rid = params.get("id", "").strip()
+            if not rid:
+                return error(400, "The request is invalid.", errors=["id is required"])
+            rec = store.details(resource, rid)
+            if rec is None:
+                return error(404, "Record not found")
+            h.reply(200, dump(rec), left)
+            return 200
+        try:
+            page, size, filters = list_params(params)
+        except BadRequest as bad:
+            return error(400, "The request is invalid.", errors=bad.errors)
+        total, rows = store.list_page(resource, page, size, filters)
+        h.reply(200, dump({"page": page, "pageSize": size, "records": len(rows), "recordsTotal": total,
+                            "data": rows}), left)
+        return 200
+
+    def _fault_reply(self, h: _Handler, fault: Fault, left: int) -> int:
+        status = fault.status
+        if fault.body is not None:
+            body = fault.body.encode("utf-8")
+        elif status == 429:
+            body = dump({"message": "Too many requests"})
+        else:
+            try:
+                phrase = HTTPStatus(status).phrase
+            except ValueError:
+                phrase = "Error"
+            body = dump({"message": phrase})
+        retry = None if fault.retry_after is None else max(0, math.ceil(fault.retry_after))
+        h.reply(status, body, left, fault.content_type or JSON, retry)
+        return status
