@@ -4,7 +4,9 @@ The source and pipeline given to `@dlt_assets` only describe the asset (they nee
 its own from the environment, so credentials and the warehouse path are read when the run starts.
 """
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from datetime import timedelta, tzinfo
 from typing import Any
 
 import dlt
@@ -13,9 +15,12 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    Config,
+    DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
+    RetryRequested,
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -24,25 +29,45 @@ from sync_pipelines.catalogue import TENANTS, Entity, Tenant
 from sync_pipelines.settings import TenantSettings, check_warehouse_path, pipelines_dir, warehouse_path
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
-from sync_pipelines.synchroteam.source import ExtractStats, SyncOptions, entity_source, pipeline_name
-from sync_pipelines.warehouse import live_row_count
+from sync_pipelines.config import SyncConfig, config_class, to_plan
+from sync_pipelines.synchroteam.plan import SyncPlan
+from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
+from sync_pipelines.warehouse import count_rows
 
 DUCKDB_POOL = "duckdb_writer"
+MAX_RETRIES = 2
+DEFAULT_RETRY_DELAY_SECONDS = 30.0
+# Days are read in each tenant's own zone at run time; the partition key is just the day.
+DAILY = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=0)
+
+
+class ReconciliationConfig(Config):
+    """Run config of a daily reconciliation: the window is the partition (range) itself."""
+
+    page_size: int = 100
 
 
 class SynchroteamTranslator(DagsterDltTranslator):
     """Asset keys `<tenant>/<entity>`, grouped by tenant, with no upstream placeholder assets."""
 
-    def __init__(self, tenant: Tenant, entity: Entity) -> None:
+    def __init__(self, tenant: Tenant, entity: Entity, reconciliation: bool = False) -> None:
         self.tenant = tenant
         self.entity = entity
+        self.reconciliation = reconciliation
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
+        name, description = self.entity.name, f"{self.entity.description} Tenant: {self.tenant.label}."
+        if self.reconciliation:
+            name = f"{name}_reconciliation"
+            description = (
+                f"Days of {self.tenant.name}.{self.entity.name} re-read and merged (one partition per day, in the "
+                f"tenant's time zone); the incremental cursor is not moved."
+            )
         return super().get_asset_spec(data).replace_attributes(
-            key=AssetKey([self.tenant.name, self.entity.name]),
+            key=AssetKey([self.tenant.name, name]),
             deps=[],
             group_name=self.tenant.name,
-            description=f"{self.entity.description} Tenant: {self.tenant.label}.",
+            description=description,
             tags={"tenant": self.tenant.name},
         )
 
@@ -59,7 +84,8 @@ def build_pipeline(tenant: Tenant, entity: Entity) -> dlt.Pipeline:
 
 
 def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
-    """The Dagster asset `<tenant>/<entity>`."""
+    """The Dagster asset `<tenant>/<entity>`, its run config typed by `config.config_class(entity)`."""
+    entity_config = config_class(entity)
 
     @dlt_assets(
         dlt_source=entity_source(tenant, entity, client=None),
@@ -68,10 +94,36 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
         dagster_dlt_translator=SynchroteamTranslator(tenant, entity),
         pool=DUCKDB_POOL,
     )
-    def _sync(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[MaterializeResult]:
-        yield from sync_entity(context, dlt, tenant, entity, SyncOptions.defaults(entity))
+    def _sync(
+        context: AssetExecutionContext, dlt: DagsterDltResource, config: entity_config  # type: ignore[valid-type]
+    ) -> Iterator[MaterializeResult]:
+        yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz))
 
     return _sync
+
+
+def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
+    """`<tenant>/<entity>_reconciliation`, one partition per day: re-reads that day's changes into the same
+    table, through the same pipeline, without moving the incremental cursor. A range runs as one run."""
+
+    @dlt_assets(
+        dlt_source=entity_source(tenant, entity, client=None),
+        dlt_pipeline=build_pipeline(tenant, entity),
+        name=f"{pipeline_name(tenant, entity)}_reconciliation",
+        dagster_dlt_translator=SynchroteamTranslator(tenant, entity, reconciliation=True),
+        partitions_def=DAILY,
+        pool=DUCKDB_POOL,
+    )
+    def _reconcile(
+        context: AssetExecutionContext, dlt: DagsterDltResource, config: ReconciliationConfig
+    ) -> Iterator[MaterializeResult]:
+        keys = context.partition_key_range
+        window = SyncConfig(
+            mode="reconcile", window_start=keys.start, window_end=keys.end, page_size=config.page_size
+        )
+        yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(window, entity, tz))
+
+    return _reconcile
 
 
 def sync_entity(
@@ -79,17 +131,25 @@ def sync_entity(
     dlt_resource: DagsterDltResource,
     tenant: Tenant,
     entity: Entity,
-    options: SyncOptions,
+    make_plan: Callable[[tzinfo], SyncPlan],
 ) -> Iterator[MaterializeResult]:
-    """Run one entity's sync and yield its materialization with the run's numbers as metadata."""
+    """Run one entity's sync and yield its materialization with the run's numbers as metadata.
+
+    Settings and run config are checked before any request. A retryable failure (429s, 5xx, timeouts) is
+    retried by Dagster up to MAX_RETRIES times with growing waits; any other fails once, saying what to do.
+    """
     try:
         settings = TenantSettings.from_env(tenant)
-        check_warehouse_path(warehouse_path(), TENANTS)
+        path = warehouse_path()
+        check_warehouse_path(path, TENANTS)
+        plan = make_plan(settings.timezone)
     except SyncError as error:
         raise _failure(error, tenant) from None
+    _tag_run(context, plan)
+    rows_before = count_rows(path, tenant.name, entity.name)
     stats = ExtractStats()
     with SynchroteamClient(settings) as client:
-        source = entity_source(tenant, entity, client, options, stats)
+        source = entity_source(tenant, entity, client, plan, stats)
         pipeline = build_pipeline(tenant, entity)
         try:
             results = list(
@@ -99,40 +159,65 @@ def sync_entity(
             error = find_sync_error(exc)
             if error is None:
                 raise
+            if error.retryable and context.retry_number < MAX_RETRIES:
+                wait = retry_delay_seconds() * 2**context.retry_number
+                context.log.warning(f"{error.category}: {error.args[0]} Retrying in {wait:.0f}s.")
+                raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from None
             raise _failure(error, tenant) from None
-        extra = _run_metadata(client, stats, pipeline, tenant, entity)
+    rows_after = count_rows(path, tenant.name, entity.name)
+    extra = _run_metadata(client, stats, rows_before, rows_after)
     for result in results:
         yield MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
 
 
-def _run_metadata(
-    client: SynchroteamClient, stats: ExtractStats, pipeline: dlt.Pipeline, tenant: Tenant, entity: Entity
-) -> dict[str, Any]:
+def retry_delay_seconds() -> float:
+    """First wait before Dagster retries a transient failure (`SYNC_RETRY_DELAY_SECONDS`, default 30)."""
+    return float(os.environ.get("SYNC_RETRY_DELAY_SECONDS", "") or DEFAULT_RETRY_DELAY_SECONDS)
+
+
+def _tag_run(context: AssetExecutionContext, plan: SyncPlan) -> None:
+    """Run tags: the sync's mode, cap and window, filterable in the runs list."""
+    tags = {"sync/mode": plan.mode, "sync/max_records": str(plan.max_records)}
+    if plan.window_start is not None:
+        tags["sync/window_start"] = plan.window_start.date().isoformat()
+        tags["sync/window_end"] = (plan.window_end - timedelta(days=1)).date().isoformat()
+    context.instance.add_run_tags(context.run_id, tags)
+
+
+def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: int, rows_after: int) -> dict:
+    inserted = max(0, rows_after - rows_before)
     metadata: dict[str, Any] = {
-        "records_fetched": MetadataValue.int(stats.records_fetched),
+        "fetched": MetadataValue.int(stats.records_fetched),
+        "loaded": MetadataValue.int(stats.records_loaded),
+        "inserted": MetadataValue.int(inserted),
+        "updated": MetadataValue.int(max(0, stats.records_loaded - inserted)),
+        "refetched": MetadataValue.int(stats.refetched),
         "details_fetched": MetadataValue.int(stats.details_fetched),
         "details_missing": MetadataValue.int(len(stats.details_missing)),
+        "capped": MetadataValue.bool(stats.capped),
         "api_requests": MetadataValue.int(client.stats.requests),
         "retries_429": MetadataValue.int(client.stats.retries_429),
         "retries_other": MetadataValue.int(client.stats.retries_other),
-        "row_count": MetadataValue.int(live_row_count(pipeline, entity.name)),
+        "row_count": MetadataValue.int(rows_after),
     }
     if client.stats.quota_remaining is not None:
         metadata["quota_remaining"] = MetadataValue.int(client.stats.quota_remaining)
-    if stats.window_start is not None:
-        metadata["window_start"] = MetadataValue.timestamp(stats.window_start)
+    for name in ("window_start", "window_end", "cursor_before", "cursor_after"):
+        moment = getattr(stats, name)
+        if moment is not None:
+            metadata[name] = MetadataValue.timestamp(moment)
     return metadata
 
 
 def _failure(error: SyncError, tenant: Tenant) -> Failure:
-    """A Dagster failure carrying the error's category and action; never retried when not retryable."""
+    """A Dagster failure carrying the error's category and action; never retried by Dagster."""
     return Failure(
-        description=str(error),
+        description=f"[{error.category}] {error}",
         metadata={
             "category": error.category,
             "action": error.action,
             "retryable": error.retryable,
             "tenant": tenant.name,
         },
-        allow_retries=error.retryable,
+        allow_retries=False,
     )

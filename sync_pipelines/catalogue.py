@@ -6,7 +6,8 @@ assets, jobs) is generated from these tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,17 +18,22 @@ class Entity:
     resource: the API resource segment (`{base}/{resource}/list`, `{resource}/details?id=`).
     children: list fields that become child tables `<name>__<list>`; a list row lacking any of them is
         completed with a `details` call (jobs: `parts`, `timeEntries`).
-    lookback_minutes: every incremental run re-reads this far behind the stored cursor, so minute-precision,
-        inclusive `changedSince` filters and late commits lose nothing.
-    page_size: records asked per list page (the API clamps to 100).
+    statuses: the values of `status`, for validating `refetch_statuses`.
+    refetch: which re-fetch knob the entity has: `recent` (records created, or for jobs scheduled, in the last
+        N days are re-read every run: edits that do not bump `dateModified`), `statuses` (records in the given
+        statuses are re-read every run), or None.
+    defaults: run-config defaults (see `config.SyncConfig`); anything not given takes the SyncConfig default.
+    cadence_minutes: how often its schedule runs; also the unit of its freshness expectation.
     """
 
     name: str
     resource: str
     description: str
     children: tuple[str, ...] = ()
-    lookback_minutes: int = 30
-    page_size: int = 100
+    statuses: tuple[str, ...] = ()
+    refetch: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict, hash=False)
+    cadence_minutes: int = 60
 
     @property
     def cursor(self) -> str:
@@ -46,11 +52,15 @@ class Tenant:
     label: str
     env_prefix: str
     entities: tuple[str, ...]
+    schedule_offset_minutes: int = 0
 
     def env(self, suffix: str) -> str:
         """The environment variable holding this tenant's `suffix` setting, e.g. `SYNCHROTEAM_HEC_API_KEY`."""
         return f"{self.env_prefix}{suffix}"
 
+
+JOB_STATUSES = ("created", "scheduled", "synchronized", "started", "paused", "completed", "validated", "cancelled")
+BILLING_STATUSES = ("draft", "new", "sent", "paid", "late", "cancelled")
 
 ENTITIES: dict[str, Entity] = {
     entity.name: entity
@@ -60,34 +70,54 @@ ENTITIES: dict[str, Entity] = {
             resource="job",
             description="Field jobs, with their parts (jobs__parts) and time entries (jobs__time_entries).",
             children=("parts", "timeEntries"),
+            statuses=JOB_STATUSES,
+            refetch="recent",
+            defaults={"refetch_recent_days": 0},
+            cadence_minutes=15,
         ),
         Entity(
             name="invoices",
             resource="invoice",
             description="Invoices with their lines (invoices__lines).",
             children=("lines",),
+            statuses=BILLING_STATUSES,
+            refetch="recent",
+            defaults={"refetch_recent_days": 7},
+            cadence_minutes=30,
         ),
         Entity(
             name="quotations",
             resource="quotation",
             description="Quotations with their lines (quotations__lines).",
             children=("lines",),
+            statuses=("draft", "new", "sent", "accepted", "denied"),
+            refetch="statuses",
+            defaults={"refetch_statuses": ["draft", "new"]},
+            cadence_minutes=60,
         ),
         Entity(
             name="customers",
             resource="customer",
             description="Customers with their contact (contact_phone, contact_mobile, ...).",
+            defaults={"max_records": 200},  # 2 pages of 100 per run
+            cadence_minutes=60,
         ),
         Entity(
             name="sites",
             resource="site",
             description="Customer sites with their owning customer and contact.",
+            defaults={"max_records": 100},  # the recent changes only: 1 page of 100 per run
+            cadence_minutes=120,
         ),
         Entity(
             name="credit_notes",
             resource="creditnote",
             description="Credit notes with their lines (credit_notes__lines) and the invoice they credit.",
             children=("lines",),
+            statuses=BILLING_STATUSES,
+            refetch="recent",
+            defaults={"refetch_recent_days": 7},
+            cadence_minutes=60,
         ),
     )
 }
@@ -106,6 +136,7 @@ TENANTS: dict[str, Tenant] = {
             label="HEC",
             env_prefix="SYNCHROTEAM_HEC_",
             entities=("invoices", "credit_notes"),
+            schedule_offset_minutes=7,
         ),
     )
 }

@@ -1,23 +1,32 @@
-"""The Dagster code location: assembles assets and jobs from the catalogue; computes nothing."""
+"""The Dagster code location: assembles assets, jobs and schedules from the catalogue; computes nothing."""
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 from dagster_dlt import DagsterDltResource
 
-from sync_pipelines.assets import build_entity_assets
+from sync_pipelines.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.catalogue import TENANTS, tenant_entities
+from sync_pipelines.schedules import entity_job, entity_schedule, reconcile_job, reconcile_schedule
 
-entity_assets = [build_entity_assets(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
+reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs]
 
-# One process, one step at a time: DuckDB takes a single writer, and the API work is per tenant anyway.
+# One process, one step at a time: DuckDB takes a single writer.
 sync_all = define_asset_job(
     "sync_all",
     selection=AssetSelection.assets(*entity_assets),
     executor_def=in_process_executor,
     description="Every entity of every tenant, incrementally, into DuckDB.",
 )
+entity_jobs = {pair: entity_job(*pair) for pair in pairs}
+reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
 
 defs = Definitions(
-    assets=entity_assets,
-    jobs=[sync_all],
+    assets=[*entity_assets, *reconciliation_assets],
+    jobs=[sync_all, *entity_jobs.values(), *reconcile_jobs.values()],
+    schedules=[
+        *(entity_schedule(tenant, entity, job) for (tenant, entity), job in entity_jobs.items()),
+        *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
+    ],
     resources={"dlt": DagsterDltResource()},
 )

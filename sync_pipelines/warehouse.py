@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dlt
 import duckdb
 
 
-def live_row_count(pipeline: dlt.Pipeline, table: str) -> int:
-    """Rows in `table` of the pipeline's dataset, through the pipeline's own connection (the single writer)."""
-    with pipeline.sql_client() as client:
-        qualified = client.make_qualified_table_name(table)
-        rows = client.execute_sql(f"SELECT count(*) FROM {qualified}")
-    return int(rows[0][0]) if rows else 0
+def count_rows(path: Path, schema: str, table: str) -> int:
+    """Rows in `schema.table`; 0 when the warehouse or the table does not exist yet."""
+    if not path.exists():
+        return 0
+    with duckdb.connect(str(path)) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+        return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]) if exists else 0
 
 
 def table_summary(path: Path) -> list[tuple[str, str, int]]:

@@ -13,8 +13,10 @@ from sync_pipelines.definitions import defs
 from sync_pipelines.emulator import Emulator
 from sync_pipelines.settings import TenantSettings
 from sync_pipelines.synchroteam.client import SynchroteamClient
-from sync_pipelines.synchroteam.source import SyncOptions, entity_source
 from sync_pipelines.assets import build_pipeline
+from sync_pipelines.config import config_class
+from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
+from sync_pipelines.synchroteam.source import entity_source, pipeline_name
 
 
 def run_sync_all(raise_on_error: bool = True) -> ExecuteInProcessResult:
@@ -22,12 +24,27 @@ def run_sync_all(raise_on_error: bool = True) -> ExecuteInProcessResult:
     return defs.resolve_job_def("sync_all").execute_in_process(raise_on_error=raise_on_error)
 
 
-def run_entity(tenant: Tenant, entity: Entity, options: SyncOptions) -> None:
-    """One entity through dlt alone, with explicit options (no Dagster)."""
+def run_entity(tenant: Tenant, entity: Entity, plan: SyncPlan) -> None:
+    """One entity through dlt alone, with an explicit plan (no Dagster)."""
     with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
         build_pipeline(tenant, entity).run(
-            entity_source(tenant, entity, client, options), loader_file_format="jsonl"
+            entity_source(tenant, entity, client, plan), loader_file_format="jsonl"
         ).raise_on_failed_jobs()
+
+
+def run_entity_job(tenant: Tenant, entity: Entity, config: dict | None = None, raise_on_error: bool = True):
+    """The entity's own job with run config, in process."""
+    run_config = {"ops": {pipeline_name(tenant, entity): {"config": config or {}}}}
+    job = defs.resolve_job_def(f"sync_{tenant.name}__{entity.name}")
+    return job.execute_in_process(run_config=run_config, raise_on_error=raise_on_error)
+
+
+def stored_cursor(tenant: Tenant, entity: Entity) -> Cursor:
+    """The cursor as stored in DuckDB (the local dlt folder is synced from the destination first)."""
+    pipeline = build_pipeline(tenant, entity)
+    pipeline.sync_destination()
+    resources = pipeline.state.get("sources", {}).get(pipeline_name(tenant, entity), {}).get("resources", {})
+    return Cursor.from_state(resources.get(entity.name, {}))
 
 
 def local_time(value: str) -> datetime:
@@ -38,15 +55,30 @@ def max_modified(records: list[dict[str, Any]]) -> datetime:
     return max(local_time(r["dateModified"]) for r in records)
 
 
-def expected_requests(records: list[dict[str, Any]], since: datetime | None, with_details: bool) -> tuple[int, int]:
-    """(list pages, details calls) the minimum a run must make for records modified at or after `since`."""
+def pages(count: int, page_size: int = 100) -> int:
+    return max(1, math.ceil(count / page_size))
+
+
+def expected_requests(
+    entity: Entity, records: list[dict[str, Any]], since: datetime | None, today: datetime | None = None
+) -> tuple[int, int]:
+    """(list pages, details calls) of a run with the entity's default config: the change window (records
+    modified at or after `since`) plus the default re-fetch walks, one details call per changed job."""
     changed = [r for r in records if since is None or local_time(r["dateModified"]) >= since]
-    pages = max(1, math.ceil(len(changed) / 100))
-    return pages, len(changed) if with_details else 0
+    defaults = config_class(entity)()
+    list_pages = pages(len(changed))
+    refetch_days = getattr(defaults, "refetch_recent_days", 0)
+    if refetch_days:
+        first_day = ((today or datetime.now()) - timedelta(days=refetch_days)).date()
+        field = "scheduledStart" if entity.name == "jobs" else "dateCreated"
+        list_pages += pages(sum(1 for r in records if local_time(r[field]).date() >= first_day))
+    for status in getattr(defaults, "refetch_statuses", []):
+        list_pages += pages(sum(1 for r in records if r["status"] == status))
+    return list_pages, len(changed) if entity.name == "jobs" else 0
 
 
 def window_start(records: list[dict[str, Any]], entity: Entity) -> datetime:
-    return max_modified(records) - timedelta(minutes=entity.lookback_minutes)
+    return max_modified(records) - timedelta(minutes=config_class(entity)().lookback_minutes)
 
 
 def step_failures(result: ExecuteInProcessResult) -> dict[str, str]:

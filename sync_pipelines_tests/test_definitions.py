@@ -18,10 +18,33 @@ EXPECTED_ASSETS = {
 }
 
 
+RECONCILIATION_ASSETS = {f"{key}_reconciliation": group for key, group in EXPECTED_ASSETS.items()}
+
+
 def test_every_entity_of_every_tenant_is_an_asset_with_a_stable_key_and_group():
     graph = defs.resolve_asset_graph()
     found = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert found == EXPECTED_ASSETS
+    assert found == {**EXPECTED_ASSETS, **RECONCILIATION_ASSETS}
+
+
+def test_reconciliation_assets_are_daily_partitioned_and_the_entity_assets_are_not():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        if key.to_user_string() in RECONCILIATION_ASSETS:
+            assert partitions is not None and partitions.get_first_partition_key() == "2025-01-01"
+        else:
+            assert partitions is None
+
+
+def test_jobs_are_sync_all_one_per_entity_and_a_reconciliation_per_tenant():
+    names = {job.name for job in defs.jobs}
+    assert names == {
+        "sync_all",
+        *(f"sync_{key.replace('/', '__')}" for key in EXPECTED_ASSETS),
+        "reconcile_synchroteam",
+        "reconcile_synchroteam_hec",
+    }
 
 
 def test_entity_assets_have_no_upstream_placeholders_and_share_the_duckdb_writer_pool():
@@ -41,4 +64,4 @@ def test_definitions_load_without_any_secret_set(tmp_path):
     code = "from sync_pipelines.definitions import defs; print(len(defs.resolve_asset_graph().get_all_asset_keys()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "8"
+    assert out.stdout.strip() == "16"

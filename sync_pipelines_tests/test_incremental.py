@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.synchroteam.source import SyncOptions
+from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import run_entity
 
@@ -26,7 +26,7 @@ def test_a_second_edit_in_the_cursors_own_minute_is_not_lost_even_without_look_b
     store = emulator.tenant(MAIN.domain)
     store.set_clock(datetime(2026, 6, 1, 9, 30))
     customer_id = store.records("customer")[0]["id"]
-    no_look_back = SyncOptions(page_size=100, lookback_minutes=0)
+    no_look_back = SyncPlan(overlap=timedelta(0))
     store.edit("customer", customer_id, {"contactPhone": "first"})
     run_entity(MAIN_TENANT, CUSTOMERS, no_look_back)
     assert contact_phone(warehouse, customer_id) == "first"
@@ -44,16 +44,16 @@ def test_look_back_asks_for_changes_from_that_far_behind_the_cursor(emulator, wa
     store = emulator.tenant(MAIN.domain)
     store.set_clock(datetime(2026, 6, 1, 9, 30))
     store.edit("customer", store.records("customer")[0]["id"])
-    run_entity(MAIN_TENANT, CUSTOMERS, SyncOptions(page_size=100, lookback_minutes=45))
+    run_entity(MAIN_TENANT, CUSTOMERS, SyncPlan(overlap=timedelta(minutes=45)))
     emulator.clear_requests()
 
-    run_entity(MAIN_TENANT, CUSTOMERS, SyncOptions(page_size=100, lookback_minutes=45))
+    run_entity(MAIN_TENANT, CUSTOMERS, SyncPlan(overlap=timedelta(minutes=45)))
 
     assert [r.params.get("changedSince") for r in emulator.requests] == ["2026-06-01 08:45:00"]
 
 
 def test_a_page_size_above_100_still_reads_every_record(emulator, warehouse):
-    run_entity(MAIN_TENANT, ENTITIES["jobs"], SyncOptions(page_size=250, lookback_minutes=30))
+    run_entity(MAIN_TENANT, ENTITIES["jobs"], SyncPlan(page_size=250))
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (count,) = con.execute("SELECT count(DISTINCT id) FROM synchroteam.jobs").fetchone()

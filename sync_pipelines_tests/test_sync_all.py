@@ -30,8 +30,8 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
     for tenant in TENANTS.values():
         store = emulator.tenant(DOMAINS[tenant.name])
         for entity in tenant_entities(tenant):
-            pages, details = expected_requests(store.records(entity.resource), None, entity.name == "jobs")
-            assert requests_by(emulator, DOMAINS[tenant.name], entity.resource) == (pages, details), entity.name
+            expected = expected_requests(entity, store.records(entity.resource), None)
+            assert requests_by(emulator, DOMAINS[tenant.name], entity.resource) == expected, entity.name
     with duckdb.connect(str(warehouse), read_only=True) as con:
         child_tables = {
             name for (name,) in con.execute(
@@ -102,7 +102,7 @@ def test_second_run_fetches_only_what_changed_and_the_warehouse_follows(emulator
     for (tenant_name, entity_name), since in windows.items():
         entity = ENTITIES[entity_name]
         store = emulator.tenant(DOMAINS[tenant_name])
-        expected = expected_requests(store.records(entity.resource), since, entity.name == "jobs")
+        expected = expected_requests(entity, store.records(entity.resource), since)
         assert requests_by(emulator, DOMAINS[tenant_name], entity.resource) == expected, entity_name
     # the look-back window is small: a second run is far cheaper than the first
     assert emulator.request_count(tenant=MAIN.domain, resource="job", action="details") < 20
@@ -124,7 +124,7 @@ def test_deleting_the_local_dlt_folder_between_runs_changes_nothing(emulator, wa
     run_sync_all()
 
     # The cursors came back from DuckDB: still incremental, not a full reload.
-    assert requests_by(emulator, MAIN.domain, "job") == expected_requests(jobs, since, with_details=True)
+    assert requests_by(emulator, MAIN.domain, "job") == expected_requests(ENTITIES["jobs"], jobs, since)
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
 
 

@@ -1,0 +1,124 @@
+"""Run config: the per-entity sync controls, editable in the launchpad, validated before any API call."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, tzinfo
+from functools import cache
+
+from dagster import Config
+from pydantic import Field, create_model
+
+from sync_pipelines.catalogue import Entity
+from sync_pipelines.synchroteam.errors import ConfigurationError
+from sync_pipelines.synchroteam.plan import MODES, SyncPlan
+
+MAX_PAGE_SIZE = 100
+
+
+class SyncConfig(Config):
+    """Knobs every entity has. Entities add `refetch_recent_days` or `refetch_statuses` (see `config_class`)."""
+
+    mode: str = Field(
+        default="incremental",
+        description="incremental: from the stored cursor | reconcile: re-read window_start..window_end, cursor "
+        "untouched | full: everything, merged",
+    )
+    max_records: int = Field(
+        default=0,
+        description="At most this many changed records beyond the cursor this run (0 = no cap). A capped run "
+        "loads the oldest changes first and the cursor stops where it stopped, so the next run continues. The "
+        "initial load (no cursor yet) and mode=full are not capped.",
+    )
+    page_size: int = Field(default=100, description="Records per list page, 1..100.")
+    lookback_minutes: int = Field(
+        default=30,
+        description="Every incremental run re-reads this far behind the cursor (late commits, same-minute edits).",
+    )
+    revisit_days: int = Field(
+        default=0,
+        description="Re-read the changes of the last N days before the cursor every run (0 = only what changed "
+        "since the last run, beyond lookback_minutes).",
+    )
+    window_start: str = Field(default="", description="reconcile: first day (YYYY-MM-DD, tenant time).")
+    window_end: str = Field(default="", description="reconcile: last day, inclusive (default: window_start).")
+
+
+@cache
+def config_class(entity: Entity) -> type[SyncConfig]:
+    """The run-config class of `entity`: SyncConfig with the entity's own knobs and defaults."""
+    fields: dict = {}
+    if entity.refetch == "recent":
+        what = "scheduled" if entity.name == "jobs" else "created"
+        fields["refetch_recent_days"] = (
+            int,
+            Field(default=0, description=f"Re-read records {what} in the last N days every run, even if their "
+                  "dateModified did not move (0 = off)."),
+        )
+    if entity.refetch == "statuses":
+        fields["refetch_statuses"] = (
+            list[str],
+            Field(default_factory=list, description="Re-read records in these statuses every run, even if their "
+                  f"dateModified did not move. One of: {', '.join(entity.statuses)}."),
+        )
+    for name, default in entity.defaults.items():
+        annotation = fields[name][0] if name in fields else SyncConfig.model_fields[name].annotation
+        description = (fields.get(name) or (None, SyncConfig.model_fields[name]))[1].description
+        fields[name] = (annotation, Field(default=default, description=description))
+    class_name = "".join(part.title() for part in entity.name.split("_")) + "SyncConfig"
+    return create_model(class_name, __base__=SyncConfig, **fields)
+
+
+def to_plan(config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None = None) -> SyncPlan:
+    """Validate `config` for `entity`; every error names the field and what it accepts."""
+
+    def fail(field: str, value: object, expected: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"Run config for {entity.name}: {field}={value!r} is not valid: {expected}.",
+            action=f"Fix `{field}` in the run config (launchpad or -c file); no API request was made.",
+        )
+
+    if config.mode not in MODES:
+        raise fail("mode", config.mode, f"one of {', '.join(MODES)}")
+    if not 1 <= config.page_size <= MAX_PAGE_SIZE:
+        raise fail("page_size", config.page_size, f"between 1 and {MAX_PAGE_SIZE}")
+    for name in ("max_records", "lookback_minutes", "revisit_days", "refetch_recent_days"):
+        value = getattr(config, name, 0)
+        if value < 0:
+            raise fail(name, value, "0 or more")
+    statuses = tuple(getattr(config, "refetch_statuses", ()))
+    unknown = [s for s in statuses if s not in entity.statuses]
+    if unknown:
+        raise fail("refetch_statuses", unknown, f"statuses among {', '.join(entity.statuses)}")
+    window_start = window_end = None
+    if config.mode == "reconcile":
+        first = _day(config.window_start, "window_start", fail, required=True)
+        last = _day(config.window_end, "window_end", fail) or first
+        if last < first:
+            raise fail("window_end", config.window_end, f"on or after window_start ({first})")
+        window_start = datetime.combine(first, time(), tz)
+        window_end = datetime.combine(last + timedelta(days=1), time(), tz)
+    elif config.window_start or config.window_end:
+        raise fail("window_start", config.window_start, "only used with mode=reconcile")
+    refetch_days = getattr(config, "refetch_recent_days", 0)
+    today = today or datetime.now(tz).date()
+    return SyncPlan(
+        mode=config.mode,
+        page_size=config.page_size,
+        max_records=config.max_records,
+        overlap=max(timedelta(minutes=config.lookback_minutes), timedelta(days=config.revisit_days)),
+        window_start=window_start,
+        window_end=window_end,
+        refetch_created_since=today - timedelta(days=refetch_days) if refetch_days else None,
+        refetch_statuses=statuses,
+    )
+
+
+def _day(value: str, field: str, fail, required: bool = False) -> date | None:
+    if not value:
+        if required:
+            raise fail(field, value, "a day YYYY-MM-DD (required with mode=reconcile)")
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise fail(field, value, "a day YYYY-MM-DD") from None

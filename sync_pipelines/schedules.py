@@ -1,0 +1,115 @@
+"""Jobs and schedules: one job per entity and tenant on its own cadence, and a nightly reconciliation per tenant.
+
+Throttling is layered: the run queue admits one run per tenant at a time (tag `synchroteam/tenant`, see
+dagster.yaml), the `duckdb_writer` pool admits one writer, and a schedule tick skips (never stacks) while that
+job's previous run is still queued or running.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    in_process_executor,
+    schedule,
+)
+
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from sync_pipelines.assets import DAILY
+from sync_pipelines.catalogue import ENTITIES, Entity, Tenant, tenant_entities
+
+TENANT_TAG = "synchroteam/tenant"
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def entity_job_name(tenant: Tenant, entity: Entity) -> str:
+    return f"sync_{tenant.name}__{entity.name}"
+
+
+def max_runtime_seconds(entity: Entity) -> int:
+    """A run longer than four cadences is stalled: run monitoring marks it failed and frees its slots."""
+    return max(15, 4 * entity.cadence_minutes) * 60
+
+
+def cron_for(tenant: Tenant, entity: Entity) -> str:
+    """Every `cadence_minutes`, at a minute offset of its own so entities and tenants do not fire together."""
+    index = list(ENTITIES).index(entity.name)
+    cadence = entity.cadence_minutes
+    offset = (tenant.schedule_offset_minutes + 3 * index + 1) % min(cadence, 60)
+    if cadence < 60:
+        return f"{offset}-59/{cadence} * * * *"
+    return f"{offset} */{cadence // 60} * * *" if cadence > 60 else f"{offset} * * * *"
+
+
+def entity_job(tenant: Tenant, entity: Entity) -> UnresolvedAssetJobDefinition:
+    return define_asset_job(
+        entity_job_name(tenant, entity),
+        selection=AssetSelection.assets(AssetKey([tenant.name, entity.name])),
+        executor_def=in_process_executor,
+        tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
+        description=f"{tenant.label}: {entity.name}, incremental, with the entity's default run config.",
+    )
+
+
+def reconcile_job(tenant: Tenant) -> UnresolvedAssetJobDefinition:
+    keys = [AssetKey([tenant.name, f"{entity.name}_reconciliation"]) for entity in tenant_entities(tenant)]
+    return define_asset_job(
+        f"reconcile_{tenant.name}",
+        selection=AssetSelection.assets(*keys),
+        partitions_def=DAILY,
+        executor_def=in_process_executor,
+        tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(6 * 3600)},
+        description=f"{tenant.label}: re-read one day's (or a range's) changes of every entity; cursors untouched.",
+    )
+
+
+def _previous_run_active(context: ScheduleEvaluationContext, job_name: str) -> bool:
+    runs = context.instance.get_run_records(filters=RunsFilter(job_name=job_name, statuses=ACTIVE), limit=1)
+    return bool(runs)
+
+
+def entity_schedule(tenant: Tenant, entity: Entity, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+    @schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=cron_for(tenant, entity),
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"{tenant.label} {entity.name} every {entity.cadence_minutes} min; skips while the previous "
+        f"run is queued or running.",
+    )
+    def _tick(context: ScheduleEvaluationContext):
+        if _previous_run_active(context, job.name):
+            return SkipReason(f"{job.name}: the previous run is still queued or running; not stacking another.")
+        return RunRequest(tags={"sync/trigger": "schedule"})
+
+    return _tick
+
+
+def reconcile_schedule(tenant: Tenant, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+    @schedule(
+        name=f"{job.name}_nightly",
+        job=job,
+        cron_schedule=f"{30 + tenant.schedule_offset_minutes} 2 * * *",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"{tenant.label}: reconcile yesterday's changes every night (02:30 plus the tenant's offset).",
+    )
+    def _nightly(context: ScheduleEvaluationContext):
+        if _previous_run_active(context, job.name):
+            return SkipReason(f"{job.name}: the previous reconciliation is still queued or running.")
+        tick: datetime = context.scheduled_execution_time
+        yesterday = (tick - timedelta(days=1)).strftime("%Y-%m-%d")
+        return RunRequest(run_key=yesterday, partition_key=yesterday, tags={"sync/trigger": "nightly"})
+
+    return _nightly
