@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from dagster import ExecuteInProcessResult
+from dagster import DagsterInstance, ExecuteInProcessResult
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.definitions import defs
@@ -32,11 +32,17 @@ def run_entity(tenant: Tenant, entity: Entity, plan: SyncPlan) -> None:
         ).raise_on_failed_jobs()
 
 
-def run_entity_job(tenant: Tenant, entity: Entity, config: dict | None = None, raise_on_error: bool = True):
+def run_entity_job(
+    tenant: Tenant,
+    entity: Entity,
+    config: dict | None = None,
+    raise_on_error: bool = True,
+    instance: DagsterInstance | None = None,
+) -> ExecuteInProcessResult:
     """The entity's own job with run config, in process."""
     run_config = {"ops": {pipeline_name(tenant, entity): {"config": config or {}}}}
     job = defs.resolve_job_def(f"sync_{tenant.name}__{entity.name}")
-    return job.execute_in_process(run_config=run_config, raise_on_error=raise_on_error)
+    return job.execute_in_process(run_config=run_config, raise_on_error=raise_on_error, instance=instance)
 
 
 def stored_cursor(tenant: Tenant, entity: Entity) -> Cursor:
