@@ -145,7 +145,7 @@ def sync_entity(
         plan = make_plan(settings.timezone)
     except SyncError as error:
         raise _failure(error, tenant) from None
-    _tag_run(context, plan)
+    _tag_run(context, plan, None)
     rows_before = count_rows(path, tenant.name, entity.name)
     stats = ExtractStats()
     with SynchroteamClient(settings) as client:
@@ -165,6 +165,7 @@ def sync_entity(
                 raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from None
             raise _failure(error, tenant) from None
     rows_after = count_rows(path, tenant.name, entity.name)
+    _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, rows_after)
     for result in results:
         yield MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
@@ -175,12 +176,24 @@ def retry_delay_seconds() -> float:
     return float(os.environ.get("SYNC_RETRY_DELAY_SECONDS", "") or DEFAULT_RETRY_DELAY_SECONDS)
 
 
-def _tag_run(context: AssetExecutionContext, plan: SyncPlan) -> None:
-    """Run tags: the sync's mode, cap and window, filterable in the runs list."""
-    tags = {"sync/mode": plan.mode, "sync/max_records": str(plan.max_records)}
-    if plan.window_start is not None:
-        tags["sync/window_start"] = plan.window_start.date().isoformat()
-        tags["sync/window_end"] = (plan.window_end - timedelta(days=1)).date().isoformat()
+def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats | None) -> None:
+    """Run tags, filterable in the runs list: mode and cap when the run starts, the change window once known.
+
+    Only runs of a single entity are tagged: in a run of several (sync_all), each materialization's metadata
+    carries its own window, and shared run tags would only say which entity ran last.
+    """
+    selection = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
+    if len(selection) != 1:
+        return
+    if stats is None:
+        tags = {"sync/mode": plan.mode, "sync/max_records": str(plan.max_records)}
+        if plan.window_start is not None and plan.window_end is not None:  # reconcile: days, as configured
+            tags["sync/window_start"] = plan.window_start.date().isoformat()
+            tags["sync/window_end"] = (plan.window_end - timedelta(days=1)).date().isoformat()
+    elif plan.mode == "incremental" and stats.window_start is not None:  # from the stored cursor
+        tags = {"sync/window_start": stats.window_start.isoformat(timespec="minutes")}
+    else:
+        return
     context.instance.add_run_tags(context.run_id, tags)
 
 

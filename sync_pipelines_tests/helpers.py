@@ -19,9 +19,9 @@ from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
 from sync_pipelines.synchroteam.source import entity_source, pipeline_name
 
 
-def run_sync_all(raise_on_error: bool = True) -> ExecuteInProcessResult:
+def run_sync_all(raise_on_error: bool = True, instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
     """`dagster job execute -j sync_all`, in process."""
-    return defs.resolve_job_def("sync_all").execute_in_process(raise_on_error=raise_on_error)
+    return defs.resolve_job_def("sync_all").execute_in_process(raise_on_error=raise_on_error, instance=instance)
 
 
 def run_entity(tenant: Tenant, entity: Entity, plan: SyncPlan) -> None:

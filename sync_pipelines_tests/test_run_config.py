@@ -267,3 +267,13 @@ def test_runs_are_tagged_and_materializations_carry_the_numbers(emulator, wareho
     tags = instance.get_run_by_id(result.run_id).tags
     assert (tags["sync/mode"], tags["sync/max_records"], tags["synchroteam/tenant"]) == (
         "incremental", "500", "synchroteam")
+    assert datetime.fromisoformat(tags["sync/window_start"]).timestamp() == metadata["window_start"].value
+
+
+def test_a_run_of_several_entities_leaves_the_sync_tags_to_each_materialization(emulator, warehouse):
+    from sync_pipelines_tests.helpers import run_sync_all
+
+    instance = DagsterInstance.ephemeral()
+    result = run_sync_all(instance=instance)
+
+    assert not any(key.startswith("sync/") for key in instance.get_run_by_id(result.run_id).tags)

@@ -1,0 +1,397 @@
+"""End to end: `dagster dev` on loopback with a temporary DAGSTER_HOME, driven through its GraphQL API.
+
+One `dagster dev` (webserver, daemon, code server) serves the whole module against the emulator. Runs are
+launched with the `launchRun` mutation, go through the run queue of the repository's dagster.yaml, and are read
+back through GraphQL: status, tags and the materialization metadata of the event log. A run made to hang (the
+emulator sleeps on every request) is ended by run monitoring once past its `dagster/max_runtime`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sync_pipelines.catalogue import ENTITIES
+from sync_pipelines.emulator import Emulator, Fault
+from sync_pipelines.schedules import MAX_RUNTIME_TAG, TENANT_TAG, max_runtime_seconds
+from sync_pipelines_tests.conftest import HEC, MAIN
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = Path(sys.executable).with_name("dagster")
+MODULE = "sync_pipelines.definitions"
+REPOSITORY = "__repository__"
+MONITORING_POLL_SECONDS = 1
+STARTUP_TIMEOUT = 120.0
+RUN_TIMEOUT = 180.0
+HUNG_RUN_TIMEOUT = 120.0
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+WORKSPACE_QUERY = """
+query Workspace {
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on RepositoryLocation { repositories { name } }
+          ... on PythonError { message stack }
+        }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on RunConfigValidationInvalid { errors { message reason } }
+    ... on Error { message }
+  }
+}
+"""
+
+RUN_QUERY = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run {
+      runId
+      jobName
+      status
+      startTime
+      endTime
+      tags { key value }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+RUN_EVENTS = """
+query RunEvents($runId: ID!, $afterCursor: String) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run {
+      eventConnection(afterCursor: $afterCursor, limit: 500) {
+        cursor
+        hasMore
+        events {
+          __typename
+          ... on MessageEvent { message eventType stepKey }
+          ... on MaterializationEvent {
+            assetKey { path }
+            metadataEntries {
+              __typename
+              label
+              ... on IntMetadataEntry { intRepr }
+              ... on FloatMetadataEntry { floatValue }
+              ... on BoolMetadataEntry { boolValue }
+              ... on TimestampMetadataEntry { timestamp }
+              ... on TextMetadataEntry { text }
+            }
+          }
+        }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+
+class DagsterDev:
+    """A `dagster dev` process group on 127.0.0.1 and a small GraphQL client for it."""
+
+    def __init__(self, home: Path, log_path: Path, env: dict[str, str], cwd: Path) -> None:
+        self.home = home
+        self.log_path = log_path
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/graphql"
+        self.location = MODULE
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(DAGSTER), "dev", "-m", MODULE, "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.http = httpx.Client(timeout=30.0, trust_env=False)
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def wait_until_loaded(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Until GraphQL answers and the code location is LOADED (fails at once on a load error)."""
+        deadline = time.monotonic() + timeout
+        last: Any = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {self.proc.returncode} while starting.\n{self.log_tail()}")
+            try:
+                data = self.query(WORKSPACE_QUERY)
+            except (httpx.HTTPError, GraphQLError) as exc:
+                last = exc
+                time.sleep(0.5)
+                continue
+            workspace = data["workspaceOrError"]
+            last = workspace
+            for entry in workspace.get("locationEntries", []):
+                loaded = entry["locationOrLoadError"] or {}
+                if loaded.get("__typename") == "PythonError":
+                    pytest.fail(f"Code location {entry['name']} failed to load: {loaded['message']}\n"
+                                f"{''.join(loaded['stack'])}\n{self.log_tail()}")
+                repositories = [r["name"] for r in loaded.get("repositories", [])]
+                if entry["loadStatus"] == "LOADED" and REPOSITORY in repositories:
+                    self.location = entry["name"]
+                    return
+            time.sleep(0.5)
+        pytest.fail(f"dagster dev did not load {MODULE} within {timeout:.0f}s (last: {last}).\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group (webserver, daemon, code server, run workers), then SIGKILL."""
+        self.http.close()
+        try:
+            if self.proc.poll() is None:
+                _signal_group(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    _signal_group(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=10)
+        finally:
+            _signal_group(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived dagster dev
+            self._log.close()
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no dagster dev log: {exc})"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- dagster dev log ({self.log_path}), last {lines} lines ---\n{tail}\n--- end of log ---"
+
+    # -- GraphQL ----------------------------------------------------------------------------------------------
+    def query(self, query: str, variables: dict | None = None) -> dict:
+        response = self.http.post(self.url, json={"query": query, "variables": variables or {}})
+        if response.status_code != 200:
+            raise GraphQLError(f"HTTP {response.status_code}: {response.text[:2000]}")
+        body = response.json()
+        if body.get("errors"):
+            raise GraphQLError(str(body["errors"]))
+        return body["data"]
+
+    def launch(self, job_name: str, run_config: dict, tags: dict[str, str] | None = None) -> str:
+        params: dict[str, Any] = {
+            "selector": {"repositoryLocationName": self.location, "repositoryName": REPOSITORY, "jobName": job_name},
+            "runConfigData": run_config,
+        }
+        if tags:
+            params["executionMetadata"] = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        result = self.query(LAUNCH_RUN, {"executionParams": params})["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", f"launchRun {job_name}: {result}\n{self.log_tail()}"
+        return result["run"]["runId"]
+
+    def run(self, run_id: str) -> dict:
+        run = self.query(RUN_QUERY, {"runId": run_id})["runOrError"]
+        assert run["__typename"] == "Run", f"runOrError({run_id}): {run}"
+        return run
+
+    def wait_for_run(self, run_id: str, timeout: float, until: set[str] = TERMINAL) -> dict:
+        deadline = time.monotonic() + timeout
+        run = self.run(run_id)
+        while run["status"] not in until:
+            if time.monotonic() > deadline:
+                pytest.fail(f"Run {run_id} ({run['jobName']}) still {run['status']} after {timeout:.0f}s "
+                            f"(waiting for {sorted(until)}).\n{self.describe(run_id)}\n{self.log_tail()}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {self.proc.returncode}.\n{self.log_tail()}")
+            time.sleep(0.5)
+            run = self.run(run_id)
+        return run
+
+    def events(self, run_id: str) -> list[dict]:
+        events: list[dict] = []
+        cursor = None
+        while True:
+            run = self.query(RUN_EVENTS, {"runId": run_id, "afterCursor": cursor})["runOrError"]
+            assert run["__typename"] == "Run", f"runOrError({run_id}): {run}"
+            connection = run["eventConnection"]
+            events += connection["events"]
+            if not connection["hasMore"] or connection["cursor"] == cursor:
+                return events
+            cursor = connection["cursor"]
+
+    def materializations(self, run_id: str) -> dict[tuple[str, ...], dict[str, Any]]:
+        """{asset key: {label: value}} of the run's materializations (ints as int, timestamps as float)."""
+        found: dict[tuple[str, ...], dict[str, Any]] = {}
+        for event in self.events(run_id):
+            if event["__typename"] == "MaterializationEvent":
+                found[tuple(event["assetKey"]["path"])] = {e["label"]: _value(e) for e in event["metadataEntries"]}
+        return found
+
+    def describe(self, run_id: str) -> str:
+        """The run's event messages, for assertion messages."""
+        try:
+            lines = [f"  {e.get('eventType')}: {(e.get('message') or '')[:300]}" for e in self.events(run_id)]
+        except Exception as exc:  # a diagnostic must not hide the real failure
+            return f"(could not read the events of {run_id}: {exc})"
+        return f"Events of run {run_id}:\n" + "\n".join(lines[-40:])
+
+
+class GraphQLError(Exception):
+    pass
+
+
+def _value(entry: dict) -> Any:
+    kind = entry["__typename"]
+    if kind == "IntMetadataEntry":
+        return int(entry["intRepr"])
+    if kind == "TimestampMetadataEntry":
+        return ("timestamp", entry["timestamp"])
+    for field in ("floatValue", "boolValue", "text"):
+        if field in entry:
+            return entry[field]
+    return kind
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)  # start_new_session: the group id is dagster dev's pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _instance_yaml() -> str:
+    """The repository's dagster.yaml, with run monitoring polling every second instead of every 30."""
+    text = (REPO / "dagster.yaml").read_text()
+    faster, count = re.subn(r"(?m)^(\s*poll_interval_seconds:\s*)\d+", rf"\g<1>{MONITORING_POLL_SECONDS}", text)
+    assert count == 1, "dagster.yaml has no run_monitoring poll_interval_seconds to shorten"
+    return faster
+
+
+@pytest.fixture(scope="module")
+def e2e_emulator() -> Iterator[Emulator]:
+    with Emulator([MAIN, HEC]) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory, e2e_emulator: Emulator) -> Iterator[DagsterDev]:
+    root = tmp_path_factory.mktemp("e2e_dagster")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(_instance_yaml())
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
+    for prefix, spec in (("SYNCHROTEAM_", MAIN), ("SYNCHROTEAM_HEC_", HEC)):
+        env[f"{prefix}BASE_URL"] = e2e_emulator.base_url
+        env[f"{prefix}DOMAIN"] = spec.domain
+        env[f"{prefix}API_KEY"] = spec.api_key
+        env[f"{prefix}TIMEZONE"] = spec.timezone
+    env.update(
+        DAGSTER_HOME=str(home),
+        SYNC_DUCKDB_PATH=str(root / "warehouse.duckdb"),
+        PYTHONUNBUFFERED="1",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    server = DagsterDev(home, root / "dagster_dev.log", env, cwd=root)
+    try:
+        server.wait_until_loaded()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster_dev, e2e_emulator):
+    job, op, key = "sync_synchroteam__invoices", "synchroteam__invoices", ("synchroteam", "invoices")
+    run_config = {"ops": {op: {"config": {"max_records": 0, "page_size": 50}}}}
+    e2e_emulator.clear_requests()
+
+    first_id = dagster_dev.launch(job, run_config)
+    first = dagster_dev.wait_for_run(first_id, RUN_TIMEOUT)
+
+    assert first["status"] == "SUCCESS", f"{dagster_dev.describe(first_id)}\n{dagster_dev.log_tail()}"
+    tags = {tag["key"]: tag["value"] for tag in first["tags"]}
+    assert tags.get("sync/mode") == "incremental", tags
+    assert tags.get("sync/max_records") == "0", tags
+    assert tags.get(TENANT_TAG) == "synchroteam", tags
+    assert tags.get(MAX_RUNTIME_TAG) == str(max_runtime_seconds(ENTITIES["invoices"])), tags
+    assert "sync/window_start" not in tags, tags  # incremental runs have no reconcile window
+    materialized = dagster_dev.materializations(first_id)
+    assert set(materialized) == {key}, materialized
+    metadata = materialized[key]
+    requests = e2e_emulator.request_count(tenant=MAIN.domain, resource="invoice")
+    invoices = MAIN.counts["invoice"]
+    assert metadata["fetched"] == invoices, metadata
+    assert metadata["loaded"] == invoices, metadata
+    assert metadata["inserted"] == invoices, metadata
+    assert metadata["updated"] == 0, metadata
+    assert metadata["row_count"] == invoices, metadata
+    assert metadata["api_requests"] == requests, (metadata, requests)
+    assert metadata["retries_429"] == 0, metadata
+    assert isinstance(metadata.get("quota_remaining"), int), metadata
+    assert "window_start" not in metadata and "window_end" not in metadata, metadata  # first run: no window
+    assert metadata["cursor_after"][0] == "timestamp", metadata
+
+    second_id = dagster_dev.launch(job, run_config)
+    second = dagster_dev.wait_for_run(second_id, RUN_TIMEOUT)
+
+    assert second["status"] == "SUCCESS", f"{dagster_dev.describe(second_id)}\n{dagster_dev.log_tail()}"
+    again = dagster_dev.materializations(second_id)[key]
+    assert again["inserted"] == 0, again
+    assert again["row_count"] == invoices, again
+    assert again["retries_429"] == 0, again
+    # An incremental window starts behind the stored cursor and is open-ended (window_end is reconcile's).
+    assert again["window_start"][0] == "timestamp", again
+    assert again["cursor_before"] == metadata["cursor_after"], (again, metadata)
+    assert again["window_start"][1] <= again["cursor_before"][1], again
+    assert again["api_requests"] == e2e_emulator.request_count(tenant=MAIN.domain, resource="invoice") - requests
+    assert 0 < again["api_requests"] < 10, again
+
+
+def test_a_hung_run_is_marked_failed_by_run_monitoring(dagster_dev, e2e_emulator):
+    job, op = "sync_synchroteam__credit_notes", "synchroteam__credit_notes"
+    # Every credit-note request of the main tenant sleeps for longer than the test: the run hangs in its step.
+    e2e_emulator.faults.add(Fault(delay=300.0, times=100, tenant=MAIN.domain, resource="creditnote"))
+    try:
+        run_id = dagster_dev.launch(job, {"ops": {op: {"config": {}}}}, tags={MAX_RUNTIME_TAG: "5"})
+        started = time.monotonic()
+        run = dagster_dev.wait_for_run(run_id, HUNG_RUN_TIMEOUT)
+
+        assert run["status"] == "FAILURE", f"{dagster_dev.describe(run_id)}\n{dagster_dev.log_tail()}"
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        assert tags.get(MAX_RUNTIME_TAG) == "5", tags
+        messages = [event.get("message") or "" for event in dagster_dev.events(run_id)]
+        assert any("maximum runtime of 5 seconds" in message for message in messages), (
+            f"the run failed, but not by run monitoring:\n{dagster_dev.describe(run_id)}"
+        )
+        assert run["endTime"] - run["startTime"] < 30, run  # ended by monitoring, not by the client's timeout
+        assert dagster_dev.materializations(run_id) == {}
+        assert time.monotonic() - started < HUNG_RUN_TIMEOUT
+    finally:
+        e2e_emulator.faults.clear()
