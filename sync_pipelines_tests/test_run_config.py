@@ -277,3 +277,19 @@ def test_a_run_of_several_entities_leaves_the_sync_tags_to_each_materialization(
     result = run_sync_all(instance=instance)
 
     assert not any(key.startswith("sync/") for key in instance.get_run_by_id(result.run_id).tags)
+
+
+def test_reconcile_mode_on_the_entity_asset_re_reads_its_window_and_keeps_the_cursor(emulator, warehouse):
+    sites = ENTITIES["sites"]
+    store = emulator.tenant(MAIN.domain)
+    run_entity_job(MAIN_TENANT, sites)
+    before = stored_cursor(MAIN_TENANT, sites)
+    site_id = store.records("site")[2]["id"]
+    store.edit("site", site_id, {"contactPhone": "reconciled"}, modified_at=datetime(2025, 3, 4, 23, 59))
+    emulator.clear_requests()
+
+    run_entity_job(MAIN_TENANT, sites, {"mode": "reconcile", "window_start": "2025-03-03", "window_end": "2025-03-04"})
+
+    assert value_of(warehouse, "sites", site_id, "contact_phone") == "reconciled"
+    assert [r.params.get("changedSince") for r in emulator.requests] == ["2025-03-03 00:00:00"]
+    assert stored_cursor(MAIN_TENANT, sites) == before
