@@ -263,7 +263,7 @@ def test_runs_are_tagged_and_materializations_carry_the_numbers(emulator, wareho
     assert metadata["retries_429"].value == 0
     assert metadata["row_count"].value == MAIN.counts["invoice"] + 2
     assert metadata["quota_remaining"].value > 0
-    assert metadata["window_start"].value < metadata["cursor_after"].value
+    assert metadata["window_start"].value < metadata["cursor_after"].value <= metadata["window_end"].value
     tags = instance.get_run_by_id(result.run_id).tags
     assert (tags["sync/mode"], tags["sync/max_records"], tags["synchroteam/tenant"]) == (
         "incremental", "500", "synchroteam")

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import dlt
@@ -117,7 +117,8 @@ class _EntityReader:
         plan, stats = self.plan, self.stats
         stats.cursor_before = self.cursor.at
         since, until = self._window()
-        stats.window_start, stats.window_end = since, until
+        # an open window ends when it is read: changes after this instant belong to the next run
+        stats.window_start, stats.window_end = since, until or datetime.now(timezone.utc)
         params = {"changedSince": to_api_timestamp(since, self.tz)} if since else {}
         # The cap bounds the changes beyond an existing cursor; an initial load or a full run reads everything.
         cap = plan.max_records if plan.mode == "reconcile" or (plan.mode == "incremental" and self.cursor.at) else 0
