@@ -6,7 +6,7 @@ its own from the environment, so credentials and the warehouse path are read whe
 
 import os
 from collections.abc import Callable, Iterator
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import dlt
@@ -32,10 +32,12 @@ from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
 from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
-from sync_pipelines.warehouse import count_rows
+from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
+from sync_pipelines.warehouse import count_rows, ensure_live_views, mark_deleted, prune_resolved, read_quarantine
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
+QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 # Days are read in each tenant's own zone at run time; the partition key is just the day.
 DAILY = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=0)
@@ -147,9 +149,11 @@ def sync_entity(
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
     rows_before = count_rows(path, tenant.name, entity.name)
+    started = datetime.now(timezone.utc)
+    quarantine = Quarantine(entity.name, context.run_id, started, read_quarantine(path, tenant.name, entity.name))
     stats = ExtractStats()
     with SynchroteamClient(settings) as client:
-        source = entity_source(tenant, entity, client, plan, stats)
+        source = entity_source(tenant, entity, client, plan, stats, quarantine)
         pipeline = build_pipeline(tenant, entity)
         try:
             results = list(
@@ -165,8 +169,14 @@ def sync_entity(
                 raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from None
             raise _failure(error, tenant) from None
     rows_after = count_rows(path, tenant.name, entity.name)
+    deleted = 0
+    if stats.seen_ids is not None:  # a complete full walk: what the API no longer lists was deleted
+        deleted = mark_deleted(path, tenant.name, entity.name, stats.seen_ids, started)
+    ensure_live_views(path, tenant.name, entity.name)
+    prune_resolved(path, tenant.name, started - QUARANTINE_RETENTION)
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, rows_after)
+    extra.update(_quarantine_metadata(quarantine, deleted, count_rows(path, tenant.name, entity.name, live=True)))
     for result in results:
         yield MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
 
@@ -206,7 +216,7 @@ def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: i
         "updated": MetadataValue.int(max(0, stats.records_loaded - inserted)),
         "refetched": MetadataValue.int(stats.refetched),
         "details_fetched": MetadataValue.int(stats.details_fetched),
-        "details_missing": MetadataValue.int(len(stats.details_missing)),
+        "retried": MetadataValue.int(stats.retried),
         "capped": MetadataValue.bool(stats.capped),
         "api_requests": MetadataValue.int(client.stats.requests),
         "retries_429": MetadataValue.int(client.stats.retries_429),
@@ -220,6 +230,17 @@ def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: i
         if moment is not None:
             metadata[name] = MetadataValue.timestamp(moment)
     return metadata
+
+
+def _quarantine_metadata(quarantine: Quarantine, deleted: int, live_rows: int) -> dict[str, Any]:
+    by_reason = quarantine.counts()
+    return {
+        "rejected": MetadataValue.int(sum(by_reason.values())),
+        "rejected_by_reason": MetadataValue.json(by_reason),
+        "resolved": MetadataValue.int(sum(1 for r in quarantine.rows.values() if r["status"] == RESOLVED)),
+        "deleted": MetadataValue.int(deleted),
+        "live_row_count": MetadataValue.int(live_rows),
+    }
 
 
 def _failure(error: SyncError, tenant: Tenant) -> Failure:

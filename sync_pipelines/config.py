@@ -21,7 +21,8 @@ class SyncConfig(Config):
     mode: str = Field(
         default="incremental",
         description="incremental: from the stored cursor | reconcile: re-read window_start..window_end, cursor "
-        "untouched | full: everything, merged",
+        "untouched | full: everything, merged, and records the API no longer lists marked deleted | "
+        "retry_rejected: only re-read the quarantined records by id",
     )
     max_records: int = Field(
         default=0,

@@ -1,31 +1,178 @@
-"""Reading the DuckDB warehouse: row counts for run metadata and the demo's summary."""
+"""The DuckDB warehouse, outside dlt's loads: counts, deletions, live views, the quarantine table, exports.
+
+Every function opens its own short connection and is called by the single writer (the `duckdb_writer` pool) or
+on a warehouse no sync is writing.
+"""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
 
-def count_rows(path: Path, schema: str, table: str) -> int:
-    """Rows in `schema.table`; 0 when the warehouse or the table does not exist yet."""
-    if not path.exists():
-        return 0
-    with duckdb.connect(str(path)) as con:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+DELETED_AT = "_deleted_at"
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
+            "AND table_type = 'BASE TABLE'",
             [schema, table],
         ).fetchone()[0]
-        return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]) if exists else 0
+    )
+
+
+def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection | None:
+    return duckdb.connect(str(path), read_only=read_only) if path.exists() else None
+
+
+def count_rows(path: Path, schema: str, table: str, live: bool = False) -> int:
+    """Rows in `schema.table` (only rows not marked deleted when `live`); 0 when it does not exist yet."""
+    con = _connect(path)
+    if con is None:
+        return 0
+    with con:
+        if not _exists(con, schema, table):
+            return 0
+        where = f' WHERE "{DELETED_AT}" IS NULL' if live and _has_column(con, schema, table, DELETED_AT) else ""
+        return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"{where}').fetchone()[0])
+
+
+def duplicate_ids(path: Path, schema: str, table: str) -> list[str]:
+    con = _connect(path, read_only=True)
+    if con is None:
+        return []
+    with con:
+        if not _exists(con, schema, table):
+            return []
+        rows = con.execute(f'SELECT id FROM "{schema}"."{table}" GROUP BY id HAVING count(*) > 1 LIMIT 20')
+        return [r[0] for r in rows.fetchall()]
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "AND column_name = ?",
+            [schema, table, column],
+        ).fetchone()[0]
+    )
+
+
+def mark_deleted(path: Path, schema: str, table: str, seen_ids: Iterable[str], when: datetime) -> int:
+    """After a full walk: rows whose id the API no longer lists get `_deleted_at` (kept, not erased)."""
+    with duckdb.connect(str(path)) as con:
+        if not _exists(con, schema, table):
+            return 0
+        _ensure_deleted_column(con, schema, table)
+        con.execute("CREATE TEMP TABLE seen_ids (id VARCHAR)")
+        con.execute("INSERT INTO seen_ids SELECT unnest(?::VARCHAR[])", [list(seen_ids)])
+        marked = con.execute(
+            f'UPDATE "{schema}"."{table}" SET "{DELETED_AT}" = ? WHERE "{DELETED_AT}" IS NULL '
+            "AND id NOT IN (SELECT id FROM seen_ids)",
+            [when],
+        ).fetchone()[0]
+        return int(marked)
+
+
+def _ensure_deleted_column(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN IF NOT EXISTS "{DELETED_AT}" TIMESTAMPTZ')
+
+
+def ensure_live_views(path: Path, schema: str, table: str) -> list[str]:
+    """`<table>_live` and `<table>__<child>_live`: the rows not marked deleted; children follow their parent."""
+    with duckdb.connect(str(path)) as con:
+        if not _exists(con, schema, table):
+            return []
+        _ensure_deleted_column(con, schema, table)
+        con.execute(
+            f'CREATE OR REPLACE VIEW "{schema}"."{table}_live" AS SELECT * EXCLUDE ("{DELETED_AT}") '
+            f'FROM "{schema}"."{table}" WHERE "{DELETED_AT}" IS NULL'
+        )
+        views = [f"{table}_live"]
+        children = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' "
+            "AND starts_with(table_name, ?)",
+            [schema, f"{table}__"],
+        ).fetchall()
+        for (child,) in children:
+            con.execute(
+                f'CREATE OR REPLACE VIEW "{schema}"."{child}_live" AS SELECT c.* FROM "{schema}"."{child}" c '
+                f'JOIN "{schema}"."{table}" p ON c._dlt_root_id = p._dlt_id WHERE p."{DELETED_AT}" IS NULL'
+            )
+            views.append(f"{child}_live")
+        return views
+
+
+def read_quarantine(path: Path, schema: str, entity: str) -> dict[str, dict[str, Any]]:
+    """The stored quarantine rows of `entity`, by record id."""
+    con = _connect(path, read_only=True)
+    if con is None:
+        return {}
+    with con:
+        if not _exists(con, schema, REJECTED_TABLE):
+            return {}
+        cursor = con.execute(f'SELECT * FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ?', [entity])
+        names = [d[0] for d in cursor.description]
+        return {row["record_id"]: row for row in (dict(zip(names, r)) for r in cursor.fetchall())}
+
+
+def prune_resolved(path: Path, schema: str, before: datetime) -> int:
+    """Retention: quarantine rows resolved before `before` are deleted."""
+    with duckdb.connect(str(path)) as con:
+        if not _exists(con, schema, REJECTED_TABLE):
+            return 0
+        return int(
+            con.execute(
+                f'DELETE FROM "{schema}"."{REJECTED_TABLE}" WHERE status = ? AND resolved_at < ?', [RESOLVED, before]
+            ).fetchone()[0]
+        )
+
+
+def export_rejected(path: Path, schema: str, folder: Path) -> list[Path]:
+    """One CSV per entity and reason of the records still in quarantine (open or unresolved)."""
+    con = _connect(path, read_only=True)
+    if con is None:
+        return []
+    written = []
+    with con:
+        if not _exists(con, schema, REJECTED_TABLE):
+            return []
+        cursor = con.execute(
+            f'SELECT entity, reason, record_id, status, attempts, message, action, first_seen, last_seen, run_id, '
+            f'payload FROM "{schema}"."{REJECTED_TABLE}" WHERE status <> ? ORDER BY entity, reason, record_id',
+            [RESOLVED],
+        )
+        names = [d[0] for d in cursor.description]
+        groups: dict[tuple[str, str], list[tuple]] = {}
+        for row in cursor.fetchall():
+            groups.setdefault((row[0], row[1]), []).append(row)
+    folder.mkdir(parents=True, exist_ok=True)
+    for (entity, reason), rows in sorted(groups.items()):
+        target = folder / f"{entity}__{reason}.csv"
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(names)
+            writer.writerows(rows)
+        written.append(target)
+    return written
 
 
 def table_summary(path: Path) -> list[tuple[str, str, int]]:
-    """(schema, table, rows) of every data table in the warehouse, dlt's bookkeeping tables left out."""
+    """(schema, table, rows) of every data table in the warehouse, dlt's bookkeeping tables and views left out."""
     with duckdb.connect(str(path), read_only=True) as con:
         tables = con.execute(
             """
             SELECT table_schema, table_name FROM information_schema.tables
-            WHERE table_schema NOT LIKE '%\\_staging' ESCAPE '\\'
+            WHERE table_type = 'BASE TABLE'
+              AND table_schema NOT LIKE '%\\_staging' ESCAPE '\\'
               AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\'
               AND table_schema NOT IN ('information_schema', 'main', 'pg_catalog')
             ORDER BY table_schema, table_name

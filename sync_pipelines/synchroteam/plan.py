@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-MODES = ("incremental", "reconcile", "full")
+MODES = ("incremental", "reconcile", "full", "retry_rejected")
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,8 @@ class SyncPlan:
     """How one run reads an entity.
 
     mode: incremental (from the cursor, minus `overlap`), reconcile (records changed in
-        [window_start, window_end), cursor untouched) or full (everything).
+        [window_start, window_end), cursor untouched), full (everything; the id sweep marks deletions) or
+        retry_rejected (only re-read the quarantined records by id, unresolved ones included).
     max_records: cap on the changes read beyond an existing cursor (0 = none), oldest first; an initial load
         (no cursor yet) and a full run are never capped, and reconcile caps its window.
     refetch_created_since / refetch_statuses: extra walks re-reading records whose `dateModified` may not have
@@ -33,7 +34,7 @@ class SyncPlan:
 
     @property
     def moves_cursor(self) -> bool:
-        return self.mode != "reconcile"
+        return self.mode in ("incremental", "full")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ data, and it only ever advances past records that were loaded:
 from __future__ import annotations
 
 import heapq
-import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,9 +26,8 @@ from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import ConfigurationError, RecordNotFound
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
+from sync_pipelines.synchroteam.quarantine import NOT_FOUND, Quarantine, Rejection, check_record
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp, to_api_timestamp
-
-log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
@@ -42,8 +40,9 @@ class ExtractStats:
     records_loaded: int = 0
     refetched: int = 0
     details_fetched: int = 0
-    details_missing: list[str] = field(default_factory=list)
+    retried: int = 0
     capped: bool = False
+    seen_ids: set[str] | None = None  # every id the API listed, for the deletion sweep of a full run
     window_start: datetime | None = None
     window_end: datetime | None = None
     cursor_before: datetime | None = None
@@ -61,15 +60,20 @@ def entity_source(
     client: SynchroteamClient | None,
     plan: SyncPlan | None = None,
     stats: ExtractStats | None = None,
+    quarantine: Quarantine | None = None,
 ) -> DltSource:
-    """The dlt source for `entity` of `tenant`. `client=None` builds it for definitions only (not runnable)."""
+    """The dlt source for `entity` of `tenant`. `client=None` builds it for definitions only (not runnable).
+
+    `quarantine` holds the entity's stored quarantine rows (re-read by id first) and collects this run's.
+    """
     plan = plan or SyncPlan()
     stats = stats if stats is not None else ExtractStats()
+    quarantine = quarantine or Quarantine(entity.name, "local", datetime.now(timezone.utc), {})
 
-    def read_entity() -> Iterator[list[Record]]:
+    def read_entity() -> Iterator[Any]:
         if client is None:
             raise ConfigurationError(f"{pipeline_name(tenant, entity)} was built without an API client.")
-        reader = _EntityReader(entity, client, plan, stats, dlt.current.resource_state())
+        reader = _EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state())
         yield from reader.read()
 
     resource = dlt.resource(
@@ -97,19 +101,42 @@ class _Newest:
 
 class _EntityReader:
     def __init__(
-        self, entity: Entity, client: SynchroteamClient, plan: SyncPlan, stats: ExtractStats, state: dict
+        self,
+        entity: Entity,
+        client: SynchroteamClient,
+        plan: SyncPlan,
+        stats: ExtractStats,
+        quarantine: Quarantine,
+        state: dict,
     ) -> None:
         self.entity, self.client, self.plan, self.stats, self.state = entity, client, plan, stats, state
+        self.quarantine = quarantine
         self.tz = client.settings.timezone
         self.cursor = Cursor.from_state(state)
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.details_concurrency))
         self.refetch_walks = self._refetch_walk_specs()
         self.refetch_candidates: set[str] = set()  # ids loaded that a re-fetch walk would load again
 
-    def read(self) -> Iterator[list[Record]]:
+    def read(self) -> Iterator[Any]:
         with self.pool:
-            yield from self._main_walk()
-            yield from self._refetch_walks()
+            yield from self._retry_quarantined()
+            if self.plan.mode != "retry_rejected":
+                yield from self._main_walk()
+                yield from self._refetch_walks()
+        rows = self.quarantine.items()
+        if rows is not None:
+            yield rows
+
+    def _retry_quarantined(self) -> Iterator[list[Record]]:
+        """Re-read quarantined records by id: those that now load leave the quarantine."""
+        pending = self.quarantine.pending(include_unresolved=self.plan.mode == "retry_rejected")
+        ids = [row["record_id"] for row in pending]
+        for start in range(0, len(ids), self.plan.page_size):
+            chunk = [{"id": record_id} for record_id in ids[start : start + self.plan.page_size]]
+            self.stats.retried += len(chunk)
+            good = self._complete(chunk, force_details=True)
+            if good:
+                yield good
 
     # -- the change window ---------------------------------------------------------------------------------
 
@@ -124,8 +151,12 @@ class _EntityReader:
         cap = plan.max_records if plan.mode == "reconcile" or (plan.mode == "incremental" and self.cursor.at) else 0
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
         newest: datetime | None = None
+        if plan.mode == "full":
+            stats.seen_ids = set()
         for page in self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params):
             stats.records_fetched += len(page)
+            if stats.seen_ids is not None:
+                stats.seen_ids.update(str(r.get("id")) for r in page if r.get("id") not in (None, ""))
             ready = []
             for record in page:
                 modified = self._modified(record)
@@ -215,14 +246,28 @@ class _EntityReader:
         value = record.get("dateModified")
         return parse_timestamp(value, self.tz) if isinstance(value, str) else None
 
-    def _complete(self, page: list[Record]) -> list[Record]:
-        """Details for rows lacking a child list (jobs), then normalised; remembers ids a re-fetch would repeat."""
-        complete = _with_details(self.client, self.entity, page, self.pool, self.stats)
-        for record in complete:
-            if any(matches(record) for _, matches in self.refetch_walks):
-                self.refetch_candidates.add(str(record.get("id")))
-        self.stats.records_loaded += len(complete)
-        return [normalise_record(record, self.tz) for record in complete]
+    def _complete(self, page: list[Record], force_details: bool = False) -> list[Record]:
+        """Details where needed, normalised and checked: what cannot be loaded goes to the quarantine.
+
+        Remembers the ids a re-fetch walk would repeat.
+        """
+        complete, missing = _with_details(self.client, self.entity, page, self.pool, self.stats, force_details)
+        for record in missing:
+            self.quarantine.reject(Rejection(
+                str(record.get("id")), NOT_FOUND, f"{self.entity.resource}/details answered 404.", record))
+        good = []
+        for raw in complete:
+            record = normalise_record(raw, self.tz)
+            rejection = check_record(raw, record)
+            if rejection is not None:
+                self.quarantine.reject(rejection)
+                continue
+            self.quarantine.loaded(record["id"])
+            if any(matches(raw) for _, matches in self.refetch_walks):
+                self.refetch_candidates.add(record["id"])
+            good.append(record)
+        self.stats.records_loaded += len(good)
+        return good
 
 
 def _with_details(
@@ -231,11 +276,15 @@ def _with_details(
     page: list[Record],
     pool: ThreadPoolExecutor,
     stats: ExtractStats,
-) -> list[Record]:
-    """Replace list rows that lack a child list with their `details` (jobs: parts and time entries)."""
-    incomplete = [i for i, record in enumerate(page) if any(child not in record for child in entity.children)]
+    force: bool = False,
+) -> tuple[list[Record], list[Record]]:
+    """(records, rows whose details answered 404): list rows lacking a child list (jobs: parts and time entries),
+    or every row when `force`, are replaced by their `details`."""
+    incomplete = [
+        i for i, record in enumerate(page) if force or any(child not in record for child in entity.children)
+    ]
     if not incomplete:
-        return page
+        return page, []
 
     def fetch(index: int) -> Record | None:
         try:
@@ -244,14 +293,12 @@ def _with_details(
             return None
 
     completed: list[Record | None] = list(page)
+    missing = []
     for index, details in zip(incomplete, pool.map(fetch, incomplete)):
         if details is None:
-            # Deleted between the list call and the details call: the next run no longer lists it.
-            record_id = str(page[index].get("id"))
-            stats.details_missing.append(record_id)
-            log.warning("%s %s vanished between list and details; left for the next run", entity.name, record_id)
+            missing.append(page[index])
             completed[index] = None
             continue
         stats.details_fetched += 1
         completed[index] = {**page[index], **details}
-    return [record for record in completed if record is not None]
+    return [record for record in completed if record is not None], missing

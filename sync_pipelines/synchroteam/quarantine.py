@@ -1,0 +1,157 @@
+"""Record-level quarantine: a record that cannot be loaded as it is goes to `<schema>._rejected_records`.
+
+Rows are written by the entity's own dlt resource (a table variant), so they land in the same load as the data
+and the cursor: a record is either loaded or quarantined, never silently dropped. One row per entity and record
+id, merged: `attempts` counts the loads that failed; after the first sighting and two automatic re-reads by id
+(`AUTOMATIC_ATTEMPTS`) the row stays `unresolved` with its reason; a re-read that loads moves it to `resolved`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import dlt
+
+from sync_pipelines.synchroteam.records import DATE_FIELDS, DECIMAL_FIELDS, TIMESTAMP_FIELDS
+
+REJECTED_TABLE = "_rejected_records"
+AUTOMATIC_ATTEMPTS = 3  # the first sighting, then two automatic re-reads
+OPEN, UNRESOLVED, RESOLVED = "open", "unresolved", "resolved"
+
+MISSING_ID = "missing_id"
+BAD_DATE_MODIFIED = "bad_date_modified"
+TYPE_MISMATCH = "type_mismatch"
+NOT_FOUND = "details_not_found"
+
+ACTIONS = {
+    MISSING_ID: "The API sent a record without an id; report it to Synchroteam support with the payload.",
+    BAD_DATE_MODIFIED: "Open the record in Synchroteam and save it again so it gets a valid modification date.",
+    TYPE_MISMATCH: "Correct the named field in Synchroteam (a number or date field holds text).",
+    NOT_FOUND: "The record was listed but its details answer 404: it was probably deleted; nothing to fix if so.",
+}
+
+REJECTED_HINTS = dlt.mark.make_hints(
+    table_name=REJECTED_TABLE,
+    write_disposition="merge",
+    primary_key=["entity", "record_id"],
+    columns={
+        "payload": {"data_type": "text"},
+        "record_id": {"data_type": "text", "nullable": False},
+        "resolved_at": {"data_type": "timestamp"},
+        "first_seen": {"data_type": "timestamp"},
+        "last_seen": {"data_type": "timestamp"},
+    },
+)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    record_id: str
+    reason: str
+    message: str
+    payload: dict[str, Any]
+
+
+def check_record(raw: dict[str, Any], normalised: dict[str, Any]) -> Rejection | None:
+    """Why `normalised` cannot be loaded as it is, or None. `raw` is what the API sent (kept as the payload)."""
+    record_id = normalised.get("id")
+    if record_id in (None, "", "None"):
+        digest = hashlib.sha1(_dump(raw).encode()).hexdigest()[:12]
+        return Rejection(f"no-id:{digest}", MISSING_ID, "The record has no id.", raw)
+    modified = normalised.get("dateModified")
+    if not isinstance(modified, datetime):
+        shown = "missing" if modified is None else f"{modified!r} is not a timestamp"
+        return Rejection(str(record_id), BAD_DATE_MODIFIED, f"dateModified {shown}.", raw)
+    bad = _mistyped(normalised)
+    if bad:
+        path, value = bad
+        return Rejection(str(record_id), TYPE_MISMATCH, f"{path} = {value!r} does not fit its column type.", raw)
+    return None
+
+
+def _mistyped(record: dict[str, Any], prefix: str = "") -> tuple[str, Any] | None:
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found = _mistyped(value, f"{path}.")
+        elif isinstance(value, list):
+            found = next(
+                (f for i, v in enumerate(value) if isinstance(v, dict) and (f := _mistyped(v, f"{path}[{i}]."))),
+                None,
+            )
+        elif key in DECIMAL_FIELDS and not isinstance(value, (Decimal, int, float)):
+            found = (path, value)
+        elif key in TIMESTAMP_FIELDS and not isinstance(value, datetime):
+            found = (path, value)
+        elif key in DATE_FIELDS and not isinstance(value, date):
+            found = (path, value)
+        else:
+            found = None
+        if found:
+            return found
+    return None
+
+
+class Quarantine:
+    """The quarantine rows one run writes for one entity, given the rows already stored for it."""
+
+    def __init__(self, entity: str, run_id: str, now: datetime, stored: dict[str, dict[str, Any]]) -> None:
+        self.entity, self.run_id, self.now = entity, run_id, now
+        self.stored = stored
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def pending(self, include_unresolved: bool = False) -> list[dict[str, Any]]:
+        """Stored rows to re-read by id: open ones (and unresolved ones when asked), never id-less ones."""
+        wanted = {OPEN, UNRESOLVED} if include_unresolved else {OPEN}
+        return [
+            row for row in self.stored.values()
+            if row["status"] in wanted and row["reason"] != MISSING_ID
+        ]
+
+    def reject(self, rejection: Rejection) -> None:
+        previous = self.rows.get(rejection.record_id) or self.stored.get(rejection.record_id) or {}
+        attempts = int(previous.get("attempts") or 0) + 1
+        status = UNRESOLVED if attempts >= AUTOMATIC_ATTEMPTS or rejection.reason == MISSING_ID else OPEN
+        self.rows[rejection.record_id] = {
+            "entity": self.entity,
+            "record_id": rejection.record_id,
+            "reason": rejection.reason,
+            "message": rejection.message,
+            "action": ACTIONS[rejection.reason],
+            "payload": _dump(rejection.payload),
+            "run_id": self.run_id,
+            "first_seen": previous.get("first_seen") or self.now,
+            "last_seen": self.now,
+            "attempts": attempts,
+            "status": status,
+            "resolved_at": None,
+        }
+
+    def loaded(self, record_id: str) -> None:
+        """A record loaded: if it was quarantined, it leaves the quarantine."""
+        previous = self.stored.get(record_id)
+        if previous and previous["status"] != RESOLVED and record_id not in self.rows:
+            self.rows[record_id] = {
+                **previous, "run_id": self.run_id, "last_seen": self.now, "status": RESOLVED, "resolved_at": self.now,
+            }
+
+    def items(self):
+        """The rows to load, marked for the `_rejected_records` table."""
+        rows = [{k: v for k, v in row.items() if v is not None} for row in self.rows.values()]
+        return dlt.mark.with_hints(rows, REJECTED_HINTS, create_table_variant=True) if rows else None
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.rows.values():
+            if row["status"] != RESOLVED:
+                counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+        return counts
+
+
+def _dump(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, default=str, sort_keys=True, ensure_ascii=False)
