@@ -5,6 +5,7 @@ from dagster_dlt import DagsterDltResource
 
 from sync_pipelines.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.catalogue import TENANTS, tenant_entities
+from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor
 from sync_pipelines.schedules import entity_job, entity_schedule, reconcile_job, reconcile_schedule
 
 pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
@@ -18,11 +19,14 @@ sync_all = define_asset_job(
     executor_def=in_process_executor,
     description="Every entity of every tenant, incrementally, into DuckDB.",
 )
+fresh_checks = freshness_checks(pairs)
 entity_jobs = {pair: entity_job(*pair) for pair in pairs}
 reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
 
 defs = Definitions(
     assets=[*entity_assets, *reconciliation_assets],
+    asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
+    sensors=[freshness_sensor(fresh_checks)],
     jobs=[sync_all, *entity_jobs.values(), *reconcile_jobs.values()],
     schedules=[
         *(entity_schedule(tenant, entity, job) for (tenant, entity), job in entity_jobs.items()),

@@ -124,6 +124,22 @@ def read_quarantine(path: Path, schema: str, entity: str) -> dict[str, dict[str,
         return {row["record_id"]: row for row in (dict(zip(names, r)) for r in cursor.fetchall())}
 
 
+def rejected_counts(path: Path, schema: str, entity: str, run_id: str) -> dict[str, int]:
+    """Records `run_id` quarantined for `entity` and did not resolve, by reason."""
+    con = _connect(path, read_only=True)
+    if con is None:
+        return {}
+    with con:
+        if not _exists(con, schema, REJECTED_TABLE):
+            return {}
+        rows = con.execute(
+            f'SELECT reason, count(*) FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ? AND run_id = ? '
+            "AND status <> ? GROUP BY reason",
+            [entity, run_id, RESOLVED],
+        ).fetchall()
+        return {reason: int(count) for reason, count in rows}
+
+
 def prune_resolved(path: Path, schema: str, before: datetime) -> int:
     """Retention: quarantine rows resolved before `before` are deleted."""
     with duckdb.connect(str(path)) as con:

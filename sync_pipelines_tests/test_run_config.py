@@ -21,6 +21,7 @@ from sync_pipelines_tests.helpers import (
     requests_by,
     run_entity_job,
     step_failures,
+    sync_requests,
     stored_cursor,
 )
 
@@ -102,7 +103,7 @@ def test_revisit_days_re_reads_changes_that_far_behind_the_cursor(emulator, ware
     emulator.clear_requests()
     run_entity_job(MAIN_TENANT, sites, {"revisit_days": 3})
     assert value_of(warehouse, "sites", site_id, "contact_phone") == "late"
-    (request,) = [r for r in emulator.requests if r.resource == "site"]
+    (request,) = [r for r in sync_requests(emulator) if r.resource == "site"]
     assert request.params["changedSince"] == (cursor - timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -123,7 +124,7 @@ def test_refetch_recent_days_catches_edits_that_do_not_move_date_modified(emulat
     emulator.clear_requests()
     result = run_entity_job(MAIN_TENANT, invoices)  # default: the last 7 days
     assert value_of(warehouse, "invoices", new_invoice["id"], "status") == "paid"
-    refetch = [r for r in emulator.requests if "dateFrom" in r.params]
+    refetch = [r for r in sync_requests(emulator) if "dateFrom" in r.params]
     assert [r.params["dateFrom"] for r in refetch] == [(date.today() - timedelta(days=7)).isoformat()]
     assert result.asset_materializations_for_node("synchroteam__invoices")[0].metadata["refetched"].value >= 1
 
@@ -141,7 +142,7 @@ def test_refetch_statuses_re_reads_draft_and_new_quotations(emulator, warehouse)
     emulator.clear_requests()
     run_entity_job(MAIN_TENANT, quotations)
     assert value_of(warehouse, "quotations", draft["id"], "valid_until") == date(2030, 1, 31)
-    assert sorted(r.params["status"] for r in emulator.requests if "status" in r.params) == ["draft", "new"]
+    assert sorted(r.params["status"] for r in sync_requests(emulator) if "status" in r.params) == ["draft", "new"]
 
 
 def test_capped_runs_over_unsorted_changes_converge_without_skipping_any(emulator, warehouse):
@@ -181,7 +182,7 @@ def test_full_mode_reads_everything_and_keeps_the_cursor(emulator, warehouse):
     run_entity_job(MAIN_TENANT, sites, {"mode": "full"})
 
     assert requests_by(emulator, MAIN.domain, "site") == (pages(MAIN.counts["site"]), 0)
-    assert [r.params.get("changedSince") for r in emulator.requests] == [None]
+    assert [r.params.get("changedSince") for r in sync_requests(emulator)] == [None]
     assert stored_cursor(MAIN_TENANT, sites) == before
 
 
@@ -218,7 +219,7 @@ def test_a_partition_run_re_reads_that_day_and_leaves_the_cursor_where_it_was(em
 
     assert value_of(warehouse, "invoices", invoice_id, "currency") == "CHF"
     assert stored_cursor(MAIN_TENANT, invoices) == cursor
-    assert [r.params.get("changedSince") for r in emulator.requests] == ["2025-06-10 00:00:00"]
+    assert [r.params.get("changedSince") for r in sync_requests(emulator)] == ["2025-06-10 00:00:00"]
     tags = instance.get_run_by_id(result.run_id).tags
     assert tags["sync/mode"] == "reconcile"
     assert (tags["sync/window_start"], tags["sync/window_end"]) == ("2025-06-10", "2025-06-10")
@@ -231,7 +232,7 @@ def test_a_backfilled_range_runs_as_one_run_over_the_whole_window(emulator, ware
         instance=instance,
     )
 
-    assert [r.params.get("changedSince") for r in emulator.requests] == ["2025-06-08 00:00:00"]
+    assert [r.params.get("changedSince") for r in sync_requests(emulator)] == ["2025-06-08 00:00:00"]
     materialization = result.asset_materializations_for_node("synchroteam__invoices_reconciliation")[0]
     expected = [
         r for r in emulator.tenant(MAIN.domain).records("invoice")
@@ -259,7 +260,7 @@ def test_runs_are_tagged_and_materializations_carry_the_numbers(emulator, wareho
     metadata = result.asset_materializations_for_node("synchroteam__invoices")[0].metadata
     assert metadata["inserted"].value == 2
     assert metadata["updated"].value == metadata["loaded"].value - 2 >= 1
-    assert metadata["api_requests"].value == len(emulator.requests)
+    assert metadata["api_requests"].value == len(sync_requests(emulator))
     assert metadata["retries_429"].value == 0
     assert metadata["row_count"].value == MAIN.counts["invoice"] + 2
     assert metadata["quota_remaining"].value > 0
@@ -291,5 +292,5 @@ def test_reconcile_mode_on_the_entity_asset_re_reads_its_window_and_keeps_the_cu
     run_entity_job(MAIN_TENANT, sites, {"mode": "reconcile", "window_start": "2025-03-03", "window_end": "2025-03-04"})
 
     assert value_of(warehouse, "sites", site_id, "contact_phone") == "reconciled"
-    assert [r.params.get("changedSince") for r in emulator.requests] == ["2025-03-03 00:00:00"]
+    assert [r.params.get("changedSince") for r in sync_requests(emulator)] == ["2025-03-03 00:00:00"]
     assert stored_cursor(MAIN_TENANT, sites) == before

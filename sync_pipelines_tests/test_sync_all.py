@@ -18,6 +18,7 @@ from sync_pipelines_tests.helpers import (
     requests_by,
     run_sync_all,
     step_failures,
+    sync_requests,
     window_start,
 )
 
@@ -143,7 +144,7 @@ def test_wrong_api_key_fails_once_without_retries_naming_the_tenant_and_writes_n
     for message in failures.values():
         assert "tenant 'main'" in message and "SYNCHROTEAM_API_KEY" in message and "401" in message
         assert wrong_key not in message
-    unauthorised = [r for r in emulator.requests if r.status == 401]
+    unauthorised = [r for r in sync_requests(emulator) if r.status == 401]
     assert len(unauthorised) == len(main_steps)  # one request per entity: no retry
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert not any(table_exists(con, "synchroteam", e) for e in TENANTS["synchroteam"].entities)
@@ -172,7 +173,7 @@ def test_429s_with_and_without_retry_after_still_end_in_a_complete_warehouse(emu
     result = run_sync_all()
 
     assert result.success
-    assert sum(1 for r in emulator.requests if r.status == 429) == 7
+    assert sum(1 for r in sync_requests(emulator) if r.status == 429) == 7
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
     invoices = result.asset_materializations_for_node("synchroteam__invoices")[0]
     assert invoices.metadata["retries_429"].value == 2

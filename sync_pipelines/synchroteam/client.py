@@ -129,6 +129,14 @@ class SynchroteamClient:
                 return
             page += 1
 
+    def records_total(self, resource: str) -> int:
+        """How many records `{resource}/list` holds, from one request of page size 1."""
+        body = self.get(f"{resource}/list", {"page": "1", "pageSize": "1"})
+        data, _, total = _parse_envelope(body, 1, resource)
+        if total is None:
+            raise UnexpectedResponse(f"{resource}/list gave no recordsTotal.")
+        return total
+
     def details(self, resource: str, record_id: str) -> dict[str, Any]:
         """`{resource}/details?id=`: the full record. Raises RecordNotFound on 404."""
         body = self.get(f"{resource}/details", {"id": str(record_id)})

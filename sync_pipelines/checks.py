@@ -1,0 +1,92 @@
+"""Asset checks per entity, shown in the UI after every run.
+
+- `no_duplicate_ids` (error): an id twice in the table;
+- `rejected_records` (warning): records this run quarantined, counted by reason;
+- `row_count_matches_api` (warning): the API's `recordsTotal` against the live rows (one request, pageSize 1);
+- freshness (warning): the last successful sync is not older than FRESHNESS_CADENCES of the entity's cadence,
+  evaluated by the `freshness_checks_sensor`.
+"""
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    AssetKey,
+    DefaultSensorStatus,
+    MetadataValue,
+    SensorDefinition,
+    asset_check,
+    build_last_update_freshness_checks,
+    build_sensor_for_freshness_checks,
+)
+
+from sync_pipelines.assets import DUCKDB_POOL
+from sync_pipelines.catalogue import Entity, Tenant
+from sync_pipelines.settings import TenantSettings, warehouse_path
+from sync_pipelines.synchroteam.client import SynchroteamClient
+from sync_pipelines.warehouse import count_rows, duplicate_ids, rejected_counts
+
+FRESHNESS_CADENCES = 3
+
+
+def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]:
+    key = AssetKey([tenant.name, entity.name])
+    schema, table = tenant.name, entity.name
+
+    @asset_check(asset=key, name="no_duplicate_ids", pool=DUCKDB_POOL,
+                 description="Every id appears once in the table.")
+    def no_duplicate_ids(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        duplicates = duplicate_ids(warehouse_path(), schema, table)
+        return AssetCheckResult(
+            passed=not duplicates,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"duplicate_ids": len(duplicates), "examples": MetadataValue.json(duplicates[:10])},
+        )
+
+    @asset_check(asset=key, name="rejected_records", pool=DUCKDB_POOL,
+                 description="Records this run could not load, quarantined in _rejected_records, by reason.")
+    def rejected_records(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        counts = rejected_counts(warehouse_path(), schema, table, context.run.run_id)
+        return AssetCheckResult(
+            passed=not counts,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "rejected": sum(counts.values()),
+                **{f"reason_{reason}": count for reason, count in sorted(counts.items())},
+            },
+        )
+
+    @asset_check(asset=key, name="row_count_matches_api", pool=DUCKDB_POOL,
+                 description="The API's recordsTotal equals the warehouse's live rows (one request).")
+    def row_count_matches_api(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
+            api_total = client.records_total(entity.resource)
+        live = count_rows(warehouse_path(), schema, table, live=True)
+        return AssetCheckResult(
+            passed=api_total == live,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"api_records_total": api_total, "warehouse_live_rows": live, "difference": live - api_total},
+        )
+
+    return [no_duplicate_ids, rejected_records, row_count_matches_api]
+
+
+def freshness_checks(pairs: Sequence[tuple[Tenant, Entity]]) -> list[AssetChecksDefinition]:
+    checks: list[AssetChecksDefinition] = []
+    for tenant, entity in pairs:
+        checks.extend(
+            build_last_update_freshness_checks(
+                assets=[AssetKey([tenant.name, entity.name])],
+                lower_bound_delta=timedelta(minutes=FRESHNESS_CADENCES * entity.cadence_minutes),
+            )
+        )
+    return checks
+
+
+def freshness_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinition:
+    """Evaluates the freshness checks; on by default (it reads Dagster's own records, never the API)."""
+    return build_sensor_for_freshness_checks(freshness_checks=checks, default_status=DefaultSensorStatus.RUNNING)
