@@ -6,6 +6,7 @@ from dagster_dlt import DagsterDltResource
 from sync_pipelines.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.catalogue import TENANTS, tenant_entities
 from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor
+from sync_pipelines.quarantine_jobs import export_rejected_records_job, retry_rejected_job
 from sync_pipelines.schedules import entity_job, entity_schedule, reconcile_job, reconcile_schedule
 
 pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
@@ -27,7 +28,13 @@ defs = Definitions(
     assets=[*entity_assets, *reconciliation_assets],
     asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
     sensors=[freshness_sensor(fresh_checks)],
-    jobs=[sync_all, *entity_jobs.values(), *reconcile_jobs.values()],
+    jobs=[
+        sync_all,
+        *entity_jobs.values(),
+        *reconcile_jobs.values(),
+        retry_rejected_job(entity_assets),
+        export_rejected_records_job,
+    ],
     schedules=[
         *(entity_schedule(tenant, entity, job) for (tenant, entity), job in entity_jobs.items()),
         *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),

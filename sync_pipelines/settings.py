@@ -66,7 +66,7 @@ class TenantSettings:
             domain=value("DOMAIN"),
             api_key=value("API_KEY"),
             timezone=zone,
-            requests_per_minute=_positive_number(tenant, env, "REQUESTS_PER_MINUTE", float),
+            requests_per_minute=_positive_number(tenant, env, "REQUESTS_PER_MINUTE", float) or None,
             quota_floor=_positive_number(tenant, env, "QUOTA_FLOOR", int, DEFAULT_QUOTA_FLOOR),
         )
 
@@ -83,7 +83,7 @@ def _positive_number(tenant: Tenant, env: Mapping[str, str], suffix: str, kind: 
         raise ConfigurationError(
             f"{tenant.env(suffix)}={raw!r} is not a non-negative number.", action=f"Set {tenant.env(suffix)} or unset it."
         )
-    return number or default
+    return number
 
 
 def warehouse_path(environ: Mapping[str, str] | None = None) -> Path:

@@ -16,6 +16,7 @@ from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
 from sync_pipelines.synchroteam.errors import (
     ApiUnavailable,
     AuthRejected,
+    NotJsonResponse,
     QuotaSpent,
     RateLimited,
     RecordNotFound,
@@ -207,11 +208,30 @@ def test_a_burst_of_server_errors_and_timeouts_is_absorbed():
         assert client.stats.retries_other == 2
 
 
-def test_an_html_firewall_page_is_classified_as_unexpected_response():
+def test_an_html_firewall_page_fails_at_once_as_not_json():
+    calls = []
     page = httpx.Response(200, text="<html>Access denied</html>", headers={"Content-Type": "text/html"})
-    with make_client(lambda r: page, retry=RetryPolicy(max_attempts=2)) as client:
-        with pytest.raises(UnexpectedResponse, match="text/html"):
+    with make_client(lambda r: calls.append(r) or page) as client:
+        with pytest.raises(NotJsonResponse, match="text/html") as err:
             client.details("job", "1")
+    assert len(calls) == 1 and not err.value.retryable and "firewall" in err.value.action
+
+
+def test_a_truncated_json_body_is_retried_then_reported_as_unexpected_response():
+    calls = []
+    truncated = httpx.Response(200, content=b'{"page": 1, "data": [', headers={"Content-Type": "application/json"})
+    with make_client(lambda r: calls.append(r) or truncated, retry=RetryPolicy(max_attempts=3)) as client:
+        with pytest.raises(UnexpectedResponse, match="not valid JSON") as err:
+            client.details("job", "1")
+    assert len(calls) == 3 and err.value.retryable
+
+
+def test_retry_after_on_a_503_is_honoured():
+    answers = iter([json_response(503, {"message": "maintenance"}, {"Retry-After": "4"}), json_response(200, {})])
+    fake = FakeTime()
+    with make_client(lambda r: next(answers), fake) as client:
+        client.details("job", "1")
+    assert fake.sleeps == [pytest.approx(4.0)]
 
 
 def test_details_of_an_unknown_id_raises_record_not_found():

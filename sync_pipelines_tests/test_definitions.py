@@ -37,14 +37,28 @@ def test_reconciliation_assets_are_daily_partitioned_and_the_entity_assets_are_n
             assert partitions is None
 
 
-def test_jobs_are_sync_all_one_per_entity_and_a_reconciliation_per_tenant():
+def test_jobs_are_sync_all_one_per_entity_a_reconciliation_per_tenant_and_the_quarantine_jobs():
     names = {job.name for job in defs.jobs}
     assert names == {
         "sync_all",
         *(f"sync_{key.replace('/', '__')}" for key in EXPECTED_ASSETS),
         "reconcile_synchroteam",
         "reconcile_synchroteam_hec",
+        "retry_rejected_records",
+        "export_rejected_records",
     }
+
+
+def test_every_entity_asset_has_its_four_checks():
+    graph = defs.resolve_asset_graph()
+    checks = {}
+    for check_key in graph.asset_check_keys:
+        checks.setdefault(check_key.asset_key.to_user_string(), set()).add(check_key.name)
+    assert checks == {
+        key: {"no_duplicate_ids", "rejected_records", "row_count_matches_api", "freshness_check"}
+        for key in EXPECTED_ASSETS
+    }
+    assert [s.name for s in defs.sensors] == ["freshness_checks_sensor"]
 
 
 def test_entity_assets_have_no_upstream_placeholders_and_share_the_duckdb_writer_pool():

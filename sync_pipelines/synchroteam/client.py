@@ -21,6 +21,7 @@ from sync_pipelines.synchroteam.errors import (
     ApiUnavailable,
     AuthRejected,
     BadRequest,
+    NotJsonResponse,
     QuotaSpent,
     RateLimited,
     RecordNotFound,
@@ -168,19 +169,19 @@ class SynchroteamClient:
                 if self._quota_is_spent(response):
                     raise QuotaSpent(
                         f"Tenant '{self.settings.tenant.label}' has spent its daily API quota "
-                        f"(X-Quota-Remaining={self.stats.quota_remaining}).",
+                        f"(X-Quota-Remaining={self.stats.quota_remaining}); it resets at the start of the "
+                        f"tenant's day.",
                     )
                 failures.append("429")
                 self.stats.count("retries_429")
-                if attempt + 1 < self.retry.max_attempts:
-                    self._wait_after_429(attempt, retry_after)
+                self._wait(attempt, retry_after)
                 continue
             if status in (401, 403):
                 raise self._auth_error(status)
             if status >= 500:
                 failures.append(str(status))
                 self.stats.count("retries_other")
-                self._backoff(attempt)
+                self._wait(attempt, _retry_after(response))
                 continue
             if status == 404:
                 raise RecordNotFound(
@@ -212,7 +213,10 @@ class SynchroteamClient:
             f"({', '.join(failures)}); gave up."
         )
 
-    def _wait_after_429(self, attempt: int, retry_after: float | None) -> None:
+    def _wait(self, attempt: int, retry_after: float | None) -> None:
+        """Before the next attempt: the server's `Retry-After` when it gave one, else exponential backoff."""
+        if attempt + 1 >= self.retry.max_attempts:
+            return
         if retry_after is None:
             self._backoff(attempt)
             return
@@ -247,9 +251,13 @@ class SynchroteamClient:
         floor = self.settings.quota_floor
         if remaining is not None and floor and remaining < floor:
             raise QuotaSpent(
-                f"Tenant '{self.settings.tenant.label}' has {remaining} API requests left today, under the floor "
-                f"of {floor} ({self.settings.tenant.env('QUOTA_FLOOR')}); stopped before using them.",
-                action="Wait for the daily quota to reset, or lower the floor if this sync may use the rest.",
+                f"Tenant '{self.settings.tenant.label}' has {remaining} API requests left today "
+                f"(X-Quota-Remaining={remaining}), under the floor of {floor} "
+                f"({self.settings.tenant.env('QUOTA_FLOOR')}); stopped before using them.",
+                action=(
+                    "Wait for the daily quota to reset (at the start of the tenant's day; the next run resumes), "
+                    "or lower the floor if this sync may use the rest."
+                ),
             )
 
     def _auth_error(self, status: int) -> AuthRejected:
@@ -295,8 +303,9 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _json(response: httpx.Response, path: str) -> Any:
     content_type = response.headers.get("Content-Type", "")
     if "json" not in content_type.lower():
-        raise UnexpectedResponse(
-            f"Expected JSON from {path}, got {content_type or 'no Content-Type'} (HTTP {response.status_code})."
+        raise NotJsonResponse(
+            f"Expected JSON from {path}, got {content_type or 'no Content-Type'} (HTTP {response.status_code}): "
+            f"{response.text[:120]!r}"
         )
     try:
         return response.json()

@@ -39,7 +39,10 @@ class RateLimited(SyncError):
 
 class QuotaSpent(SyncError):
     category = "quota_spent"
-    action = "Wait for the daily quota to reset, or lower the tenant's other API usage; the next run resumes."
+    action = (
+        "Wait for the daily quota to reset (Synchroteam counts it per day; the first run after the reset resumes "
+        "where this one stopped), or lower the tenant's other API usage."
+    )
 
 
 class ApiUnavailable(SyncError):
@@ -54,6 +57,14 @@ class UnexpectedResponse(SyncError):
     action = (
         "The API answered with something that is not its JSON (a firewall or proxy page?). Check the base URL "
         "and any proxy between here and Synchroteam."
+    )
+
+
+class NotJsonResponse(SyncError):
+    category = "not_json"
+    action = (
+        "Synchroteam (or something in front of it) answered with a web page instead of JSON: a firewall, a proxy "
+        "or a wrong base URL. Check the base URL, and ask whoever runs the firewall to allow this host. Not retried."
     )
 
 

@@ -114,10 +114,13 @@ class Quarantine:
         ]
 
     def reject(self, rejection: Rejection) -> None:
-        previous = self.rows.get(rejection.record_id) or self.stored.get(rejection.record_id) or {}
+        # one attempt per run, however many times this run met the record (re-read by id, then listed)
+        previous = self.stored.get(rejection.record_id) or {}
         attempts = int(previous.get("attempts") or 0) + 1
         status = UNRESOLVED if attempts >= AUTOMATIC_ATTEMPTS or rejection.reason == MISSING_ID else OPEN
         self.rows[rejection.record_id] = {
+            # `id` too: the table variant inherits the entity table's non-null `id` column
+            "id": f"{self.entity}:{rejection.record_id}",
             "entity": self.entity,
             "record_id": rejection.record_id,
             "reason": rejection.reason,

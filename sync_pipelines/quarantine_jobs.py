@@ -1,0 +1,67 @@
+"""Jobs for the people who fix records: re-read the quarantine, and export it as CSV."""
+
+from pathlib import Path
+
+from dagster import (
+    AssetSelection,
+    AssetsDefinition,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    define_asset_job,
+    in_process_executor,
+    job,
+    op,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from sync_pipelines.assets import DUCKDB_POOL
+from sync_pipelines.catalogue import TENANTS
+from sync_pipelines.settings import warehouse_path
+from sync_pipelines.warehouse import export_rejected
+
+
+def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> UnresolvedAssetJobDefinition:
+    """Every entity asset in `retry_rejected` mode: quarantined records (unresolved ones too) re-read by id."""
+    ops = {assets_def.op.name: {"config": {"mode": "retry_rejected"}} for assets_def in entity_assets}
+    return define_asset_job(
+        "retry_rejected_records",
+        selection=AssetSelection.assets(*entity_assets),
+        executor_def=in_process_executor,
+        config={"ops": ops},
+        description="Re-read every quarantined record by id; those that load now leave the quarantine.",
+    )
+
+
+def rejected_folder(path: Path) -> Path:
+    """Where the CSV exports go: `rejected/<schema>/` beside the warehouse file."""
+    return path.parent / "rejected"
+
+
+@op(pool=DUCKDB_POOL, description="One CSV per entity and reason of the records still in quarantine.")
+def write_rejected_csv(context: OpExecutionContext):
+    path = warehouse_path()
+    files: list[Path] = []
+    for tenant in TENANTS.values():
+        folder = rejected_folder(path) / tenant.name
+        for stale in folder.glob("*.csv"):
+            stale.unlink()  # a reason with nothing left in quarantine has no file
+        files.extend(export_rejected(path, tenant.name, folder))
+    context.log.info(f"Wrote {len(files)} CSV files under {rejected_folder(path)}")
+    yield Output(
+        None,
+        metadata={
+            "files": MetadataValue.json([str(f) for f in files]),
+            "file_count": len(files),
+            **{f"{f.parent.name}/{f.stem}": MetadataValue.path(str(f)) for f in files},
+        },
+    )
+
+
+@job(
+    name="export_rejected_records",
+    executor_def=in_process_executor,
+    description="Export the quarantine as CSV, one file per entity and reason.",
+)
+def export_rejected_records_job():
+    write_rejected_csv()
