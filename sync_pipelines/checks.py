@@ -7,10 +7,12 @@
   evaluated by the `freshness_checks_sensor`.
 """
 
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 
 from dagster import (
+    SupersessionWarning,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
@@ -75,18 +77,26 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     return [no_duplicate_ids, rejected_records, row_count_matches_api]
 
 
+# Dagster now suggests FreshnessPolicy for freshness; we keep freshness as an asset check on purpose, beside
+# the entity's other checks (one place to look after a run), so the supersession notice is silenced here only.
 def freshness_checks(pairs: Sequence[tuple[Tenant, Entity]]) -> list[AssetChecksDefinition]:
     checks: list[AssetChecksDefinition] = []
-    for tenant, entity in pairs:
-        checks.extend(
-            build_last_update_freshness_checks(
-                assets=[AssetKey([tenant.name, entity.name])],
-                lower_bound_delta=timedelta(minutes=FRESHNESS_CADENCES * entity.cadence_minutes),
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SupersessionWarning)
+        for tenant, entity in pairs:
+            checks.extend(
+                build_last_update_freshness_checks(
+                    assets=[AssetKey([tenant.name, entity.name])],
+                    lower_bound_delta=timedelta(minutes=FRESHNESS_CADENCES * entity.cadence_minutes),
+                )
             )
-        )
     return checks
 
 
 def freshness_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinition:
     """Evaluates the freshness checks; on by default (it reads Dagster's own records, never the API)."""
-    return build_sensor_for_freshness_checks(freshness_checks=checks, default_status=DefaultSensorStatus.RUNNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SupersessionWarning)
+        return build_sensor_for_freshness_checks(
+            freshness_checks=checks, default_status=DefaultSensorStatus.RUNNING
+        )
