@@ -33,7 +33,15 @@ from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
-from sync_pipelines.warehouse import count_rows, ensure_live_views, mark_deleted, prune_resolved, read_quarantine
+from sync_pipelines.warehouse import (
+    check_writable,
+    count_rows,
+    ensure_live_views,
+    mark_deleted,
+    prune_resolved,
+    publish_read_copy,
+    read_quarantine,
+)
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -145,7 +153,10 @@ def sync_entity(
         path = warehouse_path()
         check_warehouse_path(path, TENANTS)
         plan = make_plan(settings.timezone)
+        check_writable(path)
     except SyncError as error:
+        if error.retryable:
+            raise _retry_or_fail(context, error, tenant) from None
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
     rows_before = count_rows(path, tenant.name, entity.name)
@@ -163,17 +174,14 @@ def sync_entity(
             error = find_sync_error(exc)
             if error is None:
                 raise
-            if error.retryable and context.retry_number < MAX_RETRIES:
-                wait = retry_delay_seconds() * 2**context.retry_number
-                context.log.warning(f"{error.category}: {error.args[0]} Retrying in {wait:.0f}s.")
-                raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from None
-            raise _failure(error, tenant) from None
+            raise _retry_or_fail(context, error, tenant) from None
     rows_after = count_rows(path, tenant.name, entity.name)
     deleted = 0
     if stats.seen_ids is not None:  # a complete full walk: what the API no longer lists was deleted
         deleted = mark_deleted(path, tenant.name, entity.name, stats.seen_ids, started)
     ensure_live_views(path, tenant.name, entity.name)
     prune_resolved(path, tenant.name, started - QUARANTINE_RETENTION)
+    publish_read_copy(path)
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, rows_after)
     extra.update(_quarantine_metadata(quarantine, deleted, count_rows(path, tenant.name, entity.name, live=True)))
@@ -241,6 +249,16 @@ def _quarantine_metadata(quarantine: Quarantine, deleted: int, live_rows: int) -
         "deleted": MetadataValue.int(deleted),
         "live_row_count": MetadataValue.int(live_rows),
     }
+
+
+def _retry_or_fail(context: AssetExecutionContext, error: SyncError, tenant: Tenant) -> Exception:
+    """A retryable error asks Dagster to retry the step (30 s, then 60 s); past MAX_RETRIES, or not
+    retryable, it fails the step with its category and action."""
+    if error.retryable and context.retry_number < MAX_RETRIES:
+        wait = retry_delay_seconds() * 2**context.retry_number
+        context.log.warning(f"{error.category}: {error.args[0]} Retrying in {wait:.0f}s.")
+        return RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait)
+    return _failure(error, tenant)
 
 
 def _failure(error: SyncError, tenant: Tenant) -> Failure:

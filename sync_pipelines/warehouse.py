@@ -7,6 +7,8 @@ on a warehouse no sync is writing.
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -14,9 +16,45 @@ from typing import Any
 
 import duckdb
 
+from sync_pipelines.synchroteam.errors import WarehouseLocked
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
 
 DELETED_AT = "_deleted_at"
+
+
+def read_copy_path(path: Path) -> Path:
+    """Where analysts read: `<stem>_read.duckdb` beside the warehouse, replaced after every load."""
+    return path.with_name(f"{path.stem}_read{path.suffix}")
+
+
+def check_writable(path: Path) -> None:
+    """Raise `WarehouseLocked` if another process holds the DuckDB file (DuckDB allows one writing process)."""
+    if not path.exists():
+        return
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise WarehouseLocked(
+            f"{path} is held by another process ({str(exc).splitlines()[0][:200]}).",
+            action=(
+                f"Close that connection: analysts should open the read copy {read_copy_path(path)} (refreshed after "
+                "every sync) instead of the warehouse itself. The run retries, with growing waits."
+            ),
+        ) from None
+
+
+def publish_read_copy(path: Path) -> Path:
+    """Checkpoint the warehouse and atomically replace its read copy. A reader holding the old copy open keeps
+    reading it (the old file lives on until closed); new connections see the new data."""
+    target = read_copy_path(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(path, partial)
+    os.replace(partial, target)
+    return target
 
 
 def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:

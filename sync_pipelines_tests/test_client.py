@@ -285,3 +285,28 @@ def test_api_key_never_appears_in_error_reprs():
             client.details("job", "1")
         assert SECRET not in repr(err.value) and SECRET not in repr(client.settings)
     assert json.dumps({"m": str(err.value)}).find(SECRET) == -1
+
+
+def test_a_deletion_during_the_walk_makes_it_walk_again_so_no_record_is_skipped():
+    records = [{"id": i} for i in range(1, 8)]
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        calls.append(page)
+        if len(calls) == 2:
+            del records[0]  # deleted while page 2 is asked: record 4 moves back to page 1, unseen
+        chunk = records[(page - 1) * 3 : page * 3]
+        return json_response(200, {"page": page, "pageSize": 3, "recordsTotal": len(records), "data": chunk})
+
+    with make_client(handler) as client:
+        got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
+    assert sorted(got) == [1, 2, 3, 4, 5, 6, 7]  # 1 was read before it was deleted; 4 is not skipped
+    assert len(got) == len(set(got))
+    assert calls == [1, 2, 1, 2]
+
+
+def test_a_server_that_ignores_the_page_parameter_does_not_loop_forever():
+    page = {"page": 1, "pageSize": 2, "recordsTotal": 10, "data": [{"id": 1}, {"id": 2}]}
+    with make_client(lambda r: json_response(200, page)) as client:
+        assert [r["id"] for p in client.iter_pages("job", page_size=2) for r in p] == [1, 2]

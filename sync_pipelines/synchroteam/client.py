@@ -32,6 +32,7 @@ from sync_pipelines.synchroteam.throttle import RequestPacer
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
+MAX_REWALKS = 2
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -105,13 +106,27 @@ class SynchroteamClient:
 
         Ends on an empty page, a page shorter than the size the server says it used (it may clamp ours), or
         once the pages walked cover `recordsTotal`. Order is not assumed; records that shift between pages
-        while we walk are de-duplicated by id.
+        while we walk are de-duplicated by id. If `recordsTotal` drops during the walk (a record deleted or
+        edited out of the filter), later records moved back a page and one may have been skipped: the walk
+        starts over from page 1, at most MAX_REWALKS times, yielding only ids not seen yet.
         """
         seen: set[str] = set()
-        page = 1
+        for _ in range(MAX_REWALKS + 1):
+            if not (yield from self._walk(resource, page_size, params or {}, seen)):
+                return
+            log.info("%s/list shrank while it was walked; walking it again for records that moved back", resource)
+
+    def _walk(
+        self, resource: str, page_size: int, params: Mapping[str, str], seen: set[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """One walk of the list; returns True when `recordsTotal` dropped during it."""
+        page, first_total, shrank, previous_ids = 1, None, False, None
         while True:
-            body = self.get(f"{resource}/list", {**(params or {}), "page": str(page), "pageSize": str(page_size)})
+            body = self.get(f"{resource}/list", {**params, "page": str(page), "pageSize": str(page_size)})
             data, effective_size, total = _parse_envelope(body, page_size, resource)
+            if total is not None:
+                first_total = total if first_total is None else first_total
+                shrank = shrank or total < first_total
             fresh = []
             for record in data:
                 key = str(record.get("id")) if isinstance(record, dict) else None
@@ -121,13 +136,13 @@ class SynchroteamClient:
                     fresh.append(record)
             if fresh:
                 yield fresh
-            if len(data) < effective_size:
-                return
-            if total is not None and page * effective_size >= total:
-                return
-            if not fresh:
-                log.warning("%s/list page %d repeated records already seen; stopping the walk", resource, page)
-                return
+            if len(data) < effective_size or (total is not None and page * effective_size >= total):
+                return shrank
+            ids = [str(r.get("id")) for r in data if isinstance(r, dict)]
+            if ids == previous_ids:
+                log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1)
+                return shrank
+            previous_ids = ids
             page += 1
 
     def records_total(self, resource: str) -> int:

@@ -68,6 +68,11 @@ class NotJsonResponse(SyncError):
     )
 
 
+class WarehouseLocked(SyncError):
+    category = "warehouse_locked"
+    retryable = True
+
+
 class BadRequest(SyncError):
     category = "bad_request"
     action = "The API refused a parameter; check the run configuration."

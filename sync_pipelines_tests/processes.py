@@ -1,0 +1,93 @@
+"""Other processes a reliability test needs: an analyst holding DuckDB open, and `dagster job execute` runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+REPO = Path(__file__).resolve().parents[1]
+
+ANALYST = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("SELECT count(*) FROM synchroteam.invoices").fetchone()[0], flush=True)
+for line in sys.stdin:  # each line asks for the count again, on the same connection
+    print(con.execute("SELECT count(*) FROM synchroteam.invoices").fetchone()[0], flush=True)
+"""
+
+
+class Analyst:
+    """A separate process with a read-only DuckDB connection open until closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ANALYST, str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.first_count = int(self._line())
+
+    def _line(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the analyst process failed: {self.process.stderr.read()}")
+        return line
+
+    def count(self) -> int:
+        self.process.stdin.write("again\n")
+        self.process.stdin.flush()
+        return int(self._line())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+@contextmanager
+def analyst(path: Path) -> Iterator[Analyst]:
+    reader = Analyst(path)
+    try:
+        yield reader
+    finally:
+        if reader.process.poll() is None:
+            reader.process.kill()
+            reader.process.wait(timeout=30)
+
+
+def dagster_home(tmp_path: Path) -> Path:
+    """A DAGSTER_HOME with the project's committed dagster.yaml."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    # create the instance's storage once, as a deployed DAGSTER_HOME has it: two processes creating a fresh
+    # SQLite store at the same moment race on its schema
+    with DagsterInstance.from_config(str(home)):
+        pass
+    return home
+
+
+def start_job(job: str, home: Path, log: Path) -> subprocess.Popen:
+    """`dagster job execute -m sync_pipelines.definitions -j <job>` with the test's environment."""
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "sync_pipelines.definitions",
+         "-j", job],
+        env=env, cwd=str(home.parent), stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+
+
+def wait(process: subprocess.Popen, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"process {process.args} did not finish in {timeout}s")
+        time.sleep(0.2)
+    return process.returncode
