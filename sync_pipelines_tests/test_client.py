@@ -310,3 +310,22 @@ def test_a_server_that_ignores_the_page_parameter_does_not_loop_forever():
     page = {"page": 1, "pageSize": 2, "recordsTotal": 10, "data": [{"id": 1}, {"id": 2}]}
     with make_client(lambda r: json_response(200, page)) as client:
         assert [r["id"] for p in client.iter_pages("job", page_size=2) for r in p] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "reset",
+    [httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+     httpx.ReadError("[Errno 104] Connection reset by peer"), httpx.ConnectError("connection refused")],
+)
+def test_a_connection_reset_mid_page_is_retried(reset):
+    answers = iter([reset, json_response(200, {"page": 1, "pageSize": 100, "recordsTotal": 1, "data": [{"id": 1}]})])
+
+    def handler(request):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with make_client(handler) as client:
+        assert [r["id"] for p in client.iter_pages("invoice") for r in p] == [1]
+        assert client.stats.retries_other == 1
