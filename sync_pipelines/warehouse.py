@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,28 +68,28 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     )
 
 
-def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection | None:
-    return duckdb.connect(str(path), read_only=read_only) if path.exists() else None
+@contextmanager
+def _table(path: Path, schema: str, table: str, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A connection when `schema.table` exists; None when the warehouse or the table does not exist yet."""
+    if not path.exists():
+        yield None
+        return
+    with duckdb.connect(str(path), read_only=read_only) as con:
+        yield con if _exists(con, schema, table) else None
 
 
 def count_rows(path: Path, schema: str, table: str, live: bool = False) -> int:
     """Rows in `schema.table` (only rows not marked deleted when `live`); 0 when it does not exist yet."""
-    con = _connect(path)
-    if con is None:
-        return 0
-    with con:
-        if not _exists(con, schema, table):
+    with _table(path, schema, table, read_only=False) as con:
+        if con is None:
             return 0
         where = f' WHERE "{DELETED_AT}" IS NULL' if live and _has_column(con, schema, table, DELETED_AT) else ""
         return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"{where}').fetchone()[0])
 
 
 def duplicate_ids(path: Path, schema: str, table: str) -> list[str]:
-    con = _connect(path, read_only=True)
-    if con is None:
-        return []
-    with con:
-        if not _exists(con, schema, table):
+    with _table(path, schema, table) as con:
+        if con is None:
             return []
         rows = con.execute(f'SELECT id FROM "{schema}"."{table}" GROUP BY id HAVING count(*) > 1 LIMIT 20')
         return [r[0] for r in rows.fetchall()]
@@ -151,11 +152,8 @@ def ensure_live_views(path: Path, schema: str, table: str) -> list[str]:
 
 def read_quarantine(path: Path, schema: str, entity: str) -> dict[str, dict[str, Any]]:
     """The stored quarantine rows of `entity`, by record id."""
-    con = _connect(path, read_only=True)
-    if con is None:
-        return {}
-    with con:
-        if not _exists(con, schema, REJECTED_TABLE):
+    with _table(path, schema, REJECTED_TABLE) as con:
+        if con is None:
             return {}
         cursor = con.execute(f'SELECT * FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ?', [entity])
         names = [d[0] for d in cursor.description]
@@ -164,11 +162,8 @@ def read_quarantine(path: Path, schema: str, entity: str) -> dict[str, dict[str,
 
 def rejected_counts(path: Path, schema: str, entity: str, run_id: str) -> dict[str, int]:
     """Records `run_id` quarantined for `entity` and did not resolve, by reason."""
-    con = _connect(path, read_only=True)
-    if con is None:
-        return {}
-    with con:
-        if not _exists(con, schema, REJECTED_TABLE):
+    with _table(path, schema, REJECTED_TABLE) as con:
+        if con is None:
             return {}
         rows = con.execute(
             f'SELECT reason, count(*) FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ? AND run_id = ? '
@@ -192,12 +187,9 @@ def prune_resolved(path: Path, schema: str, before: datetime) -> int:
 
 def export_rejected(path: Path, schema: str, folder: Path) -> list[Path]:
     """One CSV per entity and reason of the records still in quarantine (open or unresolved)."""
-    con = _connect(path, read_only=True)
-    if con is None:
-        return []
     written = []
-    with con:
-        if not _exists(con, schema, REJECTED_TABLE):
+    with _table(path, schema, REJECTED_TABLE) as con:
+        if con is None:
             return []
         cursor = con.execute(
             f'SELECT entity, reason, record_id, status, attempts, message, action, first_seen, last_seen, run_id, '
