@@ -178,7 +178,10 @@ def sync_entity(
     rows_after = count_rows(path, tenant.name, entity.name)
     deleted = 0
     if stats.seen_ids is not None:  # a complete full walk: what the API no longer lists was deleted
-        deleted = mark_deleted(path, tenant.name, entity.name, stats.seen_ids, started)
+        try:
+            deleted = mark_deleted(path, tenant.name, entity.name, stats.seen_ids, started, plan.max_deleted_share)
+        except SyncError as error:
+            raise _failure(error, tenant) from None
     ensure_live_views(path, tenant.name, entity.name)
     prune_resolved(path, tenant.name, started - QUARANTINE_RETENTION)
     publish_read_copy(path)

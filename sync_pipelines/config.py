@@ -40,6 +40,11 @@ class SyncConfig(Config):
         description="Re-read the changes of the last N days before the cursor every run (0 = only what changed "
         "since the last run, beyond lookback_minutes).",
     )
+    max_deleted_share: float = Field(
+        default=0.5,
+        description="full: refuse to mark more than this share of the live rows deleted in one run (0..1); an "
+        "empty or truncated answer is likelier than a tenant losing that much.",
+    )
     window_start: str = Field(default="", description="reconcile: first day (YYYY-MM-DD, tenant time).")
     window_end: str = Field(default="", description="reconcile: last day, inclusive (default: window_start).")
 
@@ -86,6 +91,8 @@ def to_plan(config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None =
         value = getattr(config, name, 0)
         if value < 0:
             raise fail(name, value, "0 or more")
+    if not 0 <= config.max_deleted_share <= 1:
+        raise fail("max_deleted_share", config.max_deleted_share, "between 0 and 1")
     statuses = tuple(getattr(config, "refetch_statuses", ()))
     unknown = [s for s in statuses if s not in entity.statuses]
     if unknown:
@@ -111,6 +118,7 @@ def to_plan(config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None =
         window_end=window_end,
         refetch_created_since=today - timedelta(days=refetch_days) if refetch_days else None,
         refetch_statuses=statuses,
+        max_deleted_share=config.max_deleted_share,
     )
 
 

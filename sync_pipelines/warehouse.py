@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from sync_pipelines.synchroteam.errors import WarehouseLocked
+from sync_pipelines.synchroteam.errors import SuspiciousDeletions, WarehouseLocked
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
 
 DELETED_AT = "_deleted_at"
@@ -105,20 +105,34 @@ def _has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column:
     )
 
 
-def mark_deleted(path: Path, schema: str, table: str, seen_ids: Iterable[str], when: datetime) -> int:
-    """After a full walk: rows whose id the API no longer lists get `_deleted_at` (kept, not erased)."""
+def mark_deleted(
+    path: Path, schema: str, table: str, seen_ids: Iterable[str], when: datetime, max_share: float = 1.0
+) -> int:
+    """After a full walk: rows whose id the API no longer lists get `_deleted_at` (kept, not erased).
+
+    Marks nothing and raises `SuspiciousDeletions` when that would be more than `max_share` of the live rows
+    (an empty or truncated answer is likelier than a tenant losing half its records).
+    """
     with duckdb.connect(str(path)) as con:
         if not _exists(con, schema, table):
             return 0
         _ensure_deleted_column(con, schema, table)
         con.execute("CREATE TEMP TABLE seen_ids (id VARCHAR)")
         con.execute("INSERT INTO seen_ids SELECT unnest(?::VARCHAR[])", [list(seen_ids)])
-        marked = con.execute(
-            f'UPDATE "{schema}"."{table}" SET "{DELETED_AT}" = ? WHERE "{DELETED_AT}" IS NULL '
-            "AND id NOT IN (SELECT id FROM seen_ids)",
-            [when],
-        ).fetchone()[0]
-        return int(marked)
+        live_gone = f'"{DELETED_AT}" IS NULL AND id NOT IN (SELECT id FROM seen_ids)'
+        gone, live = con.execute(
+            f'SELECT count(*) FILTER (WHERE {live_gone}), count(*) FILTER (WHERE "{DELETED_AT}" IS NULL) '
+            f'FROM "{schema}"."{table}"'
+        ).fetchone()
+        if gone > max(1, max_share * live):
+            raise SuspiciousDeletions(
+                f"A full run of {schema}.{table} would mark {gone} of {live} live rows deleted "
+                f"(more than max_deleted_share={max_share:g}); nothing was marked.",
+                action="Check that the tenant's domain and base URL are right. If the records really are gone, "
+                "run mode=full again with a higher max_deleted_share.",
+            )
+        con.execute(f'UPDATE "{schema}"."{table}" SET "{DELETED_AT}" = ? WHERE {live_gone}', [when])
+        return int(gone)
 
 
 def _ensure_deleted_column(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:

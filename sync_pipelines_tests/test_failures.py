@@ -177,6 +177,23 @@ def test_a_full_run_marks_deleted_records_and_their_children_while_neighbours_st
     assert check(result, "synchroteam/invoices", "row_count_matches_api").passed
 
 
+def test_a_full_run_that_would_mark_most_rows_deleted_marks_none_and_says_why(emulator, warehouse):
+    run_entity_job(MAIN_TENANT, ENTITIES["credit_notes"])
+    store = emulator.tenant(MAIN.domain)
+    for note in store.records("creditnote")[:15]:  # 15 of 25: an empty answer is likelier than this
+        store.delete("creditnote", note["id"])
+
+    result = run_entity_job(MAIN_TENANT, ENTITIES["credit_notes"], {"mode": "full"}, raise_on_error=False)
+
+    (message,) = step_failures(result).values()
+    assert "[suspicious_deletions]" in message and "15 of 25" in message and "max_deleted_share" in message
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM synchroteam.credit_notes_live").fetchone()[0] == 25
+    assert run_entity_job(MAIN_TENANT, ENTITIES["credit_notes"], {"mode": "full", "max_deleted_share": 0.7}).success
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM synchroteam.credit_notes_live").fetchone()[0] == 10
+
+
 def test_row_count_check_warns_until_a_full_run_sweeps_a_deletion(emulator, warehouse):
     run_entity_job(MAIN_TENANT, ENTITIES["sites"])
     store = emulator.tenant(MAIN.domain)

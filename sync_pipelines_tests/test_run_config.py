@@ -53,6 +53,7 @@ def value_of(path, table: str, record_id, column: str):
         ("invoices", {"mode": "reconcile", "window_start": "2025-13-01"}, "window_start"),
         ("invoices", {"mode": "reconcile", "window_start": "2025-06-10", "window_end": "2025-06-01"}, "window_end"),
         ("invoices", {"window_start": "2025-06-10"}, "window_start"),
+        ("sites", {"max_deleted_share": 1.5}, "max_deleted_share"),
     ],
 )
 def test_invalid_run_config_is_refused_naming_the_field(entity, config, field):

@@ -68,6 +68,10 @@ class NotJsonResponse(SyncError):
     )
 
 
+class SuspiciousDeletions(SyncError):
+    category = "suspicious_deletions"
+
+
 class WarehouseLocked(SyncError):
     category = "warehouse_locked"
     retryable = True

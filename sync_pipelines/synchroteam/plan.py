@@ -31,6 +31,7 @@ class SyncPlan:
     refetch_created_since: date | None = None
     refetch_statuses: tuple[str, ...] = ()
     details_concurrency: int = 4
+    max_deleted_share: float = 0.5
 
     @property
     def moves_cursor(self) -> bool:
