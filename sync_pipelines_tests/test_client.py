@@ -86,7 +86,7 @@ def test_page_size_above_100_follows_the_size_the_server_used():
     with make_client(handler) as client:
         got = [r["id"] for page in client.iter_pages("invoice", page_size=250) for r in page]
     assert got == list(range(1, 251))
-    assert len(calls) == 3  # 100 + 100 + 50, not one "short" page of 100 < 250
+    assert len(calls) == 2 * 3  # 100 + 100 + 50, not one "short" page of 100 < 250; then the verifying walk
 
 
 def test_records_total_not_divisible_by_page_size_reads_the_remainder_and_stops():
@@ -95,14 +95,14 @@ def test_records_total_not_divisible_by_page_size_reads_the_remainder_and_stops(
     with make_client(handler) as client:
         got = [r["id"] for page in client.iter_pages("job", page_size=10) for r in page]
     assert got == [str(i) for i in range(1, 38)]
-    assert len(calls) == 4
+    assert len(calls) == 2 * 4
 
 
 def test_exact_multiple_of_page_size_stops_without_asking_for_an_empty_page():
     handler, calls = paged_api([{"id": i} for i in range(20)])
     with make_client(handler) as client:
         assert sum(len(p) for p in client.iter_pages("site", page_size=10)) == 20
-    assert len(calls) == 2
+    assert len(calls) == 2 * 2
 
 
 def test_records_shifting_between_pages_are_yielded_once_by_id():
@@ -287,7 +287,7 @@ def test_api_key_never_appears_in_error_reprs():
     assert json.dumps({"m": str(err.value)}).find(SECRET) == -1
 
 
-def test_a_deletion_during_the_walk_makes_it_walk_again_so_no_record_is_skipped():
+def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_skipped():
     records = [{"id": i} for i in range(1, 8)]
     calls = []
 
@@ -303,7 +303,7 @@ def test_a_deletion_during_the_walk_makes_it_walk_again_so_no_record_is_skipped(
         got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
     assert sorted(got) == [1, 2, 3, 4, 5, 6, 7]  # 1 was read before it was deleted; 4 is not skipped
     assert len(got) == len(set(got))
-    assert calls == [1, 2, 1, 2]
+    assert calls == [1, 2, 1, 2, 1, 2]  # the second walk found 4, so a third confirms nothing else moved
 
 
 def test_a_server_that_ignores_the_page_parameter_does_not_loop_forever():
@@ -329,3 +329,28 @@ def test_a_connection_reset_mid_page_is_retried(reset):
     with make_client(handler) as client:
         assert [r["id"] for p in client.iter_pages("invoice") for r in p] == [1]
         assert client.stats.retries_other == 1
+
+
+def test_a_deletion_and_an_addition_that_keep_records_total_are_caught_too():
+    records = [{"id": i} for i in range(1, 8)]
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        calls.append(page)
+        if len(calls) == 2:
+            del records[0]  # 4 slides onto page 1, already read...
+            records.append({"id": 8})  # ...and recordsTotal stays 7
+        chunk = records[(page - 1) * 3 : page * 3]
+        return json_response(200, {"page": page, "pageSize": 3, "recordsTotal": len(records), "data": chunk})
+
+    with make_client(handler) as client:
+        got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
+    assert sorted(got) == list(range(1, 9))
+
+
+def test_a_single_page_is_read_once():
+    handler, calls = paged_api([{"id": i} for i in range(1, 6)])
+    with make_client(handler) as client:
+        assert len([r for p in client.iter_pages("invoice") for r in p]) == 5
+    assert len(calls) == 1

@@ -106,27 +106,32 @@ class SynchroteamClient:
 
         Ends on an empty page, a page shorter than the size the server says it used (it may clamp ours), or
         once the pages walked cover `recordsTotal`. Order is not assumed; records that shift between pages
-        while we walk are de-duplicated by id. If `recordsTotal` drops during the walk (a record deleted or
-        edited out of the filter), later records moved back a page and one may have been skipped: the walk
-        starts over from page 1, at most MAX_REWALKS times, yielding only ids not seen yet.
+        while we walk are de-duplicated by id.
+
+        A list that changes while it is walked can hide a record: a deletion on a page already read moves every
+        later record back one place, and the first record of the next page lands on the page already read (an
+        addition elsewhere can even keep `recordsTotal` unchanged). So a walk of more than one page is walked
+        again, yielding only ids not seen yet, until a walk brings nothing new (at most MAX_REWALKS times). A
+        single page is one answer, read at once: it needs no second look.
         """
         seen: set[str] = set()
-        for _ in range(MAX_REWALKS + 1):
-            if not (yield from self._walk(resource, page_size, params or {}, seen)):
+        for walk in range(MAX_REWALKS + 1):
+            before = len(seen)
+            pages = yield from self._walk(resource, page_size, params or {}, seen)
+            if pages <= 1 or (walk > 0 and len(seen) == before):
                 return
-            log.info("%s/list shrank while it was walked; walking it again for records that moved back", resource)
+            if walk > 0:
+                log.info("%s/list changed while it was walked: %d records found on another walk", resource,
+                         len(seen) - before)
 
     def _walk(
         self, resource: str, page_size: int, params: Mapping[str, str], seen: set[str]
     ) -> Iterator[list[dict[str, Any]]]:
-        """One walk of the list; returns True when `recordsTotal` dropped during it."""
-        page, first_total, shrank, previous_ids = 1, None, False, None
+        """One walk of the list, yielding ids not in `seen`; returns the number of pages read."""
+        page, previous_ids = 1, None
         while True:
             body = self.get(f"{resource}/list", {**params, "page": str(page), "pageSize": str(page_size)})
             data, effective_size, total = _parse_envelope(body, page_size, resource)
-            if total is not None:
-                first_total = total if first_total is None else first_total
-                shrank = shrank or total < first_total
             fresh = []
             for record in data:
                 key = str(record.get("id")) if isinstance(record, dict) else None
@@ -137,11 +142,11 @@ class SynchroteamClient:
             if fresh:
                 yield fresh
             if len(data) < effective_size or (total is not None and page * effective_size >= total):
-                return shrank
+                return page
             ids = [str(r.get("id")) for r in data if isinstance(r, dict)]
             if ids == previous_ids:
                 log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1)
-                return shrank
+                return page
             previous_ids = ids
             page += 1
 
