@@ -37,3 +37,9 @@ test: install
 
 clean:
 	rm -rf data .dagster_home
+
+## Benchmarks against the emulator (about 40 min on 2 cores; not part of `make test` or CI): rewrites the
+## tables of BENCHMARKS.md. `make bench ARGS=--quick` is a smoke run of every phase at 1/20 of the scale.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m bench.run $(ARGS)

@@ -1,0 +1,484 @@
+"""`make bench`: the sync measured against the emulator over loopback; writes BENCHMARKS.md's tables.
+
+    python -m bench.run            # the realistic scale (~35 min on 2 cores), rewrites BENCHMARKS.md's tables
+    python -m bench.run --quick    # a smoke run at 1/20 of the scale (a few minutes), writes bench/results/quick.*
+
+Phases, each against an emulator in its own process (bench/emulator_server.py):
+1. full first sync, one entity per `dagster job execute` (as users run it): wall, records/s, peak RSS;
+5. the same full sync by (a) a hand-written httpx loop (bench/plain_loop.py) and (b) dlt's rest_api source
+   with its defaults (bench/rest_api_source.py);
+2. incremental runs of `sync_all` (every entity of both tenants, Dagster start-up included) after 1% of every
+   entity changed and after no change, at look-back 0 and at the entity defaults, against the minimum number of
+   requests; the two alternatives' incremental runs on the same data;
+3. a full sync of customers under an emulator rate limit, known (paced) and unknown (429s);
+4. peak RSS of the invoices sync at 1x and 10x the table size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bench import common, report
+from bench.common import (
+    DOMAINS,
+    ENTITIES,
+    HEC_DOMAIN,
+    KEYS,
+    MAIN_DOMAIN,
+    PYTHON,
+    REPO,
+    TIMEZONE,
+    DagsterHome,
+    EmulatorProcess,
+    RequestStats,
+    run_measured,
+    tenant_specs,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TZ = ZoneInfo(TIMEZONE)
+PAGE = 100
+CHANGED_FRACTION = 0.01
+ADDED_SHARE = 0.1  # of the changed records, the share that are new records (the rest are edits)
+ROUND_MINUTES = 60  # the changes of one round are spread over this many minutes, one run per round
+REFETCH_RECENT_DAYS = {"invoices": 7, "credit_notes": 7}  # the entity defaults (catalogue.py)
+REFETCH_STATUSES = {"quotations": ("draft", "new")}
+
+
+@dataclass
+class Scale:
+    name: str
+    main: dict[str, int]
+    hec: dict[str, int]
+    tenx_main: dict[str, int]  # the 10x memory run: main tenant only
+    rate_limit: int  # requests per minute in the rate-limit phase
+    no_retry_after: bool  # also run the variant whose 429s carry no Retry-After
+    timeout_s: float = 3600
+
+
+SCALES = {
+    "1x": Scale(
+        "1x",
+        main={"customer": 20_000, "site": 30_000, "job": 100_000, "invoice": 100_000, "quotation": 20_000,
+              "creditnote": 10_000},
+        hec={"invoice": 20_000, "creditnote": 5_000},
+        tenx_main={"invoice": 1_000_000},
+        rate_limit=120,
+        no_retry_after=True,
+    ),
+    "quick": Scale(
+        "quick",
+        main={"customer": 1_000, "site": 1_500, "job": 5_000, "invoice": 5_000, "quotation": 1_000,
+              "creditnote": 500},
+        hec={"invoice": 1_000, "creditnote": 250},
+        tenx_main={"invoice": 50_000},
+        rate_limit=8,
+        no_retry_after=False,
+        timeout_s=900,
+    ),
+}
+
+LOOKBACK_ZERO: dict[str, dict[str, Any]] = {}
+for _tenant, _entity, _ in ENTITIES:
+    _cfg: dict[str, Any] = {"lookback_minutes": 0, "revisit_days": 0, "max_records": 0}
+    if _entity in ("jobs", "invoices", "credit_notes"):
+        _cfg["refetch_recent_days"] = 0
+    if _entity == "quotations":
+        _cfg["refetch_statuses"] = []
+    LOOKBACK_ZERO[f"{_tenant}__{_entity}"] = _cfg
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def alt_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
+
+
+def pages(n: int) -> int:
+    return max(1, math.ceil(n / PAGE))
+
+
+def requests_of(stats: RequestStats, tenant: str, resource: str) -> dict[str, int]:
+    domain = DOMAINS[tenant]
+    return {
+        "list": stats.count(tenant=domain, resource=resource, action="list"),
+        "details": stats.count(tenant=domain, resource=resource, action="details"),
+        "total": stats.count(tenant=domain, resource=resource),
+        "429": stats.count(tenant=domain, resource=resource, status=429),
+        "count_checks": stats.page_size_1(tenant=domain, resource=resource),
+    }
+
+
+# -- 1. the product's full first sync ---------------------------------------------------------------------------
+
+
+def phase_full_product(emu: EmulatorProcess, home: DagsterHome, scale: Scale) -> list[dict[str, Any]]:
+    rows = []
+    for tenant, entity, resource in ENTITIES:
+        emu.stats(reset=True)
+        log(f"full sync (product): {tenant}/{entity}")
+        m = home.job(f"sync_{tenant}__{entity}", timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity}")
+        stats = emu.stats(reset=True)
+        rows.append({"tenant": tenant, "entity": entity, "wall_s": m.wall_s, "rss_mb": m.peak_rss_mb,
+                     "requests": requests_of(stats, tenant, resource)})
+    for row, run in zip(rows, home.runs(len(rows))):
+        meta = run["materializations"][f"{row['tenant']}/{row['entity']}"]
+        row.update(records=meta["loaded"], api_requests=meta["api_requests"],
+                   step_s=run["steps"].get(f"{row['tenant']}__{row['entity']}"), run_status=run["status"])
+        row["records_per_s"] = row["records"] / row["wall_s"]
+    return rows
+
+
+# -- 5. the alternatives ----------------------------------------------------------------------------------------
+
+
+def plain_spec(tenant: str, entity: str, resource: str) -> dict[str, Any]:
+    domain = DOMAINS[tenant]
+    return {"domain": domain, "api_key": KEYS[domain], "schema": tenant, "resource": resource, "table": entity,
+            "details": entity == "jobs"}
+
+
+def rest_spec(tenant: str, entity: str) -> dict[str, Any]:
+    domain = DOMAINS[tenant]
+    return {"domain": domain, "api_key": KEYS[domain], "schema": tenant, "entity": entity}
+
+
+def run_plain(emu: EmulatorProcess, db: Path, entities: list[tuple[str, str, str]], incremental: bool,
+              timeout: float) -> tuple[Any, list[dict[str, Any]], RequestStats]:
+    emu.stats(reset=True)
+    cmd = [PYTHON, "-m", "bench.plain_loop", "--base-url", emu.base_url, "--db", str(db),
+           "--entities", json.dumps([plain_spec(*e) for e in entities])] + (["--incremental"] if incremental else [])
+    m = run_measured(cmd, alt_env(), timeout=timeout).check("plain loop")
+    return m, [json.loads(line) for line in m.stdout.splitlines() if line.startswith("{")], emu.stats(reset=True)
+
+
+def run_rest(emu: EmulatorProcess, db: Path, dlt_dir: Path, entities: list[tuple[str, str, str]], timeout: float,
+             loader_file_format: str = "jsonl") -> tuple[Any, list[dict[str, Any]], RequestStats]:
+    emu.stats(reset=True)
+    cmd = [PYTHON, "-m", "bench.rest_api_source", "--base-url", emu.base_url, "--db", str(db),
+           "--pipelines-dir", str(dlt_dir), "--loader-file-format", loader_file_format,
+           "--entities", json.dumps([rest_spec(t, e) for t, e, _ in entities])]
+    m = run_measured(cmd, alt_env(), timeout=timeout).check("rest_api source")
+    return m, [json.loads(line) for line in m.stdout.splitlines() if line.startswith("{")], emu.stats(reset=True)
+
+
+def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> dict[str, Any]:
+    out: dict[str, Any] = {"plain": [], "rest_api": []}
+    for tenant, entity, resource in ENTITIES:
+        log(f"full sync (plain loop): {tenant}/{entity}")
+        m, lines, stats = run_plain(emu, work / "plain.duckdb", [(tenant, entity, resource)], False, scale.timeout_s)
+        out["plain"].append({"tenant": tenant, "entity": entity, "wall_s": m.wall_s, "rss_mb": m.peak_rss_mb,
+                             "records": lines[0]["records"], "records_per_s": lines[0]["records"] / m.wall_s,
+                             "http_s": lines[0]["http_s"], "db_s": lines[0]["db_s"],
+                             "requests": requests_of(stats, tenant, resource)})
+    for tenant, entity, resource in ENTITIES:
+        log(f"full sync (rest_api): {tenant}/{entity}")
+        m, lines, stats = run_rest(emu, work / "rest_api.duckdb", work / "rest_api_dlt", [(tenant, entity, resource)],
+                                   scale.timeout_s)
+        out["rest_api"].append({"tenant": tenant, "entity": entity, "wall_s": m.wall_s, "rss_mb": m.peak_rss_mb,
+                                "records": lines[0]["records"], "records_per_s": lines[0]["records"] / m.wall_s,
+                                "requests": requests_of(stats, tenant, resource)})
+    # dlt's own default loader format (insert_values), on the smallest invoice table only: see rest_api_source.py
+    tenant, entity, resource = "synchroteam_hec", "invoices", "invoice"
+    log(f"full sync (rest_api, dlt's default loader format): {tenant}/{entity}")
+    m, lines, stats = run_rest(emu, work / "rest_api_default_loader.duckdb", work / "rest_api_default_dlt",
+                               [(tenant, entity, resource)], scale.timeout_s, loader_file_format="default")
+    out["rest_api_default_loader"] = {"tenant": tenant, "entity": entity, "wall_s": m.wall_s,
+                                      "rss_mb": m.peak_rss_mb, "records": lines[0]["records"],
+                                      "records_per_s": lines[0]["records"] / m.wall_s,
+                                      "requests": requests_of(stats, tenant, resource)}
+    return out
+
+
+# -- 2. incremental runs ----------------------------------------------------------------------------------------
+
+
+def minimum_requests(emu: EmulatorProcess, tenant: str, entity: str, resource: str, meta: dict[str, Any],
+                     defaults: bool, changed: dict[str, Any] | None) -> dict[str, Any]:
+    """Pages for the records in the run's change window (changedSince = cursor - look-back, inclusive, as the
+    API counts them), plus with the entity defaults one walk per re-fetch filter (pages for what it matches),
+    plus one details call per job changed since the previous run."""
+    domain = DOMAINS[tenant]
+    window_start = meta.get("window_start")
+    since = datetime.fromtimestamp(window_start, TZ).strftime("%Y-%m-%d %H:%M:%S") if window_start else None
+    in_window = emu.call("count", tenant=domain, resource=resource,
+                         filters={"changedSince": since} if since else {})
+    walks = []
+    if defaults:
+        if entity in REFETCH_RECENT_DAYS:
+            first_day = (datetime.now(TZ).date() - timedelta(days=REFETCH_RECENT_DAYS[entity])).isoformat()
+            walks.append(emu.call("count", tenant=domain, resource=resource, filters={"dateFrom": first_day}))
+        for status in REFETCH_STATUSES.get(entity, ()):
+            walks.append(emu.call("count", tenant=domain, resource=resource, filters={"status": status}))
+    changed_here = (changed or {}).get(domain, {}).get(resource, {"edited": 0, "added": 0})
+    n_changed = changed_here["edited"] + changed_here["added"]
+    details = n_changed if entity == "jobs" else 0
+    list_pages = pages(in_window) + sum(pages(n) for n in walks)
+    return {"window_since": since, "in_window": in_window, "refetch_matches": walks, "changed": n_changed,
+            "list": list_pages, "details": details, "total": list_pages + details}
+
+
+def run_round(emu: EmulatorProcess, home: DagsterHome, work: Path, label: str, defaults: bool,
+              changed: dict[str, Any] | None, scale: Scale, alternatives: bool = True) -> dict[str, Any]:
+    log(f"incremental (product, sync_all): {label}")
+    emu.stats(reset=True)
+    m = home.job("sync_all", None if defaults else LOOKBACK_ZERO, timeout=scale.timeout_s).check(f"sync_all {label}")
+    stats = emu.stats(reset=True)
+    run = home.runs(1)[0]
+    entities = []
+    for tenant, entity, resource in ENTITIES:
+        meta = run["materializations"].get(f"{tenant}/{entity}", {})
+        req = requests_of(stats, tenant, resource)
+        minimum = minimum_requests(emu, tenant, entity, resource, meta, defaults, changed)
+        entities.append({
+            "tenant": tenant, "entity": entity, "requests": req, "minimum": minimum,
+            "ratio": req["total"] / minimum["total"] if minimum["total"] else None,
+            "step_s": run["steps"].get(f"{tenant}__{entity}"),
+            "fetched": meta.get("fetched"), "loaded": meta.get("loaded"), "refetched": meta.get("refetched"),
+            "details_fetched": meta.get("details_fetched"), "capped": meta.get("capped"),
+            "api_requests": meta.get("api_requests"),
+        })
+    total_req = sum(e["requests"]["total"] for e in entities)
+    total_min = sum(e["minimum"]["total"] for e in entities)
+    out: dict[str, Any] = {
+        "label": label, "defaults": defaults, "changed": changed,
+        "product": {"wall_s": m.wall_s, "rss_mb": m.peak_rss_mb, "steps_s": sum(run["steps"].values()),
+                    "asset_steps_s": sum(run["steps"].get(f"{t}__{e}", 0) for t, e, _ in ENTITIES),
+                    "requests": total_req, "minimum": total_min, "ratio": total_req / total_min,
+                    "entities": entities, "run_status": run["status"]},
+    }
+    if alternatives:
+        log(f"incremental (plain loop): {label}")
+        pm, plines, pstats = run_plain(emu, work / "plain.duckdb", ENTITIES, True, scale.timeout_s)
+        log(f"incremental (rest_api): {label}")
+        rm, rlines, rstats = run_rest(emu, work / "rest_api.duckdb", work / "rest_api_dlt", ENTITIES, scale.timeout_s)
+        out["plain"] = {"wall_s": pm.wall_s, "rss_mb": pm.peak_rss_mb, "requests": pstats.raw["n"],
+                        "records": sum(line["records"] for line in plines),
+                        "per_entity": [{**requests_of(pstats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES]}
+        out["rest_api"] = {"wall_s": rm.wall_s, "rss_mb": rm.peak_rss_mb, "requests": rstats.raw["n"],
+                           "records": sum(line["records"] for line in rlines),
+                           "per_entity": [{**requests_of(rstats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES]}
+    return out
+
+
+def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale) -> dict[str, Any]:
+    now = datetime.now(TZ).replace(tzinfo=None, second=0, microsecond=0)
+    t0 = now - timedelta(hours=6)
+    resources = {MAIN_DOMAIN: [r for _, _, r in ENTITIES[:6]], HEC_DOMAIN: [r for _, _, r in ENTITIES[6:]]}
+
+    def mutate(k: int) -> dict[str, Any]:
+        start = t0 + timedelta(minutes=ROUND_MINUTES * k)
+        log(f"changing {CHANGED_FRACTION:.0%} of every entity over {start:%H:%M}..+{ROUND_MINUTES} min (tenant time)")
+        return emu.call("mutate", start=start.isoformat(sep=" "), minutes=ROUND_MINUTES, fraction=CHANGED_FRACTION,
+                        add_share=ADDED_SHARE, seed=1000 + k, resources=resources)["changed"]
+
+    rounds = []
+    rounds.append(run_round(emu, home, work, "warm-up: first incremental after the full load (1% changed)", True,
+                            mutate(0), scale))
+    rounds.append(run_round(emu, home, work, "1% changed, look-back 0", False, mutate(1), scale))
+    rounds.append(run_round(emu, home, work, "no change, look-back 0", False, None, scale))
+    rounds.append(run_round(emu, home, work, "1% changed, entity defaults", True, mutate(2), scale))
+    rounds.append(run_round(emu, home, work, "no change, entity defaults", True, None, scale))
+    # The same no-change run again, product only: a second sample of the headline figure.
+    rounds.append(run_round(emu, home, work, "no change, entity defaults (again)", True, None, scale,
+                            alternatives=False))
+    return {"t0": t0.isoformat(sep=" "), "rounds": rounds}
+
+
+# -- 3. rate limit ----------------------------------------------------------------------------------------------
+
+
+def phase_rate(emu: EmulatorProcess, work: Path, scale: Scale) -> list[dict[str, Any]]:
+    limit = scale.rate_limit
+    variants = [
+        ("known limit: SYNCHROTEAM_REQUESTS_PER_MINUTE=" + str(limit), {"SYNCHROTEAM_REQUESTS_PER_MINUTE": str(limit)},
+         True),
+        ("unknown limit: 429 with Retry-After", {}, True),
+    ]
+    if scale.no_retry_after:
+        variants.append(("unknown limit: 429 without Retry-After", {}, False))
+    out = []
+    for i, (label, env, retry_after) in enumerate(variants):
+        root = work / f"rate{i}"
+        home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb", env)
+        emu.call("set_rate_limit", per_minute=limit, retry_after=retry_after)
+        emu.stats(reset=True)
+        log(f"rate limit {limit}/min, full sync of customers: {label}")
+        m = home.job("sync_synchroteam__customers", timeout=scale.timeout_s)
+        stats = emu.stats(reset=True)
+        emu.call("set_rate_limit", per_minute=None)
+        run = home.runs(1)[0]
+        ok, n429 = stats.count(status=200), stats.count(status=429)
+        span = stats.ok_span_s
+        per_min = (ok - 1) / span * 60 if span > 0 else None
+        out.append({"label": label, "limit_per_min": limit, "rc": m.rc, "run_status": run["status"],
+                    "not_ok_positions": stats.raw["not_ok_positions"], "requests": stats.raw["n"],
+                    "dagster_retries": run["retries"], "wall_s": m.wall_s, "ok": ok, "429": n429,
+                    "ok_span_s": span, "used_per_min": per_min, "share": per_min / limit if per_min else None,
+                    "records": run["materializations"].get("synchroteam/customers", {}).get("loaded")})
+    return out
+
+
+# -- 4. memory at 1x and 10x ------------------------------------------------------------------------------------
+
+
+# DuckDB settings tried on the memory runs, through dlt's configuration (no product change): the load's peak
+DUCKDB_WHAT_IF = {"memory_limit": "128MB", "threads": 1}
+WHAT_IF_ENV = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": json.dumps(DUCKDB_WHAT_IF)}
+
+
+def phase_memory_1x(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale) -> dict[str, Any]:
+    log("memory: a no-change run of invoices alone at 1x")
+    m = home.job("sync_synchroteam__invoices", timeout=scale.timeout_s).check("invoices no-change at 1x")
+    out: dict[str, Any] = {"no_change": {"wall_s": m.wall_s, "rss_mb": m.peak_rss_mb}}
+    root = work / "what_if_1x"
+    what_if = DagsterHome(root, emu.base_url, root / "warehouse.duckdb", WHAT_IF_ENV)
+    log(f"memory: full sync of invoices at 1x with DuckDB {DUCKDB_WHAT_IF}")
+    m = what_if.job("sync_synchroteam__invoices", timeout=scale.timeout_s).check("invoices what-if at 1x")
+    records = what_if.runs(1)[0]["materializations"]["synchroteam/invoices"]["loaded"]
+    out["what_if_full"] = {"wall_s": m.wall_s, "rss_mb": m.peak_rss_mb, "records": records,
+                           "records_per_s": records / m.wall_s}
+    emu.stats(reset=True)
+    return out
+
+
+def phase_memory_10x(work: Path, scale: Scale) -> dict[str, Any]:
+    log(f"memory: emulator with {scale.tenx_main} (10x invoices)")
+    with EmulatorProcess(tenant_specs(scale.tenx_main, None)) as emu:
+        root = work / "tenx"
+        home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
+        log("memory: full sync of invoices at 10x")
+        full = home.job("sync_synchroteam__invoices", timeout=scale.timeout_s).check("invoices full sync at 10x")
+        full_stats = emu.stats(reset=True)
+        log("memory: no-change run of invoices at 10x")
+        again = home.job("sync_synchroteam__invoices", timeout=scale.timeout_s).check("invoices no-change at 10x")
+        emu.stats(reset=True)
+        runs = home.runs(2)
+        records = runs[0]["materializations"]["synchroteam/invoices"]["loaded"]
+        out = {"emulator_build_s": emu.build_s, "records": records,
+               "full": {"wall_s": full.wall_s, "rss_mb": full.peak_rss_mb, "records_per_s": records / full.wall_s,
+                        "requests": full_stats.raw["n"], "step_s": runs[0]["steps"].get("synchroteam__invoices")},
+               "no_change": {"wall_s": again.wall_s, "rss_mb": again.peak_rss_mb}}
+        root = work / "what_if_10x"
+        what_if = DagsterHome(root, emu.base_url, root / "warehouse.duckdb", WHAT_IF_ENV)
+        log(f"memory: full sync of invoices at 10x with DuckDB {DUCKDB_WHAT_IF}")
+        m = what_if.job("sync_synchroteam__invoices", timeout=scale.timeout_s).check("invoices what-if at 10x")
+        emu.stats(reset=True)
+        out["what_if_full"] = {"wall_s": m.wall_s, "rss_mb": m.peak_rss_mb, "records_per_s": records / m.wall_s}
+        return out
+
+
+# -- main -------------------------------------------------------------------------------------------------------
+
+
+def product_version() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "sync_pipelines", "pyproject.toml", "dagster.yaml")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_product_files": len(dirty.splitlines()),
+            "fingerprint": common.code_fingerprint(REPO)}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    versions = subprocess.run(
+        [PYTHON, "-c", "import dagster, dlt, duckdb, httpx; print(dagster.__version__, dlt.__version__, "
+                       "duckdb.__version__, httpx.__version__)"], capture_output=True, text=True).stdout.split()
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": round(mem_gib, 1) if mem_gib else None,
+            "python": platform.python_version(), "kernel": platform.release(),
+            "dagster": versions[0] if versions else "?", "dlt": versions[1] if len(versions) > 1 else "?",
+            "duckdb": versions[2] if len(versions) > 2 else "?", "httpx": versions[3] if len(versions) > 3 else "?"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1/20 of the scale, a smoke run of every phase")
+    parser.add_argument("--workdir", help="keep DuckDB files and Dagster instances here (default: a temp dir, removed)")
+    parser.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md (1x only)")
+    args = parser.parse_args(argv)
+    scale = SCALES["quick" if args.quick else "1x"]
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sync-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    version = product_version()
+    common.snapshot_code(work / "code")  # every measured process imports this copy, whatever is edited meanwhile
+    check = subprocess.run([PYTHON, "-c", "import sync_pipelines, bench; print(sync_pipelines.__file__)"],
+                           cwd=common.CODE_DIR, capture_output=True, text=True).stdout.strip()
+    if not check.startswith(str(common.CODE_DIR)):
+        raise RuntimeError(f"subprocesses would import the live product ({check}), not the snapshot")
+    results: dict[str, Any] = {
+        "date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
+        "command": "make bench" + (" ARGS=--quick" if args.quick else ""), "scale": asdict(scale),
+        "machine": machine(), "product": version,
+    }
+    log(f"scale {scale.name}: main {scale.main}, HEC {scale.hec}; work dir {work}")
+    meter = common.CpuMeter()
+    results["load"] = {}
+
+    def phase(key: str, fn, *a):
+        before = meter.mark()
+        results[key] = fn(*a)
+        results["load"][key] = common.other_load(before, meter.mark())
+        return results[key]
+
+    try:
+        with EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
+            results["emulator_build_s"] = emu.build_s
+            log(f"emulator up in {emu.start_s:.1f}s at {emu.base_url}")
+            home = DagsterHome(work / "product", emu.base_url, work / "product" / "warehouse.duckdb")
+            phase("full", phase_full_product, emu, home, scale)
+            phase("alternatives_full", phase_full_alternatives, emu, work, scale)
+            phase("incremental", phase_incremental, emu, home, work, scale)
+            phase("memory_1x", phase_memory_1x, emu, home, work, scale)
+            phase("rate", phase_rate, emu, work, scale)
+        phase("memory_10x", phase_memory_10x, work, scale)
+        results["load"]["all"] = common.other_load((0.0, 0.0, 0.0), meter.mark())
+    finally:
+        results["bench_wall_s"] = time.monotonic() - started
+        results["product"]["changed_during_run"] = common.code_fingerprint(REPO) != version["fingerprint"]
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{scale.name}.json").write_text(json.dumps(results, indent=1, default=str))
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    tables = report.render(results)
+    (RESULTS / f"{scale.name}.md").write_text(tables)
+    if scale.name == "1x" and not args.no_markdown:
+        report.update_benchmarks_md(REPO / "BENCHMARKS.md", tables)
+        log("BENCHMARKS.md updated")
+    print(tables)
+    log(f"done in {results['bench_wall_s'] / 60:.1f} min; results in {RESULTS / (scale.name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
