@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
+from datetime import datetime, timezone
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
@@ -60,8 +62,13 @@ def make_client(handler: Callable[[httpx.Request], httpx.Response], fake: FakeTi
     )
 
 
+SERVER_NOW = datetime(2026, 3, 2, 8, 30, 15, tzinfo=timezone.utc)  # 09:30 in the tenant's zone (Paris)
+
+
 def json_response(status: int, body, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers={"X-Quota-Remaining": "5000", **(headers or {})})
+    """An answer as a real server sends it, `Date` (the server's clock, SERVER_NOW) included."""
+    base = {"X-Quota-Remaining": "5000", "Date": email.utils.format_datetime(SERVER_NOW, usegmt=True)}
+    return httpx.Response(status, json=body, headers={**base, **(headers or {})})
 
 
 def paged_api(records: list[dict], max_page_size: int = 100):
@@ -86,7 +93,9 @@ def test_page_size_above_100_follows_the_size_the_server_used():
     with make_client(handler) as client:
         got = [r["id"] for page in client.iter_pages("invoice", page_size=250) for r in page]
     assert got == list(range(1, 251))
-    assert len(calls) == 2 * 3  # 100 + 100 + 50, not one "short" page of 100 < 250; then the verifying walk
+    # 100 + 100 + 50, not one "short" page of 100 < 250; walked twice: rows without dateModified cannot tell
+    # whether the list changed while it was walked
+    assert len(calls) == 2 * 3
 
 
 def test_records_total_not_divisible_by_page_size_reads_the_remainder_and_stops():
@@ -134,7 +143,7 @@ def test_429_with_retry_after_waits_exactly_that_long_then_succeeds():
 def test_429_without_retry_after_backs_off_exponentially_with_jitter():
     answers = iter([json_response(429, {"message": "slow down"})] * 4 + [json_response(200, {"id": 1})])
     fake = FakeTime()
-    with make_client(lambda r: next(answers), fake, retry=RetryPolicy(backoff_base=1.0)) as client:
+    with make_client(lambda r: next(answers), fake, retry=RetryPolicy(rate_limit_base=1.0)) as client:
         client.details("invoice", "1")
     assert len(fake.sleeps) == 4
     for attempt, waited in enumerate(fake.sleeps):
@@ -276,7 +285,36 @@ def test_pacing_spaces_requests_to_the_configured_rate():
     with make_client(handler, fake, settings=settings(requests_per_minute=120)) as client:
         for _ in range(21):
             client.details("job", "1")
-    assert stamps[-1] - stamps[0] == pytest.approx(10.0)  # 20 gaps of 0.5 s
+    # 20 gaps of 0.5 s, plus the 2% margin: 120 requests take 61.2 s, not 60, so request 121 cannot land in
+    # the first one's minute however their arrivals jitter
+    assert stamps[-1] - stamps[0] == pytest.approx(20 * 60 / (120 * 0.98))
+
+
+def test_a_429_without_a_known_limit_paces_the_rest_of_the_run_at_what_the_server_accepted():
+    fake = FakeTime()
+    stamps = []
+
+    def handler(request):
+        stamps.append(fake.now)
+        # a limit of 30 a minute, the first minute's burst included
+        return json_response(429 if len(stamps) == 31 else 200, {"id": 1})
+
+    with make_client(handler, fake) as client:  # no SYNCHROTEAM_REQUESTS_PER_MINUTE
+        for _ in range(40):
+            client.details("job", "1")
+        assert client.stats.retries_429 == 1
+        assert client.stats.paced_per_minute == 30
+    assert stamps[29] - stamps[0] == 0  # unpaced until the 429
+    gaps = [b - a for a, b in zip(stamps[31:], stamps[32:])]
+    assert gaps == [pytest.approx(60 / (30 * 0.98))] * len(gaps)
+
+
+def test_429s_without_retry_after_wait_out_a_one_minute_window_before_giving_up():
+    fake = FakeTime()
+    with make_client(lambda r: json_response(429, {"message": "slow down"}), fake) as client:
+        with pytest.raises(RateLimited):
+            client.details("job", "1")
+    assert sum(fake.sleeps) > 60  # the default policy outwaits a per-minute limit
 
 
 def test_api_key_never_appears_in_error_reprs():
@@ -303,7 +341,69 @@ def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_ski
         got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
     assert sorted(got) == [1, 2, 3, 4, 5, 6, 7]  # 1 was read before it was deleted; 4 is not skipped
     assert len(got) == len(set(got))
-    assert calls == [1, 2, 1, 2, 1, 2]  # the second walk found 4, so a third confirms nothing else moved
+    # recordsTotal fell during the first walk; the second found 4, and rows without dateModified cannot prove
+    # the list held still, so a third confirms nothing else moved
+    assert calls == [1, 2, 1, 2, 1, 2]
+
+
+def changing_list_api(change: Callable[[list[dict]], None], at_call: int, size: int = 3, date: bool = True):
+    """A list of 9 records (ids 1-9, modified weeks before SERVER_NOW) on which `change` acts as call
+    `at_call` is answered; returns (handler, pages asked)."""
+    records = [{"id": i, "dateModified": "2026-02-01 10:00"} for i in range(1, 10)]
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        calls.append(page)
+        if len(calls) == at_call:
+            change(records)
+        body = {"page": page, "pageSize": size, "recordsTotal": len(records),
+                "data": records[(page - 1) * size : page * size]}
+        response = json_response(200, body)
+        if not date:
+            del response.headers["Date"]
+        return response
+
+    return handler, calls
+
+
+def test_a_list_that_holds_still_is_walked_once():
+    handler, calls = changing_list_api(lambda records: None, at_call=0)
+    with make_client(handler) as client:
+        got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
+    assert got == list(range(1, 10))
+    assert calls == [1, 2, 3]
+
+
+def test_a_deletion_hidden_by_an_addition_is_seen_by_the_new_record_s_date_and_walked_again():
+    def delete_one_and_add_one(records: list[dict]) -> None:
+        del records[0]  # record 4 slides back onto page 1, already read; recordsTotal stays 9
+        records.append({"id": 10, "dateModified": "2026-03-02 09:30"})  # created now, by the server's clock
+
+    handler, calls = changing_list_api(delete_one_and_add_one, at_call=2)
+    with make_client(handler) as client:
+        got = sorted(r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p)
+    assert got == list(range(1, 11))  # 4 is not skipped
+    assert calls == [1, 2, 3, 1, 2, 3]  # on the second walk the new record is one the first listed: still
+
+
+def test_an_old_record_listed_twice_means_the_list_moved_and_is_walked_again():
+    def move_first_to_the_end(records: list[dict]) -> None:
+        records.append(records.pop(0))  # 1 reappears on page 3; 4 slides back onto page 1, already read
+
+    handler, calls = changing_list_api(move_first_to_the_end, at_call=2)
+    with make_client(handler) as client:
+        got = sorted(r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p)
+    assert got == list(range(1, 10))
+    assert calls == [1, 2, 3, 1, 2, 3]
+
+
+def test_without_a_date_header_a_list_is_walked_again_until_nothing_new_appears():
+    handler, calls = changing_list_api(lambda records: None, at_call=0, date=False)
+    with make_client(handler) as client:
+        got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
+    assert got == list(range(1, 10))
+    assert calls == [1, 2, 3, 1, 2, 3]  # no way to tell a still list from a changing one: one more look
 
 
 def test_a_server_that_ignores_the_page_parameter_does_not_loop_forever():

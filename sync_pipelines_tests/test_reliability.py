@@ -183,11 +183,11 @@ def test_records_shifting_while_the_list_is_walked_are_neither_lost_nor_doubled(
     with duckdb.connect(str(warehouse), read_only=True) as con:
         ids = [r[0] for r in con.execute("SELECT id FROM synchroteam.invoices").fetchall()]
     assert len(ids) == len(set(ids))
-    # a walk of several pages is walked again until nothing new appears: the record that slid back is not lost
+    # recordsTotal fell while the list was walked, so it is walked again: the record that slid back is not lost
     assert slid_back in ids
     assert {str(r["id"]) for r in store.records("invoice")} <= set(ids)
     walks = [r for r in sync_requests(emulator) if r.resource == "invoice" and r.params.get("page") == "1"]
-    assert len(walks) == 3  # the second walk found the record that slid back; the third found nothing new
+    assert len(walks) == 2  # the second walk found the record that slid back, and held still
 
     # records edited after their page was read come with the next run's look-back: exact in the end
     assert run_entity_job(MAIN_TENANT, INVOICES).success

@@ -88,6 +88,14 @@ class TenantClock:
             t = self._frozen if self._frozen is not None else self._real()
         return t.replace(second=0, microsecond=0)
 
+    def utc_now(self) -> datetime:
+        """The same clock in UTC, to the second (frozen: the frozen local time): what the `Date` header says."""
+        with self._lock:
+            if self._frozen is None:
+                return datetime.now(timezone.utc)
+            local = self._frozen
+        return local.replace(tzinfo=self._tz).astimezone(timezone.utc)
+
     def set(self, local: datetime) -> None:
         with self._lock:
             self._frozen = local.replace(tzinfo=None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import hmac
 import math
 import socket
@@ -39,6 +40,13 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = -1  # buffer header + body, one flush per response (no Nagle/delayed-ACK stall)
     disable_nagle_algorithm = True
     before_reply = staticmethod(lambda status: None)  # set per request by Emulator._handle
+    server_clock = None  # the tenant's clock (UTC), set per request by Emulator._handle: the `Date` header
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """`Date` follows the tenant clock (the one that stamps `dateModified`), frozen or not."""
+        if timestamp is None and self.server_clock is not None:
+            return email.utils.format_datetime(self.server_clock(), usegmt=True)
+        return super().date_time_string(timestamp)
 
     def version_string(self) -> str:
         return self.server_version
@@ -220,6 +228,7 @@ class Emulator:
                     self._requests.append(RequestRecord(domain, method, url.path, resource, action, params, status))
 
         h.before_reply = log
+        h.server_clock = store.utc_now if store else None
         try:
             self._respond(h, method, url.path, params, store, resource, action, quota_of)
         except Exception:  # a bug here must still answer (JSON 500) and keep serving

@@ -144,6 +144,9 @@ class TenantStore:
     def now(self) -> datetime:
         return self._clock.now()
 
+    def utc_now(self) -> datetime:
+        return self._clock.utc_now()
+
     def set_clock(self, local: datetime) -> None:
         self._clock.set(local)
 

@@ -6,12 +6,14 @@ jitter), proactive pacing, a quota floor, and errors classified into `errors.Syn
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from sync_pipelines.synchroteam.errors import (
     RecordNotFound,
     UnexpectedResponse,
 )
+from sync_pipelines.synchroteam.records import parse_timestamp
 from sync_pipelines.synchroteam.throttle import RequestPacer
 
 log = logging.getLogger(__name__)
@@ -38,10 +41,13 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 @dataclass
 class RetryPolicy:
-    """How hard to try. Waits are `min(max_wait, base * 2**attempt)` scaled by a random factor in [0.5, 1]."""
+    """How hard to try. Waits are `min(max_wait, base * 2**attempt)` scaled by a random factor in [0.5, 1]: from
+    `backoff_base` after an error, from `rate_limit_base` after a 429 without `Retry-After` (long enough, over
+    the attempts, for a per-minute window to pass: 67-135 s with the defaults)."""
 
     max_attempts: int = 6
     backoff_base: float = 0.5
+    rate_limit_base: float = 5.0
     max_wait: float = 60.0
 
 
@@ -53,6 +59,7 @@ class ClientStats:
     retries_429: int = 0
     retries_other: int = 0
     quota_remaining: int | None = None
+    paced_per_minute: float | None = None  # the pace this client ended at (configured, or learned from 429s)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, attr: str) -> None:
@@ -77,6 +84,7 @@ class SynchroteamClient:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
+        self.listed_at: datetime | None = None  # the server's clock (`Date`) when it answered the last list page
         self._rng = rng or random.Random()
         self._pacer = RequestPacer(settings.requests_per_minute, clock=clock, sleep=sleep)
         self._http = httpx.Client(
@@ -110,43 +118,55 @@ class SynchroteamClient:
 
         A list that changes while it is walked can hide a record: a deletion on a page already read moves every
         later record back one place, and the first record of the next page lands on the page already read (an
-        addition elsewhere can even keep `recordsTotal` unchanged). So a walk of more than one page is walked
-        again, yielding only ids not seen yet, until a walk brings nothing new (at most MAX_REWALKS times). A
+        addition elsewhere can even keep `recordsTotal` unchanged). So a walk of more than one page that shows
+        a sign of change (`_Walk.changed`) is walked again, yielding only ids not seen yet, until a walk shows
+        none (at most MAX_REWALKS more walks; without the means to check, until a walk brings nothing new). A
         single page is one answer, read at once: it needs no second look.
         """
         seen: set[str] = set()
-        for walk in range(MAX_REWALKS + 1):
-            before = len(seen)
-            pages = yield from self._walk(resource, page_size, params or {}, seen)
-            if pages <= 1 or (walk > 0 and len(seen) == before):
+        for again in range(MAX_REWALKS + 1):
+            walk, before = _Walk(self.settings.timezone, ids=None if again == 0 else set()), len(seen)
+            yield from self._walk(resource, page_size, params or {}, seen, walk)
+            reason = walk.changed()
+            if walk.pages <= 1 or reason is None:
                 return
-            if walk > 0:
-                log.info("%s/list changed while it was walked: %d records found on another walk", resource,
-                         len(seen) - before)
+            if walk.unknowable and again > 0 and len(seen) == before:
+                return  # nothing to check the list by: a walk that brings nothing new is the best evidence
+            if again < MAX_REWALKS:
+                log.info("%s/list changed while it was walked (%s): walking it again", resource, reason)
+            else:
+                log.warning("%s/list still changing after %d walks (%s): the next run reads it again",
+                            resource, again + 1, reason)
 
     def _walk(
-        self, resource: str, page_size: int, params: Mapping[str, str], seen: set[str]
+        self, resource: str, page_size: int, params: Mapping[str, str], seen: set[str], walk: _Walk
     ) -> Iterator[list[dict[str, Any]]]:
-        """One walk of the list, yielding ids not in `seen`; returns the number of pages read."""
+        """One walk of the list, yielding ids not in `seen`, noting in `walk` what it saw."""
         page, previous_ids = 1, None
         while True:
-            body = self.get(f"{resource}/list", {**params, "page": str(page), "pageSize": str(page_size)})
+            query = {**params, "page": str(page), "pageSize": str(page_size)}
+            body, headers = self.get_with_headers(f"{resource}/list", query)
             data, effective_size, total = _parse_envelope(body, page_size, resource)
+            self.listed_at = _parse_http_date(headers.get("Date"))
+            walk.page(self.listed_at, total)
             fresh = []
             for record in data:
                 key = str(record.get("id")) if isinstance(record, dict) else None
-                if key is None or key not in seen:
-                    if key is not None:
-                        seen.add(key)
+                if key is None:
+                    fresh.append(record)
+                    continue
+                walk.record(key, record.get("dateModified"), seen)
+                if key not in seen:
+                    seen.add(key)
                     fresh.append(record)
             if fresh:
                 yield fresh
             if len(data) < effective_size or (total is not None and page * effective_size >= total):
-                return page
+                return
             ids = [str(r.get("id")) for r in data if isinstance(r, dict)]
             if ids == previous_ids:
                 log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1)
-                return page
+                return
             previous_ids = ids
             page += 1
 
@@ -169,6 +189,10 @@ class SynchroteamClient:
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET `path` and return its JSON, retrying what can be retried."""
+        return self.get_with_headers(path, params)[0]
+
+    def get_with_headers(self, path: str, params: Mapping[str, str] | None = None) -> tuple[Any, httpx.Headers]:
+        """GET `path`: (its JSON, the response headers), retrying what can be retried."""
         failures: list[str] = []  # one short reason per failed attempt
         last_bad_response: UnexpectedResponse | None = None
         for attempt in range(self.retry.max_attempts):
@@ -194,7 +218,8 @@ class SynchroteamClient:
                     )
                 failures.append("429")
                 self.stats.count("retries_429")
-                self._wait(attempt, retry_after)
+                self._slow_down()
+                self._wait(attempt, retry_after, self.retry.rate_limit_base)
                 continue
             if status in (401, 403):
                 raise self._auth_error(status)
@@ -211,7 +236,7 @@ class SynchroteamClient:
             if status >= 400:
                 raise BadRequest(f"{path} answered {status}: {_message(response)}")
             try:
-                return _json(response, path)
+                return _json(response, path), response.headers
             except UnexpectedResponse as exc:
                 last_bad_response = exc
                 failures.append("bad response")
@@ -233,12 +258,12 @@ class SynchroteamClient:
             f"({', '.join(failures)}); gave up."
         )
 
-    def _wait(self, attempt: int, retry_after: float | None) -> None:
+    def _wait(self, attempt: int, retry_after: float | None, base: float | None = None) -> None:
         """Before the next attempt: the server's `Retry-After` when it gave one, else exponential backoff."""
         if attempt + 1 >= self.retry.max_attempts:
             return
         if retry_after is None:
-            self._backoff(attempt)
+            self._backoff(attempt, base)
             return
         if retry_after > self.retry.max_wait:
             raise RateLimited(
@@ -247,11 +272,24 @@ class SynchroteamClient:
             )
         self._pacer.defer(retry_after)
 
-    def _backoff(self, attempt: int) -> None:
+    def _backoff(self, attempt: int, base: float | None = None) -> None:
         if attempt + 1 >= self.retry.max_attempts:
             return
-        wait = min(self.retry.max_wait, self.retry.backoff_base * 2**attempt) * self._rng.uniform(0.5, 1.0)
+        base = self.retry.backoff_base if base is None else base
+        wait = min(self.retry.max_wait, base * 2**attempt) * self._rng.uniform(0.5, 1.0)
         self._pacer.defer(wait)
+
+    def _slow_down(self) -> None:
+        before = self._pacer.per_minute
+        after = self._pacer.slow_down()
+        with self.stats._lock:
+            self.stats.paced_per_minute = after
+        if before != after:
+            log.warning(
+                "Tenant '%s' answered 429: pacing at %.0f requests/minute from now on (set %s to the tenant's "
+                "limit to avoid the 429s).", self.settings.tenant.label, after,
+                self.settings.tenant.env("REQUESTS_PER_MINUTE"),
+            )
 
     def _note_quota(self, response: httpx.Response) -> None:
         raw = response.headers.get("X-Quota-Remaining")
@@ -290,6 +328,84 @@ class SynchroteamClient:
                 f"{tenant.env('API_KEY')} (Synchroteam: Configuration > Authentication Key). Not retried."
             ),
         )
+
+
+class _Walk:
+    """What one walk of a list saw, to tell whether the list changed while it was walked.
+
+    Signs of change: `recordsTotal` differing between pages (a deletion or an addition), an id listed twice (a
+    record moved across the pages), or a record modified since the walk began by the server's clock (its `Date`
+    header, in the tenant's zone at `dateModified`'s minute precision; on a later walk, only a record no
+    earlier walk listed), which may have taken the place of a deleted one and kept the total unchanged. Without `Date`, `recordsTotal` or a readable `dateModified` on
+    every record, a walk cannot be checked, so it counts as changed.
+    """
+
+    __slots__ = ("tz", "ids", "pages", "totals", "repeated", "since", "since_at", "modified_during", "unknowable")
+
+    def __init__(self, tz: tzinfo, ids: set[str] | None) -> None:
+        self.tz = tz
+        self.ids = ids  # this walk's ids; None on the first walk, whose ids are the caller's `seen`
+        self.pages = 0
+        self.totals: set[int] = set()
+        self.repeated = False
+        self.since_at: datetime | None = None  # a minute before the walk began, by the server's clock
+        self.since: str | None = None  # the same as "YYYY-MM-DD HH:MM" in the tenant's zone
+        self.modified_during = False
+        self.unknowable = False
+
+    def page(self, began: datetime | None, total: int | None) -> None:
+        self.pages += 1
+        if total is None:
+            self.unknowable = True
+        else:
+            self.totals.add(total)
+        if self.pages == 1:
+            if began is None:
+                self.unknowable = True
+            else:
+                self.since_at = began - timedelta(minutes=1)
+                self.since = self.since_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+
+    def record(self, key: str, date_modified: Any, seen: set[str]) -> None:
+        if self.ids is None:
+            self.repeated = self.repeated or key in seen
+        elif key in self.ids:
+            self.repeated = True
+        else:
+            self.ids.add(key)
+        if self.since is None or self.modified_during or self.unknowable or (self.ids is not None and key in seen):
+            return  # a record an earlier walk listed was in the list already: it cannot make up for a deletion
+        if not isinstance(date_modified, str):
+            self.unknowable = True  # a record that cannot say when it changed may be the one that did
+        elif len(date_modified) in (16, 19) and date_modified[10:11] in (" ", "T"):
+            # the tenant-local "YYYY-MM-DD HH:MM[:SS]": its first 16 characters compare as text (fast path)
+            self.modified_during = f"{date_modified[:10]} {date_modified[11:16]}" >= self.since
+        else:
+            moment = parse_timestamp(date_modified, self.tz)
+            self.unknowable = moment is None
+            self.modified_during = moment is not None and moment >= self.since_at
+
+    def changed(self) -> str | None:
+        """Why the list may have changed under this walk, or None if it held still."""
+        if self.unknowable:
+            return "no recordsTotal, Date header or dateModified to check it by"
+        if len(self.totals) > 1:
+            return f"recordsTotal went {min(self.totals)}..{max(self.totals)}"
+        if self.repeated:
+            return "a record was listed twice"
+        if self.modified_during:
+            return "records were modified during the walk"
+        return None
+
+
+def _parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _parse_envelope(body: Any, requested_size: int, resource: str) -> tuple[list[Any], int, int | None]:
