@@ -227,6 +227,7 @@ def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: i
         "updated": MetadataValue.int(max(0, stats.records_loaded - inserted)),
         "refetched": MetadataValue.int(stats.refetched),
         "details_fetched": MetadataValue.int(stats.details_fetched),
+        "unchanged": MetadataValue.int(stats.unchanged),
         "retried": MetadataValue.int(stats.retried),
         "capped": MetadataValue.bool(stats.capped),
         "api_requests": MetadataValue.int(client.stats.requests),
@@ -234,6 +235,8 @@ def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: i
         "retries_other": MetadataValue.int(client.stats.retries_other),
         "row_count": MetadataValue.int(rows_after),
     }
+    if client.stats.paced_per_minute is not None:  # learned from 429s: the tenant's limit, as far as seen
+        metadata["paced_per_minute"] = MetadataValue.float(client.stats.paced_per_minute)
     if client.stats.quota_remaining is not None:
         metadata["quota_remaining"] = MetadataValue.int(client.stats.quota_remaining)
     for name in ("window_start", "window_end", "cursor_before", "cursor_after"):

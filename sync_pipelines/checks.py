@@ -2,7 +2,8 @@
 
 - `no_duplicate_ids` (error): an id twice in the table;
 - `rejected_records` (warning): records this run quarantined, counted by reason;
-- `row_count_matches_api` (warning): the API's `recordsTotal` against the live rows (one request, pageSize 1);
+- `row_count_matches_api` (warning): the API's `recordsTotal` against the live rows (one request, pageSize 1),
+  not run by the sync jobs (a request per sync is quota) but by the `check_row_counts` job, daily;
 - freshness (warning): the last successful sync is not older than FRESHNESS_CADENCES of the entity's cadence,
   evaluated by the `freshness_checks_sensor`.
 """
@@ -14,6 +15,7 @@ from datetime import timedelta
 from dagster import (
     SupersessionWarning,
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetChecksDefinition,
@@ -33,6 +35,11 @@ from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.warehouse import count_rows, duplicate_ids, rejected_counts
 
 FRESHNESS_CADENCES = 3
+ROW_COUNT_CHECK = "row_count_matches_api"
+
+
+def row_count_check_key(tenant: Tenant, entity: Entity) -> AssetCheckKey:
+    return AssetCheckKey(AssetKey([tenant.name, entity.name]), ROW_COUNT_CHECK)
 
 
 def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]:
@@ -62,8 +69,9 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
             },
         )
 
-    @asset_check(asset=key, name="row_count_matches_api", pool=DUCKDB_POOL,
-                 description="The API's recordsTotal equals the warehouse's live rows (one request).")
+    @asset_check(asset=key, name=ROW_COUNT_CHECK, pool=DUCKDB_POOL,
+                 description="The API's recordsTotal equals the warehouse's live rows (one request); run daily by "
+                 "the check_row_counts job, not by the syncs.")
     def row_count_matches_api(context: AssetCheckExecutionContext) -> AssetCheckResult:
         with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
             api_total = client.records_total(entity.resource)

@@ -5,9 +5,16 @@ from dagster_dlt import DagsterDltResource
 
 from sync_pipelines.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.catalogue import TENANTS, tenant_entities
-from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor
+from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor, row_count_check_key
 from sync_pipelines.quarantine_jobs import export_rejected_records_job, retry_rejected_job
-from sync_pipelines.schedules import entity_job, entity_schedule, reconcile_job, reconcile_schedule
+from sync_pipelines.schedules import (
+    entity_job,
+    entity_schedule,
+    reconcile_job,
+    reconcile_schedule,
+    row_counts_job,
+    row_counts_schedule,
+)
 
 pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
 entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
@@ -16,13 +23,15 @@ reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant,
 # One process, one step at a time: DuckDB takes a single writer.
 sync_all = define_asset_job(
     "sync_all",
-    selection=AssetSelection.assets(*entity_assets),
+    selection=AssetSelection.assets(*entity_assets)
+    - AssetSelection.checks(*(row_count_check_key(tenant, entity) for tenant, entity in pairs)),
     executor_def=in_process_executor,
     description="Every entity of every tenant, incrementally, into DuckDB.",
 )
 fresh_checks = freshness_checks(pairs)
 entity_jobs = {pair: entity_job(*pair) for pair in pairs}
 reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
+check_row_counts = row_counts_job(pairs)
 
 defs = Definitions(
     assets=[*entity_assets, *reconciliation_assets],
@@ -32,12 +41,14 @@ defs = Definitions(
         sync_all,
         *entity_jobs.values(),
         *reconcile_jobs.values(),
+        check_row_counts,
         retry_rejected_job(entity_assets),
         export_rejected_records_job,
     ],
     schedules=[
         *(entity_schedule(tenant, entity, job) for (tenant, entity), job in entity_jobs.items()),
         *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
+        row_counts_schedule(check_row_counts),
     ],
     resources={"dlt": DagsterDltResource()},
 )

@@ -28,6 +28,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from sync_pipelines.assets import DAILY
 from sync_pipelines.catalogue import ENTITIES, Entity, Tenant, tenant_entities
+from sync_pipelines.checks import row_count_check_key
 
 TENANT_TAG = "synchroteam/tenant"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
@@ -56,7 +57,8 @@ def cron_for(tenant: Tenant, entity: Entity) -> str:
 def entity_job(tenant: Tenant, entity: Entity) -> UnresolvedAssetJobDefinition:
     return define_asset_job(
         entity_job_name(tenant, entity),
-        selection=AssetSelection.assets(AssetKey([tenant.name, entity.name])),
+        selection=AssetSelection.assets(AssetKey([tenant.name, entity.name]))
+        - AssetSelection.checks(row_count_check_key(tenant, entity)),
         executor_def=in_process_executor,
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
         description=f"{tenant.label}: {entity.name}, incremental, with the entity's default run config.",
@@ -72,6 +74,27 @@ def reconcile_job(tenant: Tenant) -> UnresolvedAssetJobDefinition:
         executor_def=in_process_executor,
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(6 * 3600)},
         description=f"{tenant.label}: re-read one day's (or a range's) changes of every entity; cursors untouched.",
+    )
+
+
+def row_counts_job(pairs: list[tuple[Tenant, Entity]]) -> UnresolvedAssetJobDefinition:
+    """Every entity's `row_count_matches_api` check: one request of page size 1 each, no sync."""
+    return define_asset_job(
+        "check_row_counts",
+        selection=AssetSelection.checks(*(row_count_check_key(tenant, entity) for tenant, entity in pairs)),
+        executor_def=in_process_executor,
+        tags={MAX_RUNTIME_TAG: str(15 * 60)},
+        description="Compare every entity's live rows with the API's recordsTotal (one request per entity).",
+    )
+
+
+def row_counts_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+    return ScheduleDefinition(
+        name=f"{job.name}_daily",
+        job=job,
+        cron_schedule="15 4 * * *",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Compare row counts with the API every day at 04:15, after the nightly reconciliations.",
     )
 
 

@@ -44,6 +44,7 @@ def test_jobs_are_sync_all_one_per_entity_a_reconciliation_per_tenant_and_the_qu
         *(f"sync_{key.replace('/', '__')}" for key in EXPECTED_ASSETS),
         "reconcile_synchroteam",
         "reconcile_synchroteam_hec",
+        "check_row_counts",
         "retry_rejected_records",
         "export_rejected_records",
     }
@@ -70,6 +71,22 @@ def test_entity_assets_have_no_upstream_placeholders_and_share_the_duckdb_writer
 def test_sync_all_selects_every_asset():
     job = defs.resolve_job_def("sync_all")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(EXPECTED_ASSETS)
+
+
+def test_the_row_count_check_calls_the_api_so_it_runs_daily_in_its_own_job_not_with_every_sync():
+    def checks_of(job_name: str) -> set[str]:
+        job = defs.resolve_job_def(job_name)
+        return {f"{k.asset_key.to_user_string()}:{k.name}" for k in job.asset_layer.asset_graph.asset_check_keys}
+
+    row_counts = {f"{key}:row_count_matches_api" for key in EXPECTED_ASSETS}
+    assert checks_of("check_row_counts") == row_counts
+    assert not checks_of("sync_all") & row_counts
+    assert len(checks_of("sync_all")) == 3 * len(EXPECTED_ASSETS)
+    for key in EXPECTED_ASSETS:
+        assert f"{key}:no_duplicate_ids" in checks_of(f"sync_{key.replace('/', '__')}")
+        assert not checks_of(f"sync_{key.replace('/', '__')}") & row_counts
+    (daily,) = [s for s in defs.schedules if s.job_name == "check_row_counts"]
+    assert daily.cron_schedule == "15 4 * * *"
 
 
 def test_definitions_load_without_any_secret_set(tmp_path):

@@ -14,7 +14,7 @@ from sync_pipelines.definitions import defs
 from sync_pipelines.emulator import Fault
 from sync_pipelines.quarantine_jobs import rejected_folder
 from sync_pipelines_tests.conftest import MAIN
-from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
+from sync_pipelines_tests.helpers import run_entity_job, run_row_count_checks, run_sync_all, step_failures
 
 MAIN_TENANT = TENANTS["synchroteam"]
 
@@ -174,7 +174,7 @@ def test_a_full_run_marks_deleted_records_and_their_children_while_neighbours_st
     assert str(gone["id"]) not in live and str(neighbour["id"]) in live
     assert len(live) == MAIN.counts["invoice"] - 1
     assert live_lines == 0 and kept_lines == len(gone["lines"])
-    assert check(result, "synchroteam/invoices", "row_count_matches_api").passed
+    assert check(run_row_count_checks(), "synchroteam/invoices", "row_count_matches_api").passed
 
 
 def test_a_full_run_that_would_mark_most_rows_deleted_marks_none_and_says_why(emulator, warehouse):
@@ -199,10 +199,14 @@ def test_row_count_check_warns_until_a_full_run_sweeps_a_deletion(emulator, ware
     store = emulator.tenant(MAIN.domain)
     store.delete("site", store.records("site")[0]["id"])
 
-    result = run_entity_job(MAIN_TENANT, ENTITIES["sites"])
+    run_entity_job(MAIN_TENANT, ENTITIES["sites"])
+    emulator.clear_requests()
 
-    evaluation = check(result, "synchroteam/sites", "row_count_matches_api")
+    evaluation = check(run_row_count_checks(), "synchroteam/sites", "row_count_matches_api")
     assert not evaluation.passed and evaluation.metadata["difference"].value == 1
+    # one request of page size 1 per entity, nothing else
+    assert len(emulator.requests) == sum(len(t.entities) for t in TENANTS.values())
+    assert {r.params.get("pageSize") for r in emulator.requests} == {"1"}
 
 
 def test_duplicate_ids_fail_the_error_check(emulator, warehouse):

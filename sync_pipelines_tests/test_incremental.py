@@ -58,4 +58,51 @@ def test_a_page_size_above_100_still_reads_every_record(emulator, warehouse):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (count,) = con.execute("SELECT count(DISTINCT id) FROM synchroteam.jobs").fetchone()
     assert count == MAIN.counts["job"]
-    assert emulator.request_count(tenant=MAIN.domain, resource="job", action="list") == 2 * 2  # 100 + 30, twice
+    assert emulator.request_count(tenant=MAIN.domain, resource="job", action="list") == 2  # 100 + 30
+
+
+def job_details_calls(emulator) -> list[str]:
+    return [r.params["id"] for r in emulator.requests if r.resource == "job" and r.action == "details"]
+
+
+def test_jobs_the_look_back_lists_again_are_read_again_only_if_they_may_have_changed(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    jobs = ENTITIES["jobs"]
+    store.set_clock(datetime(2026, 6, 1, 9, 30))
+    a, b = (str(r["id"]) for r in store.records("job")[:2])
+    store.edit("job", a)
+    store.edit("job", b)
+    run_entity(MAIN_TENANT, jobs, SyncPlan())
+    store.advance_clock(minutes=5)
+
+    # listed in the very minute they were stamped: another edit in that minute would keep their dateModified,
+    # so the look-back reads them again; listed later, they are not read again
+    emulator.clear_requests()
+    run_entity(MAIN_TENANT, jobs, SyncPlan())
+    assert sorted(job_details_calls(emulator)) == sorted([a, b])
+    emulator.clear_requests()
+    run_entity(MAIN_TENANT, jobs, SyncPlan())
+    assert job_details_calls(emulator) == []
+    assert [r.params.get("changedSince") for r in emulator.requests] == ["2026-06-01 09:00:00"]  # still listed
+
+    # an edit that does not bump dateModified but shows in the list row is read
+    store.edit("job", a, {"description": "Rescheduled by the dispatcher"}, bump=False)
+    emulator.clear_requests()
+    run_entity(MAIN_TENANT, jobs, SyncPlan())
+    assert job_details_calls(emulator) == [a]
+
+    # two edits of b in one minute: the second changes only its parts, its list row stays the same
+    store.edit("job", b)
+    run_entity(MAIN_TENANT, jobs, SyncPlan())
+    store.edit("job", b, {"parts": [{"reference": "VALVE-22", "quantity": 3}]})
+    emulator.clear_requests()
+    run_entity(MAIN_TENANT, jobs, SyncPlan())
+    assert job_details_calls(emulator) == [b]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        parts = con.execute(
+            "SELECT p.reference FROM synchroteam.jobs j JOIN synchroteam.jobs__parts p "
+            "ON p._dlt_parent_id = j._dlt_id WHERE j.id = ?", [b]
+        ).fetchall()
+        (description,) = con.execute("SELECT description FROM synchroteam.jobs WHERE id = ?", [a]).fetchone()
+    assert parts == [("VALVE-22",)]
+    assert description == "Rescheduled by the dispatcher"

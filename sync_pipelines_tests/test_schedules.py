@@ -29,6 +29,7 @@ ENTITY_SCHEDULES = {
     "sync_synchroteam_hec__credit_notes_schedule": ("sync_synchroteam_hec__credit_notes", "23 * * * *"),
     "reconcile_synchroteam_nightly": ("reconcile_synchroteam", "30 2 * * *"),
     "reconcile_synchroteam_hec_nightly": ("reconcile_synchroteam_hec", "37 2 * * *"),
+    "check_row_counts_daily": ("check_row_counts", "15 4 * * *"),
 }
 
 

@@ -7,15 +7,22 @@ data, and it only ever advances past records that were loaded:
 - a capped run (`max_records`) loads the oldest changes beyond the cursor first, whatever order the API
   returns them in, and stops the cursor at the last one loaded, so consecutive capped runs converge;
 - reconcile runs and the re-fetch walks never move the cursor.
+
+Entities whose list rows lack child lists (jobs: parts, time entries) need a `details` call per record. The
+look-back lists records already loaded again; their `details` are fetched again only if their list row changed.
+The state keeps, for the records loaded in the look-back window behind the cursor, a fingerprint of the list
+row they were loaded from (`details_memo`), committed with the load like the cursor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dlt
@@ -40,6 +47,7 @@ class ExtractStats:
     records_loaded: int = 0
     refetched: int = 0
     details_fetched: int = 0
+    unchanged: int = 0  # records listed again by the look-back, unchanged since loaded: not re-read nor re-loaded
     retried: int = 0
     capped: bool = False
     seen_ids: set[str] | None = None  # every id the API listed, for the deletion sweep of a full run
@@ -116,6 +124,8 @@ class _EntityReader:
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.details_concurrency))
         self.refetch_walks = self._refetch_walk_specs()
         self.refetch_candidates: set[str] = set()  # ids loaded that a re-fetch walk would load again
+        # id -> [dateModified, fingerprint of the list row] of records loaded with their details near the cursor
+        self.memo: dict[str, list[str]] | None = state.setdefault(MEMO, {}) if entity.children else None
 
     def read(self) -> Iterator[Any]:
         with self.pool:
@@ -123,6 +133,7 @@ class _EntityReader:
             if self.plan.mode != "retry_rejected":
                 yield from self._main_walk()
                 yield from self._refetch_walks()
+        self._prune_memo()
         rows = self.quarantine.items()
         if rows is not None:
             yield rows
@@ -179,11 +190,14 @@ class _EntityReader:
                     stats.capped = True
                     if item[0].key < held[0][0].key:
                         heapq.heapreplace(held, item)
+            ready = self._changed(ready)
             if ready:
                 yield self._complete(ready)
         kept = sorted(held, key=lambda pair: pair[0].key)
         for start in range(0, len(kept), plan.page_size):
-            yield self._complete([record for _, record in kept[start : start + plan.page_size]])
+            chunk = self._changed([record for _, record in kept[start : start + plan.page_size]])
+            if chunk:
+                yield self._complete(chunk)
         if plan.moves_cursor:
             self._advance(newest, kept[-1][0].key if kept else None)
 
@@ -203,7 +217,46 @@ class _EntityReader:
             candidates = [t for t in (self.cursor.at, newest_ready, last_held[0] if last_held else None) if t]
             cursor = Cursor(at=max(candidates) if candidates else None)
         cursor.save(self.state)
+        self.cursor = cursor
         self.stats.cursor_after = cursor.at
+
+    # -- records listed again, unchanged (their details are not fetched again) ---------------------------------
+
+    def _changed(self, records: list[Record]) -> list[Record]:
+        """Drops, in incremental runs, the records whose list row is the one they were last loaded from."""
+        if self.memo is None or self.plan.mode != "incremental":
+            return records
+        changed = []
+        for record in records:
+            known = self.memo.get(str(record.get("id")))
+            if known is not None and known[1] == _fingerprint(record):
+                self.stats.unchanged += 1
+            else:
+                changed.append(record)
+        return changed
+
+    def _remember(self, raw: Record, fingerprint: str) -> None:
+        """Only once the record's minute had ended by the server's clock when it was listed: a later edit in
+        that same minute would keep its `dateModified` (and maybe its list row) and must not be skipped."""
+        modified, listed_at = self._modified(raw), self.client.listed_at
+        if self.memo is None or modified is None:
+            return
+        if listed_at is not None and modified + timedelta(minutes=1) <= listed_at:
+            self.memo[str(raw.get("id"))] = [modified.isoformat(), fingerprint]
+        else:
+            self.memo.pop(str(raw.get("id")), None)
+
+    def _prune_memo(self) -> None:
+        """Keeps what the next run's look-back lists again: records modified at or after cursor - overlap."""
+        if self.memo is None:
+            return
+        if self.cursor.at is None:
+            self.memo.clear()
+            return
+        keep_from = self.cursor.at - self.plan.overlap
+        stale = [k for k, (modified, _) in self.memo.items() if datetime.fromisoformat(modified) < keep_from]
+        for record_id in stale:
+            del self.memo[record_id]
 
     # -- re-fetch walks (edits that do not bump dateModified) ---------------------------------------------------
 
@@ -251,6 +304,9 @@ class _EntityReader:
 
         Remembers the ids a re-fetch walk would repeat.
         """
+        listed = {} if force_details or self.memo is None else {
+            str(r.get("id")): _fingerprint(r) for r in page if not any(child in r for child in self.entity.children)
+        }
         complete, missing = _with_details(self.client, self.entity, page, self.pool, self.stats, force_details)
         for record in missing:
             self.quarantine.reject(Rejection(
@@ -263,11 +319,22 @@ class _EntityReader:
                 self.quarantine.reject(rejection)
                 continue
             self.quarantine.loaded(record["id"])
+            if record["id"] in listed:
+                self._remember(raw, listed[record["id"]])
             if any(matches(raw) for _, matches in self.refetch_walks):
                 self.refetch_candidates.add(record["id"])
             good.append(record)
         self.stats.records_loaded += len(good)
         return good
+
+
+MEMO = "details_memo"
+
+
+def _fingerprint(row: Record) -> str:
+    """A short digest of a list row as the API sent it (key order aside)."""
+    text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
 def _with_details(
