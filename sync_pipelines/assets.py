@@ -4,9 +4,14 @@ The source and pipeline given to `@dlt_assets` only describe the asset (they nee
 its own from the environment, so credentials and the warehouse path are read when the run starts.
 """
 
+import atexit
+import functools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -82,15 +87,29 @@ class SynchroteamTranslator(DagsterDltTranslator):
         )
 
 
-def build_pipeline(tenant: Tenant, entity: Entity) -> dlt.Pipeline:
-    """The dlt pipeline of one entity, writing the warehouse named by `SYNC_DUCKDB_PATH`."""
+def build_pipeline(tenant: Tenant, entity: Entity, *, describe_only: bool = False) -> dlt.Pipeline:
+    """The dlt pipeline of one entity, writing the warehouse named by `SYNC_DUCKDB_PATH`.
+
+    `describe_only`: the pipeline handed to `@dlt_assets` when the definitions load, which never runs. dlt
+    writes a pipeline's folder when it is created, so it lives in a folder of this process's own: two
+    processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
+    state file and one would fail to import the code location.
+    """
     path = warehouse_path()
+    folder = _definitions_pipelines_dir() if describe_only else pipelines_dir(path)
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
         destination=dlt.destinations.duckdb(str(path)),
         dataset_name=tenant.name,
-        pipelines_dir=str(pipelines_dir(path)),
+        pipelines_dir=str(folder),
     )
+
+
+@functools.cache
+def _definitions_pipelines_dir() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="sync_pipelines-definitions-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
@@ -99,7 +118,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
 
     @dlt_assets(
         dlt_source=entity_source(tenant, entity, client=None),
-        dlt_pipeline=build_pipeline(tenant, entity),
+        dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
         name=pipeline_name(tenant, entity),
         dagster_dlt_translator=SynchroteamTranslator(tenant, entity),
         pool=DUCKDB_POOL,
@@ -118,7 +137,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
 
     @dlt_assets(
         dlt_source=entity_source(tenant, entity, client=None),
-        dlt_pipeline=build_pipeline(tenant, entity),
+        dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
         name=f"{pipeline_name(tenant, entity)}_reconciliation",
         dagster_dlt_translator=SynchroteamTranslator(tenant, entity, reconciliation=True),
         partitions_def=DAILY,

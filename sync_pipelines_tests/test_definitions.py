@@ -96,3 +96,16 @@ def test_definitions_load_without_any_secret_set(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "16"
+
+
+def test_processes_loading_the_definitions_at_once_neither_race_nor_write_next_to_the_warehouse(tmp_path):
+    # two schedules firing together start two processes; dlt writes a pipeline's folder when it is created,
+    # and the pipelines that only describe the assets used to share one folder: one process failed to import
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM", "SYNC_"))}
+    env["SYNC_DUCKDB_PATH"] = str(tmp_path / "w.duckdb")
+    code = "import sync_pipelines.definitions"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [proc.communicate(timeout=180)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, errors
+    assert list(tmp_path.iterdir()) == []  # loading the code location writes nothing next to the warehouse
