@@ -43,6 +43,7 @@ from sync_pipelines.warehouse import (
     count_rows,
     ensure_live_views,
     mark_deleted,
+    prune_pipeline_state,
     prune_resolved,
     publish_read_copy,
     read_quarantine,
@@ -203,6 +204,7 @@ def sync_entity(
             raise _failure(error, tenant) from None
     ensure_live_views(path, tenant.name, entity.name)
     prune_resolved(path, tenant.name, started - QUARANTINE_RETENTION)
+    prune_pipeline_state(path, tenant.name, pipeline_name(tenant, entity))
     publish_read_copy(path)
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, rows_after)

@@ -21,6 +21,7 @@ from sync_pipelines.synchroteam.errors import SuspiciousDeletions, WarehouseLock
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
 
 DELETED_AT = "_deleted_at"
+STATE_VERSIONS_KEPT = 10
 
 
 def read_copy_path(path: Path) -> Path:
@@ -195,6 +196,26 @@ def prune_resolved(path: Path, schema: str, before: datetime) -> int:
         return int(
             con.execute(
                 f'DELETE FROM "{schema}"."{REJECTED_TABLE}" WHERE status = ? AND resolved_at < ?', [RESOLVED, before]
+            ).fetchone()[0]
+        )
+
+
+def prune_pipeline_state(path: Path, schema: str, pipeline: str, keep: int = STATE_VERSIONS_KEPT) -> int:
+    """Retention: dlt adds a `_dlt_pipeline_state` row at every load that changes the state (cursor, memo) and
+    never removes one; all but the newest `keep` completed versions of `pipeline` are deleted (dlt restores
+    the newest completed one)."""
+    with duckdb.connect(str(path)) as con:
+        if not _exists(con, schema, "_dlt_pipeline_state") or not _exists(con, schema, "_dlt_loads"):
+            return 0
+        return int(
+            con.execute(
+                f"""DELETE FROM "{schema}"._dlt_pipeline_state WHERE pipeline_name = $name AND _dlt_load_id < (
+                    SELECT min(load_id) FROM (
+                        SELECT s._dlt_load_id AS load_id FROM "{schema}"._dlt_pipeline_state s
+                        JOIN "{schema}"._dlt_loads l ON l.load_id = s._dlt_load_id
+                        WHERE l.status = 0 AND s.pipeline_name = $name
+                        ORDER BY s._dlt_load_id DESC LIMIT $keep))""",
+                {"name": pipeline, "keep": keep},
             ).fetchone()[0]
         )
 

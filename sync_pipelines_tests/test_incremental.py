@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines_tests.conftest import MAIN
-from sync_pipelines_tests.helpers import run_entity
+from sync_pipelines.warehouse import STATE_VERSIONS_KEPT
+from sync_pipelines_tests.helpers import run_entity, run_entity_job, stored_cursor
+
+PARIS = ZoneInfo("Europe/Paris")
 
 CUSTOMERS = ENTITIES["customers"]
 MAIN_TENANT = TENANTS["synchroteam"]
@@ -106,3 +110,23 @@ def test_jobs_the_look_back_lists_again_are_read_again_only_if_they_may_have_cha
         (description,) = con.execute("SELECT description FROM synchroteam.jobs WHERE id = ?", [a]).fetchone()
     assert parts == [("VALVE-22",)]
     assert description == "Rescheduled by the dispatcher"
+
+
+def test_old_versions_of_the_dlt_state_are_pruned_and_the_newest_still_drives_the_next_run(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    store.set_clock(datetime(2026, 6, 1, 9, 30))
+    customer_id = store.records("customer")[0]["id"]
+    for run in range(STATE_VERSIONS_KEPT + 3):
+        store.edit("customer", customer_id, {"contactPhone": f"call {run}"})  # moves the cursor: a new state
+        store.advance_clock(minutes=2)
+        assert run_entity_job(MAIN_TENANT, CUSTOMERS).success
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (versions,) = con.execute(
+            "SELECT count(*) FROM synchroteam._dlt_pipeline_state WHERE pipeline_name = 'synchroteam__customers'"
+        ).fetchone()
+    assert versions == STATE_VERSIONS_KEPT
+    assert stored_cursor(MAIN_TENANT, CUSTOMERS).at == datetime(2026, 6, 1, 9, 54, tzinfo=PARIS)
+    emulator.clear_requests()
+    assert run_entity_job(MAIN_TENANT, CUSTOMERS).success
+    assert [r.params.get("changedSince") for r in emulator.requests] == ["2026-06-01 09:24:00"]

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 MODES = ("incremental", "reconcile", "full", "retry_rejected")
+DEFAULT_OVERLAP = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class SyncPlan:
     mode: str = "incremental"
     page_size: int = 100
     max_records: int = 0
-    overlap: timedelta = timedelta(minutes=30)
+    overlap: timedelta = DEFAULT_OVERLAP
     window_start: datetime | None = None
     window_end: datetime | None = None
     refetch_created_since: date | None = None

@@ -32,7 +32,7 @@ from dlt.extract.source import DltSource
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import ConfigurationError, RecordNotFound
-from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
+from sync_pipelines.synchroteam.plan import DEFAULT_OVERLAP, Cursor, SyncPlan
 from sync_pipelines.synchroteam.quarantine import NOT_FOUND, Quarantine, Rejection, check_record
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp, to_api_timestamp
 
@@ -247,13 +247,14 @@ class _EntityReader:
             self.memo.pop(str(raw.get("id")), None)
 
     def _prune_memo(self) -> None:
-        """Keeps what the next run's look-back lists again: records modified at or after cursor - overlap."""
+        """Keeps what the next run's look-back lists again: records modified at or after the cursor minus this
+        run's look-back, or the default one if longer (a run without look-back is followed by one with)."""
         if self.memo is None:
             return
         if self.cursor.at is None:
             self.memo.clear()
             return
-        keep_from = self.cursor.at - self.plan.overlap
+        keep_from = self.cursor.at - max(self.plan.overlap, DEFAULT_OVERLAP)
         stale = [k for k, (modified, _) in self.memo.items() if datetime.fromisoformat(modified) < keep_from]
         for record_id in stale:
             del self.memo[record_id]
