@@ -33,15 +33,7 @@ from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
-from sync_pipelines.warehouse import (
-    check_writable,
-    count_rows,
-    ensure_live_views,
-    mark_deleted,
-    prune_resolved,
-    publish_read_copy,
-    read_quarantine,
-)
+from sync_pipelines.warehouse import after_load, before_load, publish_read_copy
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -153,15 +145,14 @@ def sync_entity(
         path = warehouse_path()
         check_warehouse_path(path, TENANTS)
         plan = make_plan(settings.timezone)
-        check_writable(path)
+        rows_before, stored_quarantine = before_load(path, tenant.name, entity.name)
     except SyncError as error:
         if error.retryable:
             raise _retry_or_fail(context, error, tenant) from None
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
-    rows_before = count_rows(path, tenant.name, entity.name)
     started = datetime.now(timezone.utc)
-    quarantine = Quarantine(entity.name, context.run_id, started, read_quarantine(path, tenant.name, entity.name))
+    quarantine = Quarantine(entity.name, context.run_id, started, stored_quarantine)
     stats = ExtractStats()
     with SynchroteamClient(settings) as client:
         source = entity_source(tenant, entity, client, plan, stats, quarantine)
@@ -175,19 +166,18 @@ def sync_entity(
             if error is None:
                 raise
             raise _retry_or_fail(context, error, tenant) from None
-    rows_after = count_rows(path, tenant.name, entity.name)
-    deleted = 0
-    if stats.seen_ids is not None:  # a complete full walk: what the API no longer lists was deleted
-        try:
-            deleted = mark_deleted(path, tenant.name, entity.name, stats.seen_ids, started, plan.max_deleted_share)
-        except SyncError as error:
-            raise _failure(error, tenant) from None
-    ensure_live_views(path, tenant.name, entity.name)
-    prune_resolved(path, tenant.name, started - QUARANTINE_RETENTION)
+    try:
+        # seen_ids: a complete full walk; what the API no longer lists was deleted
+        after = after_load(
+            path, tenant.name, entity.name, stats.seen_ids, started, plan.max_deleted_share,
+            resolved_before=started - QUARANTINE_RETENTION,
+        )
+    except SyncError as error:
+        raise _failure(error, tenant) from None
     publish_read_copy(path)
     _tag_run(context, plan, stats)
-    extra = _run_metadata(client, stats, rows_before, rows_after)
-    extra.update(_quarantine_metadata(quarantine, deleted, count_rows(path, tenant.name, entity.name, live=True)))
+    extra = _run_metadata(client, stats, rows_before, after.rows)
+    extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
     for result in results:
         yield MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
 
