@@ -5,7 +5,7 @@ its own from the environment, so credentials and the warehouse path are read whe
 """
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -16,6 +16,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Config,
+    DagsterEventType,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -26,6 +27,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant
+from sync_pipelines.read_copy import refresh_read_copy
 from sync_pipelines.settings import TenantSettings, check_warehouse_path, pipelines_dir, warehouse_path
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
@@ -33,7 +35,7 @@ from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
-from sync_pipelines.warehouse import after_load, before_load, publish_read_copy
+from sync_pipelines.warehouse import after_load, before_load
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -41,6 +43,16 @@ QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 # Days are read in each tenant's own zone at run time; the partition key is just the day.
 DAILY = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=0)
+# The step (op) of every asset that syncs an entity into the warehouse, by asset key (filled as they are built).
+SYNC_STEPS: dict[AssetKey, str] = {}
+STEP_EVENTS = {
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_RESTARTED,
+    DagsterEventType.STEP_UP_FOR_RETRY,
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+}
 
 
 class ReconciliationConfig(Config):
@@ -101,6 +113,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
     ) -> Iterator[MaterializeResult]:
         yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz))
 
+    SYNC_STEPS.update(dict.fromkeys(_sync.keys, _sync.op.name))
     return _sync
 
 
@@ -125,6 +138,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         )
         yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(window, entity, tz))
 
+    SYNC_STEPS.update(dict.fromkeys(_reconcile.keys, _reconcile.op.name))
     return _reconcile
 
 
@@ -139,7 +153,30 @@ def sync_entity(
 
     Settings and run config are checked before any request. A retryable failure (429s, 5xx, timeouts) is
     retried by Dagster up to MAX_RETRIES times with growing waits; any other fails once, saying what to do.
+
+    The read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one per
+    entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
     """
+    try:
+        results = _sync_entity(context, dlt_resource, tenant, entity, make_plan)
+    except BaseException:
+        _refresh_after_failure(context)
+        raise
+    later = _sync_steps_to_come(context)
+    if later:
+        context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
+    elif refresh_read_copy(warehouse_path()):
+        context.log.info("Read copy refreshed.")
+    yield from results
+
+
+def _sync_entity(
+    context: AssetExecutionContext,
+    dlt_resource: DagsterDltResource,
+    tenant: Tenant,
+    entity: Entity,
+    make_plan: Callable[[tzinfo], SyncPlan],
+) -> list[MaterializeResult]:
     try:
         settings = TenantSettings.from_env(tenant)
         path = warehouse_path()
@@ -174,12 +211,37 @@ def sync_entity(
         )
     except SyncError as error:
         raise _failure(error, tenant) from None
-    publish_read_copy(path)
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
-    for result in results:
-        yield MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
+    return [
+        MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
+        for result in results
+    ]
+
+
+def _refresh_after_failure(context: AssetExecutionContext) -> None:
+    """Whatever this run loaded before failing reaches the read copy; a failure to copy must not hide the
+    step's own error, so it is only logged."""
+    try:
+        refresh_read_copy(warehouse_path())
+    except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
+        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
+
+
+def _sync_steps_to_come(context: AssetExecutionContext) -> set[str]:
+    """The steps of this run that sync an entity and have not started yet (or wait to be retried): the last of
+    them refreshes the read copy. Steps already running do not count (they may have finished their load)."""
+    steps = {SYNC_STEPS[key] for key in _selected_keys(context) if key in SYNC_STEPS}
+    steps.discard(str(context.node_handle))
+    if context.run.step_keys_to_execute is not None:
+        steps &= set(context.run.step_keys_to_execute)
+    if not steps:
+        return steps
+    last = {record.step_key: record.dagster_event.event_type
+            for record in context.instance.all_logs(context.run_id, of_type=STEP_EVENTS)}
+    waiting = (None, DagsterEventType.STEP_UP_FOR_RETRY)
+    return {step for step in steps if last.get(step) in waiting}
 
 
 def retry_delay_seconds() -> float:
@@ -193,8 +255,7 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
     Only runs of a single entity are tagged: in a run of several (sync_all), each materialization's metadata
     carries its own window, and shared run tags would only say which entity ran last.
     """
-    selection = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
-    if len(selection) != 1:
+    if len(_selected_keys(context)) != 1:
         return
     if stats is None:
         tags = {"sync/mode": plan.mode, "sync/max_records": str(plan.max_records)}
@@ -206,6 +267,10 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
     else:
         return
     context.instance.add_run_tags(context.run_id, tags)
+
+
+def _selected_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
+    return context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
 
 
 def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: int, rows_after: int) -> dict:

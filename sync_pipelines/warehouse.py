@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
-import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,20 +25,8 @@ DELETED_AT = "_deleted_at"
 
 
 def read_copy_path(path: Path) -> Path:
-    """Where analysts read: `<stem>_read.duckdb` beside the warehouse, replaced after every load."""
+    """Where analysts read: `<stem>_read.duckdb` beside the warehouse (see `read_copy.py`)."""
     return path.with_name(f"{path.stem}_read{path.suffix}")
-
-
-def publish_read_copy(path: Path) -> Path:
-    """Checkpoint the warehouse and atomically replace its read copy. A reader holding the old copy open keeps
-    reading it (the old file lives on until closed); new connections see the new data."""
-    target = read_copy_path(path)
-    with writer(path) as con:
-        con.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(path, partial)
-    os.replace(partial, target)
-    return target
 
 
 @contextmanager
