@@ -9,7 +9,7 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Config,
+    DagsterEventType,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -31,6 +32,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant
+from sync_pipelines.read_copy import refresh_read_copy
 from sync_pipelines.settings import TenantSettings, check_warehouse_path, pipelines_dir, warehouse_path
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
@@ -38,16 +40,7 @@ from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
-from sync_pipelines.warehouse import (
-    check_writable,
-    count_rows,
-    ensure_live_views,
-    mark_deleted,
-    prune_pipeline_state,
-    prune_resolved,
-    publish_read_copy,
-    read_quarantine,
-)
+from sync_pipelines.warehouse import after_load, before_load
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -55,6 +48,16 @@ QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 # Days are read in each tenant's own zone at run time; the partition key is just the day.
 DAILY = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=0)
+# The step (op) of every asset that syncs an entity into the warehouse, by asset key (filled as they are built).
+SYNC_STEPS: dict[AssetKey, str] = {}
+STEP_EVENTS = {
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_RESTARTED,
+    DagsterEventType.STEP_UP_FOR_RETRY,
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+}
 
 
 class ReconciliationConfig(Config):
@@ -129,6 +132,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
     ) -> Iterator[MaterializeResult]:
         yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz))
 
+    SYNC_STEPS.update(dict.fromkeys(_sync.keys, _sync.op.name))
     return _sync
 
 
@@ -153,6 +157,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         )
         yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(window, entity, tz))
 
+    SYNC_STEPS.update(dict.fromkeys(_reconcile.keys, _reconcile.op.name))
     return _reconcile
 
 
@@ -167,21 +172,43 @@ def sync_entity(
 
     Settings and run config are checked before any request. A retryable failure (429s, 5xx, timeouts) is
     retried by Dagster up to MAX_RETRIES times with growing waits; any other fails once, saying what to do.
+
+    The read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one per
+    entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
     """
+    try:
+        results = _sync_entity(context, dlt_resource, tenant, entity, make_plan)
+    except BaseException:
+        _refresh_after_failure(context)
+        raise
+    later = _sync_steps_to_come(context)
+    if later:
+        context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
+    elif refresh_read_copy(warehouse_path()):
+        context.log.info("Read copy refreshed.")
+    yield from results
+
+
+def _sync_entity(
+    context: AssetExecutionContext,
+    dlt_resource: DagsterDltResource,
+    tenant: Tenant,
+    entity: Entity,
+    make_plan: Callable[[tzinfo], SyncPlan],
+) -> list[MaterializeResult]:
     try:
         settings = TenantSettings.from_env(tenant)
         path = warehouse_path()
         check_warehouse_path(path, TENANTS)
         plan = make_plan(settings.timezone)
-        check_writable(path)
+        rows_before, stored_quarantine = before_load(path, tenant.name, entity.name)
     except SyncError as error:
         if error.retryable:
             raise _retry_or_fail(context, error, tenant) from None
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
-    rows_before = count_rows(path, tenant.name, entity.name)
     started = datetime.now(timezone.utc)
-    quarantine = Quarantine(entity.name, context.run_id, started, read_quarantine(path, tenant.name, entity.name))
+    quarantine = Quarantine(entity.name, context.run_id, started, stored_quarantine)
     stats = ExtractStats()
     with SynchroteamClient(settings) as client:
         source = entity_source(tenant, entity, client, plan, stats, quarantine)
@@ -195,22 +222,45 @@ def sync_entity(
             if error is None:
                 raise
             raise _retry_or_fail(context, error, tenant) from None
-    rows_after = count_rows(path, tenant.name, entity.name)
-    deleted = 0
-    if stats.seen_ids is not None:  # a complete full walk: what the API no longer lists was deleted
-        try:
-            deleted = mark_deleted(path, tenant.name, entity.name, stats.seen_ids, started, plan.max_deleted_share)
-        except SyncError as error:
-            raise _failure(error, tenant) from None
-    ensure_live_views(path, tenant.name, entity.name)
-    prune_resolved(path, tenant.name, started - QUARANTINE_RETENTION)
-    prune_pipeline_state(path, tenant.name, pipeline_name(tenant, entity))
-    publish_read_copy(path)
+    try:
+        # seen_ids: a complete full walk; what the API no longer lists was deleted
+        after = after_load(
+            path, tenant.name, entity.name, stats.seen_ids, started, plan.max_deleted_share,
+            resolved_before=started - QUARANTINE_RETENTION, pipeline=pipeline_name(tenant, entity),
+        )
+    except SyncError as error:
+        raise _failure(error, tenant) from None
     _tag_run(context, plan, stats)
-    extra = _run_metadata(client, stats, rows_before, rows_after)
-    extra.update(_quarantine_metadata(quarantine, deleted, count_rows(path, tenant.name, entity.name, live=True)))
-    for result in results:
-        yield MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
+    extra = _run_metadata(client, stats, rows_before, after.rows)
+    extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
+    return [
+        MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
+        for result in results
+    ]
+
+
+def _refresh_after_failure(context: AssetExecutionContext) -> None:
+    """Whatever this run loaded before failing reaches the read copy; a failure to copy must not hide the
+    step's own error, so it is only logged."""
+    try:
+        refresh_read_copy(warehouse_path())
+    except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
+        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
+
+
+def _sync_steps_to_come(context: AssetExecutionContext) -> set[str]:
+    """The steps of this run that sync an entity and have not started yet (or wait to be retried): the last of
+    them refreshes the read copy. Steps already running do not count (they may have finished their load)."""
+    steps = {SYNC_STEPS[key] for key in _selected_keys(context) if key in SYNC_STEPS}
+    steps.discard(str(context.node_handle))
+    if context.run.step_keys_to_execute is not None:
+        steps &= set(context.run.step_keys_to_execute)
+    if not steps:
+        return steps
+    last = {record.step_key: record.dagster_event.event_type
+            for record in context.instance.all_logs(context.run_id, of_type=STEP_EVENTS)}
+    waiting = (None, DagsterEventType.STEP_UP_FOR_RETRY)
+    return {step for step in steps if last.get(step) in waiting}
 
 
 def retry_delay_seconds() -> float:
@@ -224,8 +274,7 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
     Only runs of a single entity are tagged: in a run of several (sync_all), each materialization's metadata
     carries its own window, and shared run tags would only say which entity ran last.
     """
-    selection = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
-    if len(selection) != 1:
+    if len(_selected_keys(context)) != 1:
         return
     if stats is None:
         tags = {"sync/mode": plan.mode, "sync/max_records": str(plan.max_records)}
@@ -237,6 +286,10 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
     else:
         return
     context.instance.add_run_tags(context.run_id, tags)
+
+
+def _selected_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
+    return context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
 
 
 def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: int, rows_after: int) -> dict:

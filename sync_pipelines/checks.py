@@ -15,6 +15,7 @@ from datetime import timedelta
 from dagster import (
     SupersessionWarning,
     AssetCheckExecutionContext,
+    AssetSelection,
     AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
@@ -36,10 +37,20 @@ from sync_pipelines.warehouse import count_rows, duplicate_ids, rejected_counts
 
 FRESHNESS_CADENCES = 3
 ROW_COUNT_CHECK = "row_count_matches_api"
+# What a sync job checks after its sync: the row count costs a request (daily job `check_row_counts`), and
+# freshness right after a sync says nothing new (its sensor evaluates it between syncs).
+SYNC_CHECKS = ("no_duplicate_ids", "rejected_records")
 
 
 def row_count_check_key(tenant: Tenant, entity: Entity) -> AssetCheckKey:
     return AssetCheckKey(AssetKey([tenant.name, entity.name]), ROW_COUNT_CHECK)
+
+
+def sync_selection(pairs: Sequence[tuple[Tenant, Entity]]) -> AssetSelection:
+    """The entity assets of `pairs` with the checks a sync runs after them (SYNC_CHECKS)."""
+    keys = [AssetKey([tenant.name, entity.name]) for tenant, entity in pairs]
+    checks = [AssetCheckKey(key, name) for key in keys for name in SYNC_CHECKS]
+    return AssetSelection.assets(*keys).without_checks() | AssetSelection.checks(*checks)
 
 
 def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]:

@@ -1,11 +1,11 @@
 """The Dagster code location: assembles assets, jobs and schedules from the catalogue; computes nothing."""
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import Definitions, define_asset_job, in_process_executor
 from dagster_dlt import DagsterDltResource
 
 from sync_pipelines.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.catalogue import TENANTS, tenant_entities
-from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor, row_count_check_key
+from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor, sync_selection
 from sync_pipelines.quarantine_jobs import export_rejected_records_job, retry_rejected_job
 from sync_pipelines.schedules import (
     entity_job,
@@ -23,8 +23,7 @@ reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant,
 # One process, one step at a time: DuckDB takes a single writer.
 sync_all = define_asset_job(
     "sync_all",
-    selection=AssetSelection.assets(*entity_assets)
-    - AssetSelection.checks(*(row_count_check_key(tenant, entity) for tenant, entity in pairs)),
+    selection=sync_selection(pairs),
     executor_def=in_process_executor,
     description="Every entity of every tenant, incrementally, into DuckDB.",
 )

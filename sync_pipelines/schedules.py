@@ -28,7 +28,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from sync_pipelines.assets import DAILY
 from sync_pipelines.catalogue import ENTITIES, Entity, Tenant, tenant_entities
-from sync_pipelines.checks import row_count_check_key
+from sync_pipelines.checks import row_count_check_key, sync_selection
 
 TENANT_TAG = "synchroteam/tenant"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
@@ -57,8 +57,7 @@ def cron_for(tenant: Tenant, entity: Entity) -> str:
 def entity_job(tenant: Tenant, entity: Entity) -> UnresolvedAssetJobDefinition:
     return define_asset_job(
         entity_job_name(tenant, entity),
-        selection=AssetSelection.assets(AssetKey([tenant.name, entity.name]))
-        - AssetSelection.checks(row_count_check_key(tenant, entity)),
+        selection=sync_selection([(tenant, entity)]),
         executor_def=in_process_executor,
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
         description=f"{tenant.label}: {entity.name}, incremental, with the entity's default run config.",

@@ -18,7 +18,7 @@ nothing in how the sync runs; it only reports where it is, one line on stdout pe
 `copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
 merge of the staging tables into the final ones), `complete` the moment every job of the package is done and
 only the `_dlt_loads` row (which makes the state stored with the data visible) is left to write, `post_load`
-the live views `sync_entity` refreshes once dlt's load has committed.
+the warehouse work `sync_entity` does once dlt's load has committed (`after_load`: counts, live views).
 
 With CRASH_PAUSE_AT the worker sleeps at the first arrival at that step (CRASH_PAUSE_SKIP=<n> skips the first n
 arrivals), so the test kills it at a known point rather than at a lucky moment.
@@ -89,7 +89,7 @@ def instrument() -> None:
     _before(DuckDbCopyJob, "run", "copy")
     _before(SqlLoadJob, "run", "merge")
     _before(Load, "complete_package", "complete")
-    _before(assets, "ensure_live_views", "post_load")
+    _before(assets, "after_load", "post_load")
 
 
 def main(argv: list[str]) -> int:
