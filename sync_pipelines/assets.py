@@ -9,7 +9,7 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,17 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant
 from sync_pipelines.read_copy import refresh_read_copy
-from sync_pipelines.settings import TenantSettings, check_warehouse_path, pipelines_dir, warehouse_path
+from sync_pipelines.settings import (
+    TenantSettings,
+    check_warehouse_path,
+    duckdb_settings,
+    pipelines_dir,
+    warehouse_path,
+)
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
 from sync_pipelines.config import SyncConfig, config_class, to_plan
@@ -91,8 +98,14 @@ class SynchroteamTranslator(DagsterDltTranslator):
         )
 
 
-def build_pipeline(tenant: Tenant, entity: Entity, *, describe_only: bool = False) -> dlt.Pipeline:
+def build_pipeline(
+    tenant: Tenant, entity: Entity, duckdb_config: Mapping[str, Any] | None = None, *, describe_only: bool = False
+) -> dlt.Pipeline:
     """The dlt pipeline of one entity, writing the warehouse named by `SYNC_DUCKDB_PATH`.
+
+    `duckdb_config` (`settings.duckdb_settings()`) bounds DuckDB's memory and threads during the load. Load
+    files are copied one at a time: each copy's JSON reader takes 32 MB a thread, so copying a parent table and
+    its child tables at once would not fit in a bounded memory_limit (DuckDB takes one writer anyway).
 
     `describe_only`: the pipeline handed to `@dlt_assets` when the definitions load, which never runs. dlt
     writes a pipeline's folder when it is created, so it lives in a folder of this process's own: two
@@ -101,9 +114,10 @@ def build_pipeline(tenant: Tenant, entity: Entity, *, describe_only: bool = Fals
     """
     path = warehouse_path()
     folder = _definitions_pipelines_dir() if describe_only else pipelines_dir(path)
+    credentials = DuckDbCredentials(str(path), global_config=dict(duckdb_config or {}))
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
-        destination=dlt.destinations.duckdb(str(path)),
+        destination=dlt.destinations.duckdb(credentials, loader_parallelism_strategy="sequential"),
         dataset_name=tenant.name,
         pipelines_dir=str(folder),
     )
@@ -201,6 +215,7 @@ def _sync_entity(
         path = warehouse_path()
         check_warehouse_path(path, TENANTS)
         plan = make_plan(settings.timezone)
+        duckdb_config = duckdb_settings()
         rows_before, stored_quarantine = before_load(path, tenant.name, entity.name)
     except SyncError as error:
         if error.retryable:
@@ -212,7 +227,7 @@ def _sync_entity(
     stats = ExtractStats()
     with SynchroteamClient(settings) as client:
         source = entity_source(tenant, entity, client, plan, stats, quarantine)
-        pipeline = build_pipeline(tenant, entity)
+        pipeline = build_pipeline(tenant, entity, duckdb_config)
         try:
             results = list(
                 dlt_resource.run(context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format="jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,11 @@ from sync_pipelines.synchroteam.errors import ConfigurationError
 DEFAULT_BASE_URL = "https://ws.synchroteam.com/Api/v3"
 DEFAULT_DUCKDB_PATH = Path("data") / "warehouse.duckdb"
 DEFAULT_QUOTA_FLOOR = 100
+# DuckDB's own defaults (80% of RAM, a thread per core) let a first load of a million records take over a GB;
+# with these it spills to `<warehouse>.tmp/` instead and the whole sync stays under 400 MB (BENCHMARKS.md).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+DEFAULT_DUCKDB_THREADS = 2
+_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,23 @@ def check_warehouse_path(path: Path, schemas: Iterable[str]) -> None:
 def pipelines_dir(duckdb_path: Path) -> Path:
     """dlt's local working folder for a warehouse: scratch only, the state lives in DuckDB."""
     return duckdb_path.parent / ".dlt_pipelines" / duckdb_path.stem
+
+
+def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | int]:
+    """DuckDB's `memory_limit` and `threads` for every connection to the warehouse: `SYNC_DUCKDB_MEMORY_LIMIT`
+    (default 128MB) and `SYNC_DUCKDB_THREADS` (default 2). Larger values load faster on big machines."""
+    env = os.environ if environ is None else environ
+    limit = env.get("SYNC_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
+    if not _MEMORY_SIZE.fullmatch(limit):
+        raise ConfigurationError(
+            f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is not a memory size.",
+            action=f"Set it like {DEFAULT_DUCKDB_MEMORY_LIMIT} or 1GB, or unset it.",
+        )
+    raw_threads = env.get("SYNC_DUCKDB_THREADS", "").strip()
+    threads = raw_threads or str(DEFAULT_DUCKDB_THREADS)
+    if not threads.isdigit() or int(threads) < 1:
+        raise ConfigurationError(
+            f"SYNC_DUCKDB_THREADS={raw_threads!r} is not a positive whole number.",
+            action=f"Set it like {DEFAULT_DUCKDB_THREADS}, or unset it.",
+        )
+    return {"memory_limit": limit, "threads": int(threads)}

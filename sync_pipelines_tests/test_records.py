@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.settings import TenantSettings
+from sync_pipelines.settings import TenantSettings, duckdb_settings
 from sync_pipelines.synchroteam.errors import ConfigurationError
 from sync_pipelines.synchroteam.records import normalise_record, parse_decimal, parse_timestamp, to_api_timestamp
 
@@ -89,3 +89,17 @@ def test_settings_default_to_the_public_endpoint_and_utc():
     s = TenantSettings.from_env(TENANTS["synchroteam"], {"SYNCHROTEAM_DOMAIN": "d", "SYNCHROTEAM_API_KEY": "k"})
     assert s.base_url == "https://ws.synchroteam.com/Api/v3" and s.timezone == ZoneInfo("UTC")
     assert "api_key" not in repr(s)
+
+
+def test_duckdb_is_bounded_by_default_and_tunable():
+    assert duckdb_settings({}) == {"memory_limit": "128MB", "threads": 2}
+    tuned = {"SYNC_DUCKDB_MEMORY_LIMIT": "1GB", "SYNC_DUCKDB_THREADS": "8"}
+    assert duckdb_settings(tuned) == {"memory_limit": "1GB", "threads": 8}
+
+
+@pytest.mark.parametrize(
+    "name, value", [("SYNC_DUCKDB_MEMORY_LIMIT", "lots"), ("SYNC_DUCKDB_THREADS", "0"), ("SYNC_DUCKDB_THREADS", "two")]
+)
+def test_an_unreadable_duckdb_setting_is_a_configuration_error(name, value):
+    with pytest.raises(ConfigurationError, match=name):
+        duckdb_settings({name: value})
