@@ -337,9 +337,12 @@ def phase_rate(emu: EmulatorProcess, work: Path, scale: Scale) -> list[dict[str,
 # -- 4. memory at 1x and 10x ------------------------------------------------------------------------------------
 
 
-# DuckDB settings tried on the memory runs, through dlt's configuration (no product change): the load's peak
-DUCKDB_WHAT_IF = {"memory_limit": "128MB", "threads": 1}
-WHAT_IF_ENV = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": json.dumps(DUCKDB_WHAT_IF)}
+# The memory runs are repeated with DuckDB's own defaults (80% of RAM, a thread per core), set through the
+# product's variables: what the product's bounds (settings.DEFAULT_DUCKDB_*) save in memory and cost in time.
+_RAM_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+DUCKDB_WHAT_IF = {"memory_limit": f"{_RAM_MB * 8 // 10}MB", "threads": os.cpu_count() or 1}
+WHAT_IF_ENV = {"SYNC_DUCKDB_MEMORY_LIMIT": DUCKDB_WHAT_IF["memory_limit"],
+               "SYNC_DUCKDB_THREADS": str(DUCKDB_WHAT_IF["threads"])}
 
 
 def phase_memory_1x(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale) -> dict[str, Any]:

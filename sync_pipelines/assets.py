@@ -238,9 +238,9 @@ def _sync_entity(
                 raise
             raise _retry_or_fail(context, error, tenant) from None
     try:
-        # seen_ids: a complete full walk; what the API no longer lists was deleted
+        # seen_ids: a complete full walk; what the API no longer lists was deleted (nothing, if the table was empty)
         after = after_load(
-            path, tenant.name, entity.name, stats.seen_ids, started, plan.max_deleted_share,
+            path, tenant.name, entity.name, stats.seen_ids if rows_before else None, started, plan.max_deleted_share,
             resolved_before=started - QUARANTINE_RETENTION, pipeline=pipeline_name(tenant, entity),
         )
     except SyncError as error:

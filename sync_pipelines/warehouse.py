@@ -2,7 +2,8 @@
 
 Every function opens its own short connection and is called by the single writer (the `duckdb_writer` pool) or
 on a warehouse no sync is writing. A sync opens one before its load (`before_load`) and one after it
-(`after_load`): each connection to a file of hundreds of MB costs tens of milliseconds.
+(`after_load`): each connection to a file of hundreds of MB costs tens of milliseconds. Every connection is
+bounded like dlt's loads (`settings.duckdb_settings`), so a deletion sweep over a million rows stays small.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from sync_pipelines.settings import duckdb_settings
 from sync_pipelines.synchroteam.errors import SuspiciousDeletions, WarehouseLocked
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
 
@@ -35,7 +38,7 @@ def writer(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection; `WarehouseLocked` if another process holds the file (DuckDB allows one writing
     process)."""
     try:
-        con = duckdb.connect(str(path))
+        con = duckdb.connect(str(path), config=duckdb_settings())
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise
@@ -116,7 +119,7 @@ def _table(path: Path, schema: str, table: str, read_only: bool = True) -> Itera
     if not path.exists():
         yield None
         return
-    with duckdb.connect(str(path), read_only=read_only) as con:
+    with duckdb.connect(str(path), read_only=read_only, config=duckdb_settings()) as con:
         yield con if _exists(con, schema, table) else None
 
 
@@ -163,7 +166,9 @@ def _mark_deleted(
         return 0
     _ensure_deleted_column(con, schema, table)
     con.execute("CREATE OR REPLACE TEMP TABLE seen_ids (id VARCHAR)")
-    con.execute("INSERT INTO seen_ids SELECT unnest(?::VARCHAR[])", [list(seen_ids)])
+    ids = iter(seen_ids)
+    while chunk := list(islice(ids, 100_000)):  # never a second million-long copy of the ids at once
+        con.execute("INSERT INTO seen_ids SELECT unnest(?::VARCHAR[])", [chunk])
     live_gone = f'"{DELETED_AT}" IS NULL AND id NOT IN (SELECT id FROM seen_ids)'
     gone, live = con.execute(
         f'SELECT count(*) FILTER (WHERE {live_gone}), count(*) FILTER (WHERE "{DELETED_AT}" IS NULL) '
@@ -306,7 +311,7 @@ def export_rejected(path: Path, schema: str, folder: Path) -> list[Path]:
 
 def table_summary(path: Path) -> list[tuple[str, str, int]]:
     """(schema, table, rows) of every data table in the warehouse, dlt's bookkeeping tables and views left out."""
-    with duckdb.connect(str(path), read_only=True) as con:
+    with duckdb.connect(str(path), read_only=True, config=duckdb_settings()) as con:
         tables = con.execute(
             """
             SELECT table_schema, table_name FROM information_schema.tables

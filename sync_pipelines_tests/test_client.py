@@ -126,6 +126,15 @@ def test_records_shifting_between_pages_are_yielded_once_by_id():
     assert got == [1, 2, 3, 4]
 
 
+def test_records_without_an_id_are_all_yielded_and_the_given_set_holds_the_ids():
+    data = [{"id": 1}, {"name": "no id"}, {"id": None}, {"id": ""}, {"name": "no id either"}, {"id": 1}]
+    seen: set[str] = set()
+    with make_client(lambda r: json_response(200, {"page": 1, "pageSize": 100, "data": data})) as client:
+        got = [r for p in client.iter_pages("site", seen=seen) for r in p]
+    assert got == data[:5]  # only the repeated id 1 is dropped: records without an id are not each other
+    assert seen == {"1"}
+
+
 def test_a_bare_array_instead_of_the_envelope_is_tolerated():
     with make_client(lambda r: json_response(200, [{"id": 1}, {"id": 2}])) as client:
         assert [r["id"] for p in client.iter_pages("site") for r in p] == [1, 2]

@@ -1,8 +1,9 @@
-"""What keeps a big first load small: DuckDB's limits reach the connection dlt loads with."""
+"""What keeps a big first load small: DuckDB's limits reach every connection to the warehouse."""
 
 from sync_pipelines.assets import build_pipeline
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.settings import duckdb_settings
+from sync_pipelines.warehouse import writer
 
 
 def current_settings(pipeline) -> tuple[str, int]:
@@ -22,3 +23,10 @@ def test_the_limits_follow_the_environment(tmp_path, monkeypatch):
     env = {"SYNC_DUCKDB_MEMORY_LIMIT": "512MB", "SYNC_DUCKDB_THREADS": "1"}
     pipeline = build_pipeline(TENANTS["synchroteam"], ENTITIES["invoices"], duckdb_settings(env))
     assert current_settings(pipeline) == ("488.2 MiB", 1)
+
+
+def test_the_warehouse_helpers_connect_with_the_same_limits(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNC_DUCKDB_MEMORY_LIMIT", "256MB")
+    with writer(tmp_path / "warehouse.duckdb") as con:
+        row = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+    assert (row[0], int(row[1])) == ("244.1 MiB", 2)

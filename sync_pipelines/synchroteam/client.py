@@ -108,9 +108,18 @@ class SynchroteamClient:
     # -- reading -------------------------------------------------------------------------------------------
 
     def iter_pages(
-        self, resource: str, *, page_size: int = MAX_PAGE_SIZE, params: Mapping[str, str] | None = None
+        self,
+        resource: str,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        params: Mapping[str, str] | None = None,
+        seen: set[str] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the records of `{resource}/list`, page by page, each id once.
+
+        `seen`: the set the walk remembers ids in (a new one if not given); a caller that needs every listed id
+        afterwards, such as a full run's deletion sweep, passes its own rather than keep a second copy. Records
+        without an id are yielded as they come (the source quarantines them).
 
         Ends on an empty page, a page shorter than the size the server says it used (it may clamp ours), or
         once the pages walked cover `recordsTotal`. Order is not assumed; records that shift between pages
@@ -123,7 +132,7 @@ class SynchroteamClient:
         none (at most MAX_REWALKS more walks; without the means to check, until a walk brings nothing new). A
         single page is one answer, read at once: it needs no second look.
         """
-        seen: set[str] = set()
+        seen = set() if seen is None else seen
         for again in range(MAX_REWALKS + 1):
             walk, before = _Walk(self.settings.timezone, ids=None if again == 0 else set()), len(seen)
             yield from self._walk(resource, page_size, params or {}, seen, walk)
@@ -151,7 +160,7 @@ class SynchroteamClient:
             walk.page(self.listed_at, total)
             fresh = []
             for record in data:
-                key = str(record.get("id")) if isinstance(record, dict) else None
+                key = _record_id(record)
                 if key is None:
                     fresh.append(record)
                     continue
@@ -163,7 +172,7 @@ class SynchroteamClient:
                 yield fresh
             if len(data) < effective_size or (total is not None and page * effective_size >= total):
                 return
-            ids = [str(r.get("id")) for r in data if isinstance(r, dict)]
+            ids = [_record_id(r) for r in data]
             if ids == previous_ids:
                 log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1)
                 return
@@ -328,6 +337,13 @@ class SynchroteamClient:
                 f"{tenant.env('API_KEY')} (Synchroteam: Configuration > Authentication Key). Not retried."
             ),
         )
+
+
+def _record_id(record: Any) -> str | None:
+    """A listed record's id as text; None for a record without one, which is never taken for another."""
+    if not isinstance(record, dict) or record.get("id") in (None, ""):
+        return None
+    return str(record["id"])
 
 
 class _Walk:

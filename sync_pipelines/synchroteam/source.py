@@ -164,10 +164,10 @@ class _EntityReader:
         newest: datetime | None = None
         if plan.mode == "full":
             stats.seen_ids = set()
-        for page in self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params):
+        pages = self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params,
+                                       seen=stats.seen_ids)  # a full run's ids: the client's own, not a copy
+        for page in pages:
             stats.records_fetched += len(page)
-            if stats.seen_ids is not None:
-                stats.seen_ids.update(str(r.get("id")) for r in page if r.get("id") not in (None, ""))
             ready = []
             for record in page:
                 modified = self._modified(record)
