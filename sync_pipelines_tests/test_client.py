@@ -335,17 +335,10 @@ def test_api_key_never_appears_in_error_reprs():
 
 
 def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_skipped():
-    records = [{"id": i} for i in range(1, 8)]
-    calls = []
+    def delete_the_first(records: list[dict]) -> None:
+        del records[0]  # deleted while page 2 is asked: record 4 moves back to page 1, unseen
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        page = int(request.url.params["page"])
-        calls.append(page)
-        if len(calls) == 2:
-            del records[0]  # deleted while page 2 is asked: record 4 moves back to page 1, unseen
-        chunk = records[(page - 1) * 3 : page * 3]
-        return json_response(200, {"page": page, "pageSize": 3, "recordsTotal": len(records), "data": chunk})
-
+    handler, calls = changing_list_api(delete_the_first, at_call=2, count=7, dated=False)
     with make_client(handler) as client:
         got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
     assert sorted(got) == [1, 2, 3, 4, 5, 6, 7]  # 1 was read before it was deleted; 4 is not skipped
@@ -355,10 +348,14 @@ def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_ski
     assert calls == [1, 2, 1, 2, 1, 2]
 
 
-def changing_list_api(change: Callable[[list[dict]], None], at_call: int, size: int = 3, date: bool = True):
-    """A list of 9 records (ids 1-9, modified weeks before SERVER_NOW) on which `change` acts as call
-    `at_call` is answered; returns (handler, pages asked)."""
-    records = [{"id": i, "dateModified": "2026-02-01 10:00"} for i in range(1, 10)]
+def changing_list_api(
+    change: Callable[[list[dict]], None], at_call: int, size: int = 3, date: bool = True, count: int = 9,
+    dated: bool = True,
+):
+    """A list of `count` records (ids from 1; `dated`: modified weeks before SERVER_NOW, else no dateModified)
+    on which `change` acts as call `at_call` is answered; `date`: answers carry a `Date` header. Returns
+    (handler, pages asked)."""
+    records = [{"id": i, "dateModified": "2026-02-01 10:00"} if dated else {"id": i} for i in range(1, count + 1)]
     calls: list[int] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -441,18 +438,11 @@ def test_a_connection_reset_mid_page_is_retried(reset):
 
 
 def test_a_deletion_and_an_addition_that_keep_records_total_are_caught_too():
-    records = [{"id": i} for i in range(1, 8)]
-    calls = []
+    def delete_one_and_add_one(records: list[dict]) -> None:
+        del records[0]  # 4 slides onto page 1, already read...
+        records.append({"id": 8})  # ...and recordsTotal stays 7
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        page = int(request.url.params["page"])
-        calls.append(page)
-        if len(calls) == 2:
-            del records[0]  # 4 slides onto page 1, already read...
-            records.append({"id": 8})  # ...and recordsTotal stays 7
-        chunk = records[(page - 1) * 3 : page * 3]
-        return json_response(200, {"page": page, "pageSize": 3, "recordsTotal": len(records), "data": chunk})
-
+    handler, calls = changing_list_api(delete_one_and_add_one, at_call=2, count=7, dated=False)
     with make_client(handler) as client:
         got = [r["id"] for p in client.iter_pages("invoice", page_size=3) for r in p]
     assert sorted(got) == list(range(1, 9))
