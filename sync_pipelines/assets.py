@@ -225,26 +225,31 @@ def _sync_entity(
     started = datetime.now(timezone.utc)
     quarantine = Quarantine(entity.name, context.run_id, started, stored_quarantine)
     stats = ExtractStats()
-    with SynchroteamClient(settings) as client:
-        source = entity_source(tenant, entity, client, plan, stats, quarantine)
-        pipeline = build_pipeline(tenant, entity, duckdb_config)
-        try:
-            results = list(
-                dlt_resource.run(context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format="jsonl")
-            )
-        except Exception as exc:
-            error = find_sync_error(exc)
-            if error is None:
-                raise
-            raise _retry_or_fail(context, error, tenant) from None
     try:
-        # seen_ids: a complete full walk; what the API no longer lists was deleted (nothing, if the table was empty)
-        after = after_load(
-            path, tenant.name, entity.name, stats.seen_ids if rows_before else None, started, plan.max_deleted_share,
-            resolved_before=started - QUARANTINE_RETENTION, pipeline=pipeline_name(tenant, entity),
-        )
-    except SyncError as error:
-        raise _failure(error, tenant) from None
+        with SynchroteamClient(settings) as client:
+            source = entity_source(tenant, entity, client, plan, stats, quarantine)
+            pipeline = build_pipeline(tenant, entity, duckdb_config)
+            try:
+                results = list(
+                    dlt_resource.run(context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format="jsonl")
+                )
+            except Exception as exc:
+                error = find_sync_error(exc)
+                if error is None:
+                    raise
+                raise _retry_or_fail(context, error, tenant) from None
+        try:
+            # seen_ids: a complete full walk; what it no longer listed was deleted (nothing, if the table was empty)
+            after = after_load(
+                path, tenant.name, entity.name, stats.seen_ids if rows_before else None, started,
+                plan.max_deleted_share, resolved_before=started - QUARANTINE_RETENTION,
+                pipeline=pipeline_name(tenant, entity),
+            )
+        except SyncError as error:
+            raise _failure(error, tenant) from None
+    finally:
+        if stats.seen_ids is not None:
+            stats.seen_ids.close()  # a full walk's ids, spilled to a temporary file beyond 100,000
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))

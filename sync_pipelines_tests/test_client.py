@@ -14,6 +14,7 @@ import pytest
 
 from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.settings import TenantSettings
+from sync_pipelines.synchroteam import idset
 from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
 from sync_pipelines.synchroteam.errors import (
     ApiUnavailable,
@@ -114,7 +115,7 @@ def test_exact_multiple_of_page_size_stops_without_asking_for_an_empty_page():
     assert len(calls) == 2 * 2
 
 
-def test_records_shifting_between_pages_are_yielded_once_by_id():
+def test_records_shifting_between_pages_are_yielded_once_by_id(id_storage):
     pages = {1: [{"id": 1}, {"id": 2}], 2: [{"id": 2}, {"id": 3}], 3: [{"id": 4}]}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -126,13 +127,13 @@ def test_records_shifting_between_pages_are_yielded_once_by_id():
     assert got == [1, 2, 3, 4]
 
 
-def test_records_without_an_id_are_all_yielded_and_the_given_set_holds_the_ids():
-    data = [{"id": 1}, {"name": "no id"}, {"id": None}, {"id": ""}, {"name": "no id either"}, {"id": 1}]
-    seen: set[str] = set()
+def test_records_without_an_id_are_all_yielded_and_the_given_set_holds_the_ids(id_storage):
+    data = [{"id": 1}, {"name": "no id"}, {"id": None}, {"id": ""}, {"name": "no id either"}, {"id": 2}, {"id": 1}]
     with make_client(lambda r: json_response(200, {"page": 1, "pageSize": 100, "data": data})) as client:
-        got = [r for p in client.iter_pages("site", seen=seen) for r in p]
-    assert got == data[:5]  # only the repeated id 1 is dropped: records without an id are not each other
-    assert seen == {"1"}
+        with idset.IdSet() as seen:
+            got = [r for p in client.iter_pages("site", seen=seen) for r in p]
+            assert sorted(seen) == ["1", "2"]
+    assert got == data[:6]  # only the repeated id 1 is dropped: records without an id are not each other
 
 
 def test_a_bare_array_instead_of_the_envelope_is_tolerated():
@@ -334,7 +335,15 @@ def test_api_key_never_appears_in_error_reprs():
     assert json.dumps({"m": str(err.value)}).find(SECRET) == -1
 
 
-def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_skipped():
+@pytest.fixture(params=["in memory", "spilled"])
+def id_storage(request, monkeypatch) -> str:
+    """Walks remember ids in a Python set, or (`spilled`) in SQLite from the second id on: the same answers."""
+    if request.param == "spilled":
+        monkeypatch.setattr(idset, "SPILL_AFTER", 1)
+    return request.param
+
+
+def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_skipped(id_storage):
     def delete_the_first(records: list[dict]) -> None:
         del records[0]  # deleted while page 2 is asked: record 4 moves back to page 1, unseen
 
@@ -381,7 +390,7 @@ def test_a_list_that_holds_still_is_walked_once():
     assert calls == [1, 2, 3]
 
 
-def test_a_deletion_hidden_by_an_addition_is_seen_by_the_new_record_s_date_and_walked_again():
+def test_a_deletion_hidden_by_an_addition_is_seen_by_the_new_record_s_date_and_walked_again(id_storage):
     def delete_one_and_add_one(records: list[dict]) -> None:
         del records[0]  # record 4 slides back onto page 1, already read; recordsTotal stays 9
         records.append({"id": 10, "dateModified": "2026-03-02 09:30"})  # created now, by the server's clock
@@ -393,7 +402,7 @@ def test_a_deletion_hidden_by_an_addition_is_seen_by_the_new_record_s_date_and_w
     assert calls == [1, 2, 3, 1, 2, 3]  # on the second walk the new record is one the first listed: still
 
 
-def test_an_old_record_listed_twice_means_the_list_moved_and_is_walked_again():
+def test_an_old_record_listed_twice_means_the_list_moved_and_is_walked_again(id_storage):
     def move_first_to_the_end(records: list[dict]) -> None:
         records.append(records.pop(0))  # 1 reappears on page 3; 4 slides back onto page 1, already read
 
@@ -437,7 +446,7 @@ def test_a_connection_reset_mid_page_is_retried(reset):
         assert client.stats.retries_other == 1
 
 
-def test_a_deletion_and_an_addition_that_keep_records_total_are_caught_too():
+def test_a_deletion_and_an_addition_that_keep_records_total_are_caught_too(id_storage):
     def delete_one_and_add_one(records: list[dict]) -> None:
         del records[0]  # 4 slides onto page 1, already read...
         records.append({"id": 8})  # ...and recordsTotal stays 7

@@ -6,6 +6,7 @@ jitter), proactive pacing, a quota floor, and errors classified into `errors.Syn
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -29,6 +30,7 @@ from sync_pipelines.synchroteam.errors import (
     RecordNotFound,
     UnexpectedResponse,
 )
+from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.records import parse_timestamp
 from sync_pipelines.synchroteam.throttle import RequestPacer
 
@@ -113,13 +115,14 @@ class SynchroteamClient:
         *,
         page_size: int = MAX_PAGE_SIZE,
         params: Mapping[str, str] | None = None,
-        seen: set[str] | None = None,
+        seen: IdSet | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the records of `{resource}/list`, page by page, each id once.
 
-        `seen`: the set the walk remembers ids in (a new one if not given); a caller that needs every listed id
-        afterwards, such as a full run's deletion sweep, passes its own rather than keep a second copy. Records
-        without an id are yielded as they come (the source quarantines them).
+        `seen`: the `IdSet` the walk remembers ids in (its own if not given, in bounded memory however long
+        the list); a caller that needs every listed id afterwards, such as a full run's deletion sweep, passes
+        one rather than keep a second copy, and closes it. Records without an id are yielded as they come (the
+        source quarantines them).
 
         Ends on an empty page, a page shorter than the size the server says it used (it may clamp ours), or
         once the pages walked cover `recordsTotal`. Order is not assumed; records that shift between pages
@@ -132,23 +135,26 @@ class SynchroteamClient:
         none (at most MAX_REWALKS more walks; without the means to check, until a walk brings nothing new). A
         single page is one answer, read at once: it needs no second look.
         """
-        seen = set() if seen is None else seen
-        for again in range(MAX_REWALKS + 1):
-            walk, before = _Walk(self.settings.timezone, ids=None if again == 0 else set()), len(seen)
-            yield from self._walk(resource, page_size, params or {}, seen, walk)
-            reason = walk.changed()
-            if walk.pages <= 1 or reason is None:
-                return
-            if walk.unknowable and again > 0 and len(seen) == before:
-                return  # nothing to check the list by: a walk that brings nothing new is the best evidence
-            if again < MAX_REWALKS:
-                log.info("%s/list changed while it was walked (%s): walking it again", resource, reason)
-            else:
-                log.warning("%s/list still changing after %d walks (%s): the next run reads it again",
-                            resource, again + 1, reason)
+        with contextlib.ExitStack() as cleanup:
+            if seen is None:
+                seen = cleanup.enter_context(IdSet())
+            for again in range(MAX_REWALKS + 1):
+                ids = None if again == 0 else cleanup.enter_context(IdSet())
+                walk, before = _Walk(self.settings.timezone, ids=ids), len(seen)
+                yield from self._walk(resource, page_size, params or {}, seen, walk)
+                reason = walk.changed()
+                if walk.pages <= 1 or reason is None:
+                    return
+                if walk.unknowable and again > 0 and len(seen) == before:
+                    return  # nothing to check the list by: a walk that brings nothing new is the best evidence
+                if again < MAX_REWALKS:
+                    log.info("%s/list changed while it was walked (%s): walking it again", resource, reason)
+                else:
+                    log.warning("%s/list still changing after %d walks (%s): the next run reads it again",
+                                resource, again + 1, reason)
 
     def _walk(
-        self, resource: str, page_size: int, params: Mapping[str, str], seen: set[str], walk: _Walk
+        self, resource: str, page_size: int, params: Mapping[str, str], seen: IdSet, walk: _Walk
     ) -> Iterator[list[dict[str, Any]]]:
         """One walk of the list, yielding ids not in `seen`, noting in `walk` what it saw."""
         page, previous_ids = 1, None
@@ -164,8 +170,9 @@ class SynchroteamClient:
                 if key is None:
                     fresh.append(record)
                     continue
-                walk.record(key, record.get("dateModified"), seen)
-                if key not in seen:
+                known = key in seen
+                walk.record(key, record.get("dateModified"), known)
+                if not known:
                     seen.add(key)
                     fresh.append(record)
             if fresh:
@@ -352,13 +359,14 @@ class _Walk:
     Signs of change: `recordsTotal` differing between pages (a deletion or an addition), an id listed twice (a
     record moved across the pages), or a record modified since the walk began by the server's clock (its `Date`
     header, in the tenant's zone at `dateModified`'s minute precision; on a later walk, only a record no
-    earlier walk listed), which may have taken the place of a deleted one and kept the total unchanged. Without `Date`, `recordsTotal` or a readable `dateModified` on
-    every record, a walk cannot be checked, so it counts as changed.
+    earlier walk listed), which may have taken the place of a deleted one and kept the total unchanged. Without
+    `Date`, `recordsTotal` or a readable `dateModified` on every record, a walk cannot be checked, so it counts
+    as changed.
     """
 
     __slots__ = ("tz", "ids", "pages", "totals", "repeated", "since", "since_at", "modified_during", "unknowable")
 
-    def __init__(self, tz: tzinfo, ids: set[str] | None) -> None:
+    def __init__(self, tz: tzinfo, ids: IdSet | None) -> None:
         self.tz = tz
         self.ids = ids  # this walk's ids; None on the first walk, whose ids are the caller's `seen`
         self.pages = 0
@@ -382,14 +390,16 @@ class _Walk:
                 self.since_at = began - timedelta(minutes=1)
                 self.since = self.since_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
 
-    def record(self, key: str, date_modified: Any, seen: set[str]) -> None:
+    def record(self, key: str, date_modified: Any, known: bool) -> None:
+        """Note a listed record; `known`: its id is in the caller's `seen` (listed earlier in this walk, or by
+        an earlier one)."""
         if self.ids is None:
-            self.repeated = self.repeated or key in seen
+            self.repeated = self.repeated or known
         elif key in self.ids:
             self.repeated = True
         else:
             self.ids.add(key)
-        if self.since is None or self.modified_during or self.unknowable or (self.ids is not None and key in seen):
+        if self.since is None or self.modified_during or self.unknowable or (self.ids is not None and known):
             return  # a record an earlier walk listed was in the list already: it cannot make up for a deletion
         if not isinstance(date_modified, str):
             self.unknowable = True  # a record that cannot say when it changed may be the one that did

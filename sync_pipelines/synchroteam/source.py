@@ -32,6 +32,7 @@ from dlt.extract.source import DltSource
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.errors import ConfigurationError, RecordNotFound
+from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.plan import DEFAULT_OVERLAP, Cursor, SyncPlan
 from sync_pipelines.synchroteam.quarantine import NOT_FOUND, Quarantine, Rejection, check_record
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp, to_api_timestamp
@@ -50,7 +51,7 @@ class ExtractStats:
     unchanged: int = 0  # records listed again by the look-back, unchanged since loaded: not re-read nor re-loaded
     retried: int = 0
     capped: bool = False
-    seen_ids: set[str] | None = None  # every id the API listed, for the deletion sweep of a full run
+    seen_ids: IdSet | None = None  # every id the API listed, for the deletion sweep of a full run (closed after)
     window_start: datetime | None = None
     window_end: datetime | None = None
     cursor_before: datetime | None = None
@@ -163,7 +164,7 @@ class _EntityReader:
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
         newest: datetime | None = None
         if plan.mode == "full":
-            stats.seen_ids = set()
+            stats.seen_ids = IdSet()
         pages = self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params,
                                        seen=stats.seen_ids)  # a full run's ids: the client's own, not a copy
         for page in pages:
