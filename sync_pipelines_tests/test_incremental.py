@@ -112,6 +112,40 @@ def test_jobs_the_look_back_lists_again_are_read_again_only_if_they_may_have_cha
     assert description == "Rescheduled by the dispatcher"
 
 
+def newest_invoice_load(path) -> tuple[str, list[str]]:
+    """The newest load that wrote invoice rows, and the ids it wrote."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT _dlt_load_id, id FROM synchroteam.invoices "
+            "WHERE _dlt_load_id = (SELECT max(_dlt_load_id) FROM synchroteam.invoices) ORDER BY id"
+        ).fetchall()
+    return rows[0][0], [row[1] for row in rows]
+
+
+def test_records_the_look_back_lists_again_unchanged_are_not_loaded_again(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    invoices = ENTITIES["invoices"]  # list rows carry their lines: no details, only the load to spare
+    store.set_clock(datetime(2026, 6, 1, 9, 30))
+    a = str(store.records("invoice")[0]["id"])
+    store.edit("invoice", a)
+    run_entity(MAIN_TENANT, invoices, SyncPlan())  # a listed in its own minute: not remembered
+    store.advance_clock(minutes=5)
+    run_entity(MAIN_TENANT, invoices, SyncPlan())
+    first, ids = newest_invoice_load(warehouse)
+    assert ids == [a]  # listed again by the look-back, loaded again once; now remembered
+
+    run_entity(MAIN_TENANT, invoices, SyncPlan())
+    assert newest_invoice_load(warehouse) == (first, [a])  # listed again, unchanged: nothing loaded
+
+    status = "cancelled" if store.records("invoice")[0]["status"] != "cancelled" else "paid"
+    store.edit("invoice", a, {"status": status}, bump=False)  # shows in the list row only
+    run_entity(MAIN_TENANT, invoices, SyncPlan())
+    load, ids = newest_invoice_load(warehouse)
+    assert load != first and ids == [a]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT status FROM synchroteam.invoices WHERE id = ?", [a]).fetchone() == (status,)
+
+
 def test_old_versions_of_the_dlt_state_are_pruned_and_the_newest_still_drives_the_next_run(emulator, warehouse):
     store = emulator.tenant(MAIN.domain)
     store.set_clock(datetime(2026, 6, 1, 9, 30))

@@ -9,9 +9,9 @@ data, and it only ever advances past records that were loaded:
 - reconcile runs and the re-fetch walks never move the cursor.
 
 Entities whose list rows lack child lists (jobs: parts, time entries) need a `details` call per record. The
-look-back lists records already loaded again; their `details` are fetched again only if their list row changed.
-The state keeps, for the records loaded in the look-back window behind the cursor, a fingerprint of the list
-row they were loaded from (`details_memo`), committed with the load like the cursor.
+look-back lists records already loaded again; they are loaded again (and their `details` fetched again) only if
+their list row changed. The state keeps, for the records loaded in the look-back window behind the cursor, a
+fingerprint of the list row they were loaded from (`details_memo`), committed with the load like the cursor.
 """
 
 from __future__ import annotations
@@ -125,8 +125,11 @@ class _EntityReader:
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.details_concurrency))
         self.refetch_walks = self._refetch_walk_specs()
         self.refetch_candidates: set[str] = set()  # ids loaded that a re-fetch walk would load again
-        # id -> [dateModified, fingerprint of the list row] of records loaded with their details near the cursor
-        self.memo: dict[str, list[str]] | None = state.setdefault(MEMO, {}) if entity.children else None
+        # id -> [dateModified, fingerprint of the list row] of records loaded near the cursor
+        self.memo: dict[str, list[str]] = state.setdefault(MEMO, {})
+        self.memo_retention = max(plan.overlap, DEFAULT_OVERLAP)
+        self.newest_loaded: datetime | None = None
+        self.memo_limit = len(self.memo) + MEMO_SLACK  # prune while remembering beyond it: a first load lists all
 
     def read(self) -> Iterator[Any]:
         with self.pool:
@@ -225,7 +228,7 @@ class _EntityReader:
 
     def _changed(self, records: list[Record]) -> list[Record]:
         """Drops, in incremental runs, the records whose list row is the one they were last loaded from."""
-        if self.memo is None or self.plan.mode != "incremental":
+        if self.plan.mode != "incremental":
             return records
         changed = []
         for record in records:
@@ -236,26 +239,39 @@ class _EntityReader:
                 changed.append(record)
         return changed
 
-    def _remember(self, raw: Record, fingerprint: str) -> None:
-        """Only once the record's minute had ended by the server's clock when it was listed: a later edit in
-        that same minute would keep its `dateModified` (and maybe its list row) and must not be skipped."""
+    def _remember(self, raw: Record, fingerprint: str | None) -> None:
+        """Remembers a loaded record's list row (`fingerprint`; None: not worth remembering), only once the
+        record's minute had ended by the server's clock when it was listed: a later edit in that same minute
+        would keep its `dateModified` (and maybe its list row) and must not be skipped."""
         modified, listed_at = self._modified(raw), self.client.listed_at
-        if self.memo is None or modified is None:
+        record_id = str(raw.get("id"))
+        if modified is not None:
+            self.newest_loaded = modified if self.newest_loaded is None else max(self.newest_loaded, modified)
+        if fingerprint is None or modified is None or listed_at is None or modified + timedelta(minutes=1) > listed_at:
+            self.memo.pop(record_id, None)
             return
-        if listed_at is not None and modified + timedelta(minutes=1) <= listed_at:
-            self.memo[str(raw.get("id"))] = [modified.isoformat(), fingerprint]
-        else:
-            self.memo.pop(str(raw.get("id")), None)
+        self.memo[record_id] = [modified.isoformat(), fingerprint]
+        if len(self.memo) > self.memo_limit:
+            bound = self._memo_bound()
+            if bound is not None:
+                self._prune_memo_before(bound)
+            self.memo_limit = 2 * len(self.memo) + MEMO_SLACK
+
+    def _memo_bound(self) -> datetime | None:
+        """The cursor ends at or past the newest record loaded: records older than it by the retention will be
+        pruned from the memo at the end of the run (None: nothing loaded yet, no cursor)."""
+        newest = max((t for t in (self.cursor.at, self.newest_loaded) if t is not None), default=None)
+        return None if newest is None else newest - self.memo_retention
 
     def _prune_memo(self) -> None:
         """Keeps what the next run's look-back lists again: records modified at or after the cursor minus this
         run's look-back, or the default one if longer (a run without look-back is followed by one with)."""
-        if self.memo is None:
-            return
         if self.cursor.at is None:
             self.memo.clear()
-            return
-        keep_from = self.cursor.at - max(self.plan.overlap, DEFAULT_OVERLAP)
+        else:
+            self._prune_memo_before(self.cursor.at - self.memo_retention)
+
+    def _prune_memo_before(self, keep_from: datetime) -> None:
         stale = [k for k, (modified, _) in self.memo.items() if datetime.fromisoformat(modified) < keep_from]
         for record_id in stale:
             del self.memo[record_id]
@@ -306,8 +322,9 @@ class _EntityReader:
 
         Remembers the ids a re-fetch walk would repeat.
         """
-        listed = {} if force_details or self.memo is None else {
-            str(r.get("id")): _fingerprint(r) for r in page if not any(child in r for child in self.entity.children)
+        bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
+        listed = {} if force_details else {
+            str(r.get("id")): _fingerprint(r) for r in page if bound is None or (self._modified(r) or bound) >= bound
         }
         complete, missing = _with_details(self.client, self.entity, page, self.pool, self.stats, force_details)
         for record in missing:
@@ -321,8 +338,7 @@ class _EntityReader:
                 self.quarantine.reject(rejection)
                 continue
             self.quarantine.loaded(record["id"])
-            if record["id"] in listed:
-                self._remember(raw, listed[record["id"]])
+            self._remember(raw, listed.get(record["id"]))
             if any(matches(raw) for _, matches in self.refetch_walks):
                 self.refetch_candidates.add(record["id"])
             good.append(record)
@@ -331,6 +347,7 @@ class _EntityReader:
 
 
 MEMO = "details_memo"
+MEMO_SLACK = 10_000  # memo entries remembered beyond the last prune before pruning again
 
 
 def _fingerprint(row: Record) -> str:
