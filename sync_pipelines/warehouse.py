@@ -33,12 +33,17 @@ def read_copy_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}_read{path.suffix}")
 
 
+def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Every connection to the warehouse, bounded like dlt's loads (`settings.duckdb_settings`)."""
+    return duckdb.connect(str(path), read_only=read_only, config=duckdb_settings())
+
+
 @contextmanager
 def writer(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection; `WarehouseLocked` if another process holds the file (DuckDB allows one writing
     process)."""
     try:
-        con = duckdb.connect(str(path), config=duckdb_settings())
+        con = _connect(path)
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise
@@ -119,7 +124,7 @@ def _table(path: Path, schema: str, table: str, read_only: bool = True) -> Itera
     if not path.exists():
         yield None
         return
-    with duckdb.connect(str(path), read_only=read_only, config=duckdb_settings()) as con:
+    with _connect(path, read_only=read_only) as con:
         yield con if _exists(con, schema, table) else None
 
 
@@ -311,7 +316,7 @@ def export_rejected(path: Path, schema: str, folder: Path) -> list[Path]:
 
 def table_summary(path: Path) -> list[tuple[str, str, int]]:
     """(schema, table, rows) of every data table in the warehouse, dlt's bookkeeping tables and views left out."""
-    with duckdb.connect(str(path), read_only=True, config=duckdb_settings()) as con:
+    with _connect(path, read_only=True) as con:
         tables = con.execute(
             """
             SELECT table_schema, table_name FROM information_schema.tables
