@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.synchroteam import source
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines.warehouse import STATE_VERSIONS_KEPT
@@ -144,6 +145,21 @@ def test_records_the_look_back_lists_again_unchanged_are_not_loaded_again(emulat
     assert load != first and ids == [a]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT status FROM synchroteam.invoices WHERE id = ?", [a]).fetchone() == (status,)
+
+
+def test_a_first_load_keeps_the_memo_small_while_it_lists_everything(emulator, warehouse, monkeypatch):
+    monkeypatch.setattr(source, "MEMO_SLACK", 5)
+    sizes: list[int] = []
+    remember = source._EntityReader._remember
+
+    def measured(self, raw, fingerprint):
+        remember(self, raw, fingerprint)
+        sizes.append(len(self.memo))
+
+    monkeypatch.setattr(source._EntityReader, "_remember", measured)
+    run_entity(MAIN_TENANT, ENTITIES["invoices"], SyncPlan())
+    assert len(sizes) == MAIN.counts["invoice"]
+    assert max(sizes) < MAIN.counts["invoice"] // 2  # pruned as it grew, not only at the end
 
 
 def test_old_versions_of_the_dlt_state_are_pruned_and_the_newest_still_drives_the_next_run(emulator, warehouse):
