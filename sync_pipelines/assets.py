@@ -48,6 +48,7 @@ from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.warehouse import after_load, before_load
+from sync_pipelines.warehouse_lock import step_turn
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -190,16 +191,17 @@ def sync_entity(
     The read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one per
     entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
     """
-    try:
-        results = _sync_entity(context, dlt_resource, tenant, entity, make_plan)
-    except BaseException:
-        _refresh_after_failure(context)
-        raise
-    later = _sync_steps_to_come(context)
-    if later:
-        context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
-    elif refresh_read_copy(warehouse_path()):
-        context.log.info("Read copy refreshed.")
+    with step_turn(context):
+        try:
+            results = _sync_entity(context, dlt_resource, tenant, entity, make_plan)
+        except BaseException:
+            _refresh_after_failure(context)
+            raise
+        later = _sync_steps_to_come(context)
+        if later:
+            context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
+        elif refresh_read_copy(warehouse_path()):
+            context.log.info("Read copy refreshed.")
     yield from results
 
 

@@ -34,6 +34,7 @@ from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.settings import TenantSettings, warehouse_path
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.warehouse import count_rows, duplicate_ids, rejected_counts
+from sync_pipelines.warehouse_lock import step_turn
 
 FRESHNESS_CADENCES = 3
 ROW_COUNT_CHECK = "row_count_matches_api"
@@ -60,7 +61,8 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     @asset_check(asset=key, name="no_duplicate_ids", pool=DUCKDB_POOL,
                  description="Every id appears once in the table.")
     def no_duplicate_ids(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        duplicates = duplicate_ids(warehouse_path(), schema, table)
+        with step_turn(context):
+            duplicates = duplicate_ids(warehouse_path(), schema, table)
         return AssetCheckResult(
             passed=not duplicates,
             severity=AssetCheckSeverity.ERROR,
@@ -70,7 +72,8 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     @asset_check(asset=key, name="rejected_records", pool=DUCKDB_POOL,
                  description="Records this run could not load, quarantined in _rejected_records, by reason.")
     def rejected_records(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        counts = rejected_counts(warehouse_path(), schema, table, context.run.run_id)
+        with step_turn(context):
+            counts = rejected_counts(warehouse_path(), schema, table, context.run.run_id)
         return AssetCheckResult(
             passed=not counts,
             severity=AssetCheckSeverity.WARN,
@@ -86,7 +89,8 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     def row_count_matches_api(context: AssetCheckExecutionContext) -> AssetCheckResult:
         with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
             api_total = client.records_total(entity.resource)
-        live = count_rows(warehouse_path(), schema, table, live=True)
+        with step_turn(context):
+            live = count_rows(warehouse_path(), schema, table, live=True)
         return AssetCheckResult(
             passed=api_total == live,
             severity=AssetCheckSeverity.WARN,

@@ -19,6 +19,7 @@ from sync_pipelines.assets import DUCKDB_POOL
 from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.settings import warehouse_path
 from sync_pipelines.warehouse import export_rejected
+from sync_pipelines.warehouse_lock import step_turn
 
 
 def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> UnresolvedAssetJobDefinition:
@@ -42,11 +43,12 @@ def rejected_folder(path: Path) -> Path:
 def write_rejected_csv(context: OpExecutionContext):
     path = warehouse_path()
     files: list[Path] = []
-    for tenant in TENANTS.values():
-        folder = rejected_folder(path) / tenant.name
-        for stale in folder.glob("*.csv"):
-            stale.unlink()  # a reason with nothing left in quarantine has no file
-        files.extend(export_rejected(path, tenant.name, folder))
+    with step_turn(context):
+        for tenant in TENANTS.values():
+            folder = rejected_folder(path) / tenant.name
+            for stale in folder.glob("*.csv"):
+                stale.unlink()  # a reason with nothing left in quarantine has no file
+            files.extend(export_rejected(path, tenant.name, folder))
     context.log.info(f"Wrote {len(files)} CSV files under {rejected_folder(path)}")
     yield Output(
         None,

@@ -61,9 +61,9 @@ def analyst(path: Path) -> Iterator[Analyst]:
             reader.process.wait(timeout=30)
 
 
-def dagster_home(tmp_path: Path) -> Path:
+def dagster_home(tmp_path: Path, name: str = "dagster_home") -> Path:
     """A DAGSTER_HOME with the project's committed dagster.yaml."""
-    home = tmp_path / "dagster_home"
+    home = tmp_path / name
     home.mkdir(exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     # create the instance's storage once, as a deployed DAGSTER_HOME has it: two processes creating a fresh
@@ -91,3 +91,27 @@ def wait(process: subprocess.Popen, timeout: float = 180) -> int:
             raise AssertionError(f"process {process.args} did not finish in {timeout}s")
         time.sleep(0.2)
     return process.returncode
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from sync_pipelines.warehouse_lock import warehouse_turn
+with warehouse_turn(Path(sys.argv[1]), "the test's holder", print):
+    print("holding", flush=True)
+    sys.stdin.readline()  # until the test says so
+"""
+
+
+@contextmanager
+def holding_the_warehouse(path: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding the warehouse's lock until the block ends (or the test closes its stdin)."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+    try:
+        assert process.stdout.readline() == "holding\n"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.stdin.close()
+            process.wait(timeout=30)

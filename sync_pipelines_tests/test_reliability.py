@@ -8,11 +8,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.emulator import Fault
 from sync_pipelines.settings import pipelines_dir
+from sync_pipelines import warehouse_lock
 from sync_pipelines.warehouse import read_copy_path
+from sync_pipelines.warehouse_lock import lock_path
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (
@@ -24,7 +27,7 @@ from sync_pipelines_tests.helpers import (
     stored_cursor,
     sync_requests,
 )
-from sync_pipelines_tests.processes import analyst, dagster_home, start_job, wait
+from sync_pipelines_tests.processes import analyst, dagster_home, holding_the_warehouse, start_job, wait
 
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]
@@ -88,14 +91,53 @@ def test_two_runs_of_the_same_entity_at_once_take_turns_and_never_race_the_state
     codes = [wait(run) for run in runs]
 
     logs = [(tmp_path / f"run{i}.log").read_text() for i in range(2)]
-    assert codes == [0, 0], logs
+    assert codes == [0, 0], "\n\n".join(log[-6000:] for log, code in zip(logs, codes) if code)
     first_load, _ = expected_requests(INVOICES, invoices, None)
     pages, _ = requests_by(emulator, MAIN.domain, "invoice")
     assert first_load < pages < 2 * first_load  # the second ran after the first committed: incremental
     assert count_invoices(warehouse) == len(invoices)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) - count(DISTINCT id) FROM synchroteam.invoices").fetchone()[0] == 0
-    assert any("blocked by limit for pool duckdb_writer" in log for log in logs)  # one waited for the other
+    # one waited for the other: for the pool's slot, or (both granted it at once, as SQLite storage can) the lock
+    assert any("blocked by limit for pool duckdb_writer" in log or "Waiting for the warehouse" in log for log in logs)
+
+
+def test_runs_that_share_no_pool_still_take_turns_on_the_warehouse(emulator, warehouse, tmp_path):
+    # two DAGSTER_HOMEs on one warehouse (or `dagster asset materialize` without one): no pool between them
+    homes = [dagster_home(tmp_path, f"home{i}") for i in range(2)]
+    invoices = emulator.tenant(MAIN.domain).records("invoice")
+
+    runs = [start_job("sync_synchroteam__invoices", home, tmp_path / f"run{i}.log") for i, home in enumerate(homes)]
+    codes = [wait(run) for run in runs]
+
+    logs = [(tmp_path / f"run{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], "\n\n".join(log[-6000:] for log, code in zip(logs, codes) if code)
+    assert any("Waiting for the warehouse" in log for log in logs)
+    first_load, _ = expected_requests(INVOICES, invoices, None)
+    pages, _ = requests_by(emulator, MAIN.domain, "invoice")
+    assert first_load < pages < 2 * first_load  # the second ran after the first committed: incremental
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
+def test_a_step_waits_while_another_process_holds_the_warehouse_and_says_who(emulator, warehouse, monkeypatch):
+    monkeypatch.setattr(warehouse_lock, "NOTICE_EVERY_SECONDS", 0.5)
+    instance = DagsterInstance.ephemeral()
+    results = []
+    with holding_the_warehouse(warehouse) as holder:
+        sync = threading.Thread(target=lambda: results.append(run_entity_job(MAIN_TENANT, INVOICES, instance=instance)))
+        sync.start()
+        time.sleep(2)
+        assert sync.is_alive() and emulator.requests == []  # not one request while the warehouse is held
+        holder.stdin.close()
+        sync.join(timeout=120)
+
+    assert results and results[0].success
+    messages = [record.user_message for record in instance.all_logs(results[0].run_id)]
+    waits = [m for m in messages if "the test's holder" in m]
+    assert waits[0].startswith("Waiting for the warehouse") and len(waits) >= 2  # then a notice every 0.5 s
+    assert any(m.startswith("Warehouse free after") for m in messages)
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+    assert not lock_path(warehouse).with_name(lock_path(warehouse).name + ".holder").exists()
 
 
 # -- the API misbehaving -------------------------------------------------------------------------------------------
