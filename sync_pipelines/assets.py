@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -42,7 +43,7 @@ from sync_pipelines.settings import (
     warehouse_path,
 )
 from sync_pipelines.synchroteam.client import SynchroteamClient
-from sync_pipelines.synchroteam.errors import SyncError, find_sync_error
+from sync_pipelines.synchroteam.errors import SyncError, WarehouseOutOfMemory, find_sync_error
 from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
@@ -236,7 +237,7 @@ def _sync_entity(
                     dlt_resource.run(context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format="jsonl")
                 )
             except Exception as exc:
-                error = find_sync_error(exc)
+                error = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
                 if error is None:
                     raise
                 raise _retry_or_fail(context, error, tenant) from None
@@ -259,6 +260,24 @@ def _sync_entity(
         MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
         for result in results
     ]
+
+
+def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> WarehouseOutOfMemory | None:
+    """DuckDB's out-of-memory error behind `exc` (dlt wraps it, and calls it transient: retrying cannot help),
+    as a failure naming the settings to change."""
+    current: BaseException | None = exc
+    for _ in range(20):  # the cause chain, bounded
+        if current is None:
+            return None
+        if isinstance(current, duckdb.OutOfMemoryException):
+            first_line = str(current).splitlines()[0][:200]
+            return WarehouseOutOfMemory(
+                f"DuckDB ran out of memory loading the warehouse ({first_line}) with "
+                f"SYNC_DUCKDB_MEMORY_LIMIT={duckdb_config['memory_limit']!r} and "
+                f"SYNC_DUCKDB_THREADS={duckdb_config['threads']}."
+            )
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _refresh_after_failure(context: AssetExecutionContext) -> None:

@@ -19,7 +19,11 @@ DEFAULT_QUOTA_FLOOR = 100
 # with these it spills to `<warehouse>.tmp/` instead and the whole sync stays under 400 MB (BENCHMARKS.md).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 DEFAULT_DUCKDB_THREADS = 2
-_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
+# DuckDB's JSON reader takes 32 MiB buffers: a first load failed at once below 80MB with 2 threads (88MB with 4)
+MIN_DUCKDB_MEMORY_LIMIT = "96MB"
+_MEMORY_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|[KMGT]i?B)", re.IGNORECASE)
+_UNIT_BYTES = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # DuckDB's units: KB is 1000, KiB 1024
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,16 @@ def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str |
     (default 128MB) and `SYNC_DUCKDB_THREADS` (default 2). Larger values load faster on big machines."""
     env = os.environ if environ is None else environ
     limit = env.get("SYNC_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
-    if not _MEMORY_SIZE.fullmatch(limit):
+    if _memory_bytes(limit) is None:
         raise ConfigurationError(
             f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is not a memory size.",
             action=f"Set it like {DEFAULT_DUCKDB_MEMORY_LIMIT} or 1GB, or unset it.",
+        )
+    if _memory_bytes(limit) < _memory_bytes(MIN_DUCKDB_MEMORY_LIMIT):
+        raise ConfigurationError(
+            f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is below {MIN_DUCKDB_MEMORY_LIMIT}: DuckDB's JSON reader alone "
+            "takes 32 MiB buffers, and loads would fail with an out-of-memory error after the whole extract.",
+            action=f"Set it to {MIN_DUCKDB_MEMORY_LIMIT} or more (default {DEFAULT_DUCKDB_MEMORY_LIMIT}), or unset it.",
         )
     raw_threads = env.get("SYNC_DUCKDB_THREADS", "").strip()
     threads = raw_threads or str(DEFAULT_DUCKDB_THREADS)
@@ -132,3 +142,9 @@ def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str |
             action=f"Set it like {DEFAULT_DUCKDB_THREADS}, or unset it.",
         )
     return {"memory_limit": limit, "threads": int(threads)}
+
+
+def _memory_bytes(size: str) -> float | None:
+    """Bytes in a DuckDB memory size such as `128MB` or `1.5GiB`; None if it is not one."""
+    match = _MEMORY_SIZE.fullmatch(size.strip())
+    return float(match.group(1)) * _UNIT_BYTES[match.group(2).upper()] if match else None

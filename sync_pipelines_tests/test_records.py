@@ -103,3 +103,14 @@ def test_duckdb_is_bounded_by_default_and_tunable():
 def test_an_unreadable_duckdb_setting_is_a_configuration_error(name, value):
     with pytest.raises(ConfigurationError, match=name):
         duckdb_settings({name: value})
+
+
+@pytest.mark.parametrize("limit, accepted", [("96MB", True), ("0.1GB", True), ("92MiB", True), ("95MB", False),
+                                             ("90MiB", False), ("96000KB", True), ("93749KiB", False)])
+def test_the_duckdb_memory_limit_has_a_floor_in_duckdbs_own_units(limit, accepted):
+    env = {"SYNC_DUCKDB_MEMORY_LIMIT": limit}
+    if accepted:
+        assert duckdb_settings(env)["memory_limit"] == limit
+    else:
+        with pytest.raises(ConfigurationError, match="is below 96MB"):
+            duckdb_settings(env)

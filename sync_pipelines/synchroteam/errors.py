@@ -77,6 +77,14 @@ class WarehouseLocked(SyncError):
     retryable = True
 
 
+class WarehouseOutOfMemory(SyncError):
+    category = "warehouse_memory"
+    action = (
+        "Raise SYNC_DUCKDB_MEMORY_LIMIT or lower SYNC_DUCKDB_THREADS (each thread needs its own share). Nothing of "
+        "this load reached the tables; the next run loads it."
+    )
+
+
 class BadRequest(SyncError):
     category = "bad_request"
     action = "The API refused a parameter; check the run configuration."
