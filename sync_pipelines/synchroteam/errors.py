@@ -80,8 +80,8 @@ class WarehouseLocked(SyncError):
 class WarehouseOutOfMemory(SyncError):
     category = "warehouse_memory"
     action = (
-        "Raise SYNC_DUCKDB_MEMORY_LIMIT or lower SYNC_DUCKDB_THREADS (each thread needs its own share). Nothing of "
-        "this load reached the tables; the next run loads it."
+        "Raise SYNC_DUCKDB_MEMORY_LIMIT or lower SYNC_DUCKDB_THREADS (each thread needs its own share). The "
+        "cursor did not move: the next run loads these changes again."
     )
 
 
