@@ -43,7 +43,7 @@ from sync_pipelines.settings import (
     warehouse_path,
 )
 from sync_pipelines.synchroteam.client import SynchroteamClient
-from sync_pipelines.synchroteam.errors import SyncError, WarehouseOutOfMemory, find_sync_error
+from sync_pipelines.synchroteam.errors import SyncError, WarehouseOutOfMemory, find_cause, find_sync_error
 from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
@@ -265,19 +265,14 @@ def _sync_entity(
 def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> WarehouseOutOfMemory | None:
     """DuckDB's out-of-memory error behind `exc` (dlt wraps it, and calls it transient: retrying cannot help),
     as a failure naming the settings to change."""
-    current: BaseException | None = exc
-    for _ in range(20):  # the cause chain, bounded
-        if current is None:
-            return None
-        if isinstance(current, duckdb.OutOfMemoryException):
-            first_line = str(current).splitlines()[0][:200]
-            return WarehouseOutOfMemory(
-                f"DuckDB ran out of memory loading the warehouse ({first_line}) with "
-                f"SYNC_DUCKDB_MEMORY_LIMIT={duckdb_config['memory_limit']!r} and "
-                f"SYNC_DUCKDB_THREADS={duckdb_config['threads']}."
-            )
-        current = current.__cause__ or current.__context__
-    return None
+    cause = find_cause(exc, duckdb.OutOfMemoryException)
+    if cause is None:
+        return None
+    return WarehouseOutOfMemory(
+        f"DuckDB ran out of memory loading the warehouse ({str(cause).splitlines()[0][:200]}) with "
+        f"SYNC_DUCKDB_MEMORY_LIMIT={duckdb_config['memory_limit']!r} and "
+        f"SYNC_DUCKDB_THREADS={duckdb_config['threads']}."
+    )
 
 
 def _refresh_after_failure(context: AssetExecutionContext) -> None:

@@ -5,6 +5,10 @@ Messages never contain an API key: they are built from tenant names, variable na
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 
 class SyncError(Exception):
     """Base class: `category` is a stable code, `action` a sentence telling the user what to do."""
@@ -94,13 +98,18 @@ class RecordNotFound(SyncError):
     category = "not_found"
 
 
-def find_sync_error(exc: BaseException) -> SyncError | None:
-    """The SyncError behind `exc`, looking through causes and contexts (dlt wraps resource errors)."""
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The exception of type `kind` behind `exc`, looking through causes and contexts (dlt wraps errors)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, SyncError):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def find_sync_error(exc: BaseException) -> SyncError | None:
+    """The SyncError behind `exc` (dlt wraps resource errors)."""
+    return find_cause(exc, SyncError)
