@@ -62,7 +62,8 @@ def main() -> None:
                         f"WHERE NOT contains(_dlt_id, '-')")
         rows = con.execute("SELECT (SELECT count(*) FROM synchroteam_staging.invoices), "
                            "(SELECT count(*) FROM synchroteam_staging.invoices__lines)").fetchone()
-        print(f"staging: {rows[0]:,} invoices, {rows[1]:,} lines; peak {peak_mb()} MB, {time.monotonic() - started:.1f} s")
+        print(f"staging: {rows[0]:,} invoices, {rows[1]:,} lines; peak {peak_mb()} MB, "
+              f"{time.monotonic() - started:.1f} s")
         for statement in filter(str.strip, sql.splitlines()):
             began = time.monotonic()
             con.execute(statement)

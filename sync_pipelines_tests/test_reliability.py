@@ -15,7 +15,6 @@ from sync_pipelines.emulator import Fault
 from sync_pipelines.settings import pipelines_dir
 from sync_pipelines import warehouse_lock
 from sync_pipelines.warehouse import read_copy_path
-from sync_pipelines.warehouse_lock import lock_path
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (
@@ -137,7 +136,7 @@ def test_a_step_waits_while_another_process_holds_the_warehouse_and_says_who(emu
     assert waits[0].startswith("Waiting for the warehouse") and len(waits) >= 2  # then a notice every 0.5 s
     assert any(m.startswith("Warehouse free after") for m in messages)
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
-    assert not lock_path(warehouse).with_name(lock_path(warehouse).name + ".holder").exists()
+    assert not warehouse_lock._holder_path(warehouse).exists()  # who held it: gone with the lock
 
 
 # -- the API misbehaving -------------------------------------------------------------------------------------------
