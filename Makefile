@@ -21,16 +21,18 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 ## Serve the bundled emulator, run sync_all into DuckDB, print what landed, stop the emulator.
+## ARGS passes the emulator's API-habit switches to demo, ui and emulator, e.g.
+## `make demo ARGS="--rate-limit 40 --rate-window 240 --fixed-window --rate-headers --no-retry-after"`.
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m sync_pipelines.demo run
+	$(BIN)/python -m sync_pipelines.demo run $(ARGS)
 
 ## The Dagster UI (http://127.0.0.1:3000) on the bundled emulator.
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m sync_pipelines.demo ui
+	$(BIN)/python -m sync_pipelines.demo ui $(ARGS)
 
 ## The emulator alone, for pointing other tools at it.
 emulator: install
-	$(BIN)/python -m sync_pipelines.emulator --port 8765
+	$(BIN)/python -m sync_pipelines.emulator --port 8765 $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest

@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sync_pipelines.emulator import Emulator, TenantSpec
+from sync_pipelines.emulator import (Emulator, TenantSpec, add_api_habit_arguments, apply_api_habits,
+                                     check_api_habits)
 from sync_pipelines.settings import warehouse_path
 from sync_pipelines.warehouse import table_summary
 
@@ -37,9 +38,11 @@ def _dagster(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("dagster")), *args]
 
 
-def run(scale: float) -> int:
+def run(scale: float, habits: argparse.Namespace | None = None) -> int:
     main, hec = TenantSpec.demo_main(scale), TenantSpec.demo_hec(scale)
     with Emulator([main, hec]) as emulator:
+        if habits is not None:
+            apply_api_habits(emulator, habits)
         print(f"Synchroteam emulator serving tenants '{main.domain}' and '{hec.domain}' at {emulator.base_url}")
         env = {**os.environ, **emulator_env(emulator, main, hec)}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as quiet:
@@ -66,9 +69,11 @@ def print_summary(path: Path, requests: int) -> None:
         print(f"  {schema + '.' + table:<{width}}  {count:>8,}")
 
 
-def ui(scale: float) -> int:
+def ui(scale: float, habits: argparse.Namespace | None = None) -> int:
     main, hec = TenantSpec.demo_main(scale), TenantSpec.demo_hec(scale)
     with Emulator([main, hec]) as emulator:
+        if habits is not None:
+            apply_api_habits(emulator, habits)
         env = {**os.environ, **emulator_env(emulator, main, hec)}
         print(f"Emulator at {emulator.base_url}; Dagster UI at http://127.0.0.1:3000 (Ctrl-C stops both)")
         try:
@@ -83,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "ui"])
     parser.add_argument("--scale", type=float, default=1.0, help="emulator data scale (1 = a few thousand records)")
+    add_api_habit_arguments(parser)  # e.g. --rate-limit 40 --rate-window 240 --fixed-window --rate-headers
     args = parser.parse_args(argv)
-    return run(args.scale) if args.command == "run" else ui(args.scale)
+    check_api_habits(parser, args)
+    return run(args.scale, args) if args.command == "run" else ui(args.scale, args)
 
 
 if __name__ == "__main__":

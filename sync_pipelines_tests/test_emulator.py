@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -11,7 +13,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from sync_pipelines.emulator import Emulator, Fault, TenantSpec
+from sync_pipelines.emulator import Emulator, Fault, TenantSpec, add_api_habit_arguments, apply_api_habits
+from sync_pipelines.emulator.habits import check_api_habits
 
 MAIN = TenantSpec(
     domain="acme",
@@ -405,6 +408,167 @@ def test_daily_quota_counts_down_then_every_request_is_429_without_retry_after(a
     assert "retry-after" not in spent.headers and spent.headers["x-quota-remaining"] == "0"
     hec = httpx.get(f"{emu.base_url}/invoice/list", auth=(HEC.domain, HEC.api_key))
     assert hec.status_code == 200 and hec.headers["x-quota-remaining"] == "99999"
+
+
+# -- the real API's habits, each behind a switch ----------------------------------------------------
+
+def rate(r: httpx.Response) -> tuple[int, int, int]:
+    """(X-RateLimit-Limit, -Remaining, -Reset) of an answer."""
+    return tuple(int(r.headers[f"x-ratelimit-{h}"]) for h in ("limit", "remaining", "reset"))
+
+
+def sleep_until_wall(epoch: float) -> None:
+    time.sleep(max(0.0, epoch - time.time()) + 0.05)
+
+
+def test_a_fixed_window_admits_its_limit_then_answers_429_without_retry_after_until_its_reset(api, emu):
+    emu.set_rate_limit(3, window_seconds=2, fixed=True, headers=True, retry_after=False,
+                       message="API calls quota exceeded! maximum admitted 3 per 2s.")
+    before = time.time()
+    first = api.get("/invoice/list")
+    after = time.time()
+    limit, remaining, reset = rate(first)
+    assert (first.status_code, limit, remaining) == (200, 3, 2)
+    assert before + 2 <= reset <= math.ceil(after + 2)  # epoch seconds, rounded up, at the window's end
+    time.sleep(0.7)  # later requests do not move a fixed window's end
+    answers = [api.get("/invoice/list") for _ in range(3)]
+    assert [(r.status_code, *rate(r)) for r in answers] == [(200, 3, 1, reset), (200, 3, 0, reset),
+                                                            (429, 3, 0, reset)]
+    throttled = answers[-1]
+    assert "retry-after" not in throttled.headers
+    assert throttled.json() == {"message": "API calls quota exceeded! maximum admitted 3 per 2s."}
+    assert int(throttled.headers["x-quota-remaining"]) == 99_997  # "quota" in the text, yet the daily one is not spent
+    sleep_until_wall(reset)
+    fresh = [api.get("/invoice/list") for _ in range(3)]  # a sliding window would still hold two of the last three
+    assert [r.status_code for r in fresh] == [200, 200, 200]
+    assert [rate(r)[1] for r in fresh] == [2, 1, 0] and rate(fresh[0])[2] >= reset + 2
+
+
+def test_a_sliding_window_of_any_length_puts_its_headers_on_every_answer_and_frees_a_slot_as_its_oldest_leaves(
+        api, emu):
+    emu.set_rate_limit(3, window_seconds=1.5, headers=True)
+    before = time.time()
+    first = api.get("/customer/list")
+    started = time.monotonic()
+    limit, remaining, reset = rate(first)
+    assert (limit, remaining) == (3, 2) and before + 1.5 <= reset <= math.ceil(time.time() + 1.5)
+    time.sleep(0.6)
+    before_second = time.time()
+    missing = api.get("/customer/details", params={"id": 999_999})
+    after_second = time.time()
+    bad = api.get("/customer/list", params={"page": "x"})
+    throttled = api.get("/customer/list")
+    assert [(r.status_code, *rate(r)) for r in (missing, bad, throttled)] == [
+        (404, 3, 1, reset), (400, 3, 0, reset), (429, 3, 0, reset)]  # the oldest request sets the reset
+    assert throttled.headers["retry-after"] == "1" and throttled.json() == {"message": "Too many requests"}
+    assert all(r.headers["x-quota-limit"] == "100000" for r in (first, missing, bad, throttled))
+    time.sleep(max(0.0, started + 1.55 - time.monotonic()))  # the first request has left the window
+    again = api.get("/customer/list")
+    assert again.status_code == 200 and rate(again)[1] == 0  # the 404 and 400 were counted and are still in it
+    assert before_second + 1.5 <= rate(again)[2] <= math.ceil(after_second + 1.5)
+    assert "x-ratelimit-limit" not in httpx.get(f"{emu.base_url}/customer/list", auth=("nobody", "x")).headers
+
+
+def test_rate_headers_ride_on_fault_and_daily_quota_answers_and_x_quota_limit_is_the_daily_total(emu):
+    hec = httpx.Client(base_url=emu.base_url, auth=(HEC.domain, HEC.api_key))
+    emu.set_rate_limit(1, window_seconds=240, headers=True)  # windows may be minutes long
+    emu.set_daily_quota(HEC.domain, 2)
+    emu.faults.add(Fault(status=503))
+    faulty = hec.get("/invoice/list")  # not counted: the window is still empty
+    assert faulty.status_code == 503 and rate(faulty)[:2] == (1, 1)
+    assert faulty.headers["x-quota-limit"] == "2" and faulty.headers["x-quota-remaining"] == "2"
+    assert 239 <= rate(faulty)[2] - time.time() <= 241
+    admitted, throttled = hec.get("/invoice/list"), hec.get("/invoice/list")
+    assert (admitted.status_code, rate(admitted)[1], admitted.headers["x-quota-remaining"]) == (200, 0, "1")
+    assert throttled.status_code == 429 and 239 <= int(throttled.headers["retry-after"]) <= 240
+    emu.set_rate_limit(5, headers=True)
+    hec.get("/invoice/list")
+    spent = hec.get("/invoice/list")
+    assert spent.status_code == 429 and spent.json() == {"message": "Daily quota exceeded"}
+    assert spent.headers["x-quota-remaining"] == "0" and spent.headers["x-quota-limit"] == "2"
+    assert rate(spent)[:2] == (5, 4) and "retry-after" not in spent.headers
+    emu.set_rate_limit(5)
+    assert not any(h.startswith(("x-ratelimit", "x-quota-limit")) for h in hec.get("/site/list").headers)
+
+
+def test_an_ignored_filter_is_neither_validated_nor_applied_so_the_list_comes_back_unfiltered(api, emu):
+    every = [r["id"] for r in walk(api, "job", pageSize=100)]
+    assert walk(api, "job", changedSince="2099-01-01 00:00") == []
+    emu.ignore_filters("job", "changedSince", "status")
+    assert [r["id"] for r in walk(api, "job", changedSince="2099-01-01 00:00", pageSize=100)] == every
+    assert api.get("/job/list", params={"changedSince": "yesterday"}).status_code == 200
+    assert [r["id"] for r in walk(api, "job", status="nonsense", pageSize=100)] == every
+    assert emu.requests[-1].params["status"] == "nonsense"  # the log keeps what the client sent
+    day = emu.tenant(MAIN.domain).records("job")[3]["scheduledStart"][:10]
+    assert len(walk(api, "job", dateFrom=day, dateTo=day, pageSize=100)) < len(every)  # other filters still apply
+    assert walk(api, "invoice", changedSince="2099-01-01 00:00") == []  # and other resources too
+    emu.ignore_filters("job")
+    assert walk(api, "job", changedSince="2099-01-01 00:00") == []
+
+
+def test_the_firewall_answers_every_request_with_an_imperva_html_page_whatever_the_credentials(api, emu):
+    emu.set_firewall()
+    for r in (api.get("/invoice/list"), httpx.get(f"{emu.base_url}/job/list", auth=("nobody", "bad"))):
+        assert r.status_code == 403 and r.headers["content-type"] == "text/html; charset=utf-8"
+        assert r.text.startswith("<html") and "Request unsuccessful. Incapsula incident ID:" in r.text
+        cookies = r.headers.get_list("set-cookie")
+        assert any(c.startswith("visid_incap_") for c in cookies) and any(c.startswith("incap_ses_") for c in cookies)
+        assert "x-quota-remaining" not in r.headers  # the page comes from the firewall, not the API
+    assert [(q.tenant, q.resource, q.status) for q in emu.requests] == [(MAIN.domain, "invoice", 403),
+                                                                      (None, "job", 403)]
+    emu.set_firewall(200)
+    page = api.get("/invoice/list")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    emu.set_firewall(None)
+    assert api.get("/invoice/list").json()["recordsTotal"] == 247
+
+
+def test_a_firewall_fault_answers_the_matching_requests_with_the_html_page_and_is_logged(api, emu):
+    emu.faults.add(Fault.firewall(resource="invoice"))
+    emu.faults.add(Fault.firewall(200, times=2, action="details"))
+    assert api.get("/customer/list").status_code == 200
+    blocked = api.get("/invoice/list")
+    assert blocked.status_code == 403 and blocked.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Incapsula incident ID" in blocked.text and "visid_incap_" in blocked.headers["set-cookie"]
+    customer = emu.tenant(MAIN.domain).records("customer")[0]["id"]
+    details = [api.get("/customer/details", params={"id": customer}) for _ in range(3)]
+    assert [(r.status_code, r.headers["content-type"].split(";")[0]) for r in details] == [
+        (200, "text/html"), (200, "text/html"), (200, "application/json")]
+    assert api.get("/invoice/list").status_code == 200
+    assert [q.status for q in emu.requests] == [200, 403, 200, 200, 200, 200]
+
+
+def test_lean_lists_drop_lines_from_their_rows_while_details_keep_them(api, emu):
+    emu.set_lean_lists("invoice", "creditnote")
+    for resource in ("invoice", "creditnote"):
+        rows = walk(api, resource, pageSize=100)
+        assert rows and not any("lines" in r for r in rows)
+        detail = api.get(f"/{resource}/details", params={"id": rows[0]["id"]}).json()
+        assert detail["lines"] and {k: v for k, v in detail.items() if k != "lines"} == rows[0]
+    assert all("lines" in r for r in walk(api, "quotation", pageSize=100))
+    emu.set_lean_lists()
+    assert "lines" in api.get("/invoice/list").json()["data"][0]
+
+
+def test_the_command_line_switches_set_the_same_habits_on_the_emulator(emu, api):
+    parser = argparse.ArgumentParser()
+    add_api_habit_arguments(parser)
+    args = parser.parse_args(["--rate-limit", "2", "--rate-window", "240", "--fixed-window", "--rate-headers",
+                              "--no-retry-after", "--quota-message", "--ignore-filter", "job:changedSince",
+                              "--lean-lists", "invoice,creditnote"])
+    check_api_habits(parser, args)
+    apply_api_habits(emu, args)
+    lean = api.get("/invoice/list")
+    assert "lines" not in lean.json()["data"][0] and rate(lean)[:2] == (2, 1)
+    assert api.get("/job/list", params={"changedSince": "2099-01-01 00:00"}).json()["data"]
+    throttled = api.get("/job/list")
+    assert throttled.status_code == 429 and "retry-after" not in throttled.headers
+    assert throttled.json() == {"message": "API calls quota exceeded! maximum admitted 2 per 240s."}
+    apply_api_habits(emu, parser.parse_args(["--firewall"]))
+    assert api.get("/job/list").headers["content-type"] == "text/html; charset=utf-8"
+    for wrong in (["--fixed-window"], ["--ignore-filter", "job"], ["--lean-lists", "bills"], ["--rate-window", "0"]):
+        with pytest.raises(SystemExit):
+            check_api_habits(parser, parser.parse_args(wrong))
 
 
 # -- determinism and the request log ---------------------------------------------------------------

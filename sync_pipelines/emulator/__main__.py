@@ -1,4 +1,4 @@
-"""Serve the demo tenants: `python -m sync_pipelines.emulator --port 8765 --scale 1 --seed 1`."""
+"""Serve the demo tenants: `python -m sync_pipelines.emulator --port 8765 --scale 1 --seed 1 [API habits]`."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import threading
 import time
 
 from .data import TenantSpec
+from .habits import add_api_habit_arguments, apply_api_habits, check_api_habits, describe_api_habits
 from .server import Emulator
 
 
@@ -16,14 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the demo record counts")
     parser.add_argument("--seed", type=int, default=1, help="seed of the main tenant (HEC uses seed + 1)")
-    parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute per tenant")
+    add_api_habit_arguments(parser)
     args = parser.parse_args(argv)
+    check_api_habits(parser, args)
 
     main_spec, hec_spec = TenantSpec.demo_main(args.scale), TenantSpec.demo_hec(args.scale)
     main_spec.seed, hec_spec.seed = args.seed, args.seed + 1
     started = time.monotonic()
     emu = Emulator([main_spec, hec_spec], host=args.host, port=args.port)
-    emu.set_rate_limit(args.rate_limit)
+    apply_api_habits(emu, args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {prefix}DOMAIN={spec.domain}")
             print(f"export {prefix}API_KEY={spec.api_key}")
             print(f"export {prefix}TIMEZONE={spec.timezone}")
+        for habit in describe_api_habits(args):
+            print(f"  API habit: {habit}")
         print("Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass

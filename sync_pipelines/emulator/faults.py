@@ -1,13 +1,16 @@
-"""Fault injection queue, per-tenant sliding-window rate limit and daily quota."""
+"""Fault injection queue, per-tenant rate-limit window (sliding or fixed) and daily quota."""
 from __future__ import annotations
 
 import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .protocol import HTML, firewall_page
 
 DEFAULT_QUOTA = 100_000
+TOO_MANY = "Too many requests"
 
 
 @dataclass
@@ -15,6 +18,8 @@ class Fault:
     """One scripted misbehaviour, consumed by the next `times` matching requests.
 
     status None = only `delay`, then answer normally. tenant/resource/action None = any.
+    `headers` are added to the answer; api_headers=False leaves out X-Quota-*/X-RateLimit-* (an answer that
+    does not come from the API, such as the firewall's).
     """
 
     status: int | None = None
@@ -26,6 +31,15 @@ class Fault:
     tenant: str | None = None
     resource: str | None = None
     action: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    api_headers: bool = True
+
+    @classmethod
+    def firewall(cls, status: int = 403, times: int = 1, **match: str | None) -> "Fault":
+        """An Imperva Incapsula HTML block page (cookies, no JSON, no API headers) for the next `times` matches."""
+        body, headers = firewall_page()
+        return cls(status=status, times=times, body=body.decode("utf-8"), content_type=HTML, headers=headers,
+                   api_headers=False, **match)
 
     def matches(self, tenant: str | None, resource: str | None, action: str | None) -> bool:
         return ((self.tenant is None or self.tenant == tenant)
@@ -63,33 +77,74 @@ class FaultQueue:
         return None
 
 
+@dataclass(frozen=True)
+class Window:
+    """The rate-limit window as one request leaves it: admitted or not, and its X-RateLimit-* values."""
+
+    admitted: bool
+    wait: float  # seconds until the window admits a request again (0 while it has room)
+    limit: int
+    remaining: int  # requests the window still admits after this one
+    reset: int  # Unix epoch second (rounded up) at which the window ends
+
+
 class RateLimiter:
-    """Sliding 60 s window per tenant. check() -> None if admitted, else seconds until a slot frees."""
+    """`limit` requests per `window_seconds` per tenant, in a sliding or a fixed window.
+
+    Both keep the admitted requests' monotonic times: a sliding window drops those older than the window, a
+    fixed one starts at its first request and drops them all when it ends.
+    """
 
     def __init__(self) -> None:
-        self.per_minute: int | None = None
+        self.limit: int | None = None
         self.retry_after = True
+        self.window_seconds = 60.0
+        self.fixed = False
+        self.headers = False
+        self.message = TOO_MANY
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def configure(self, per_minute: int | None, retry_after: bool = True) -> None:
+    def configure(self, limit: int | None, *, retry_after: bool = True, window_seconds: float = 60.0,
+                  fixed: bool = False, headers: bool = False, message: str = TOO_MANY) -> None:
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         with self._lock:
-            self.per_minute, self.retry_after = per_minute, retry_after
+            self.limit, self.retry_after, self.window_seconds = limit, retry_after, float(window_seconds)
+            self.fixed, self.headers, self.message = fixed, headers, message
             self._hits.clear()
 
-    def check(self, tenant: str) -> int | None:
+    def admit(self, tenant: str) -> Window | None:
+        """Count one request if the window has room; None when there is no limit."""
+        return self._look(tenant, take=True)
+
+    def peek(self, tenant: str) -> Window | None:
+        """The window as it stands, counting nothing (for answers given before the limit is applied)."""
+        return self._look(tenant, take=False)
+
+    def _look(self, tenant: str, take: bool) -> Window | None:
         with self._lock:
-            if self.per_minute is None:
+            if self.limit is None:
                 return None
             now = time.monotonic()
-            hits = self._hits.setdefault(tenant, deque())
-            while hits and hits[0] <= now - 60.0:
+            hits = self._current(tenant, now)
+            admitted = len(hits) < self.limit
+            if take and admitted:
+                hits.append(now)
+            ends = hits[0] + self.window_seconds if hits else now + self.window_seconds
+            return Window(admitted, 0.0 if admitted else ends - now, self.limit,
+                          max(0, self.limit - len(hits)), math.ceil(time.time() + ends - now))
+
+    def _current(self, tenant: str, now: float) -> deque[float]:
+        """The tenant's admitted requests still in its window at `now`."""
+        hits = self._hits.setdefault(tenant, deque())
+        if self.fixed:
+            if hits and now >= hits[0] + self.window_seconds:
+                hits.clear()  # the window ended: the next request starts a new one
+        else:
+            while hits and hits[0] <= now - self.window_seconds:
                 hits.popleft()
-            if len(hits) >= self.per_minute:
-                wait = hits[0] + 60.0 - now if hits else 60.0
-                return max(1, math.ceil(wait))
-            hits.append(now)
-            return None
+        return hits
 
 
 class Quota:
@@ -97,11 +152,17 @@ class Quota:
 
     def __init__(self) -> None:
         self._left: dict[str, int] = {}
+        self._total: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def set(self, tenant: str, quota: int) -> None:
         with self._lock:
-            self._left[tenant] = quota
+            self._left[tenant] = self._total[tenant] = quota
+
+    def total(self, tenant: str) -> int:
+        """The daily total (X-Quota-Limit)."""
+        with self._lock:
+            return self._total.get(tenant, DEFAULT_QUOTA)
 
     def remaining(self, tenant: str) -> int:
         with self._lock:

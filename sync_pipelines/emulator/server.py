@@ -10,14 +10,15 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .data import RESOURCES, TenantSpec
-from .faults import DEFAULT_QUOTA, Fault, FaultQueue, Quota, RateLimiter
-from .protocol import JSON, PREFIX, ROUTE, BadRequest, dump, list_params
+from .faults import DEFAULT_QUOTA, TOO_MANY, Fault, FaultQueue, Quota, RateLimiter, Window
+from .protocol import HTML, JSON, PREFIX, ROUTE, BadRequest, dump, firewall_page, list_params
 from .store import TenantStore
 
 
@@ -89,13 +90,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
 
-    def reply(self, status: int, body: bytes, quota: int, content_type: str = JSON,
+    def reply(self, status: int, body: bytes, headers: Iterable[tuple[str, str]], content_type: str = JSON,
               retry_after: int | None = None) -> None:
+        """Send one answer; `headers` are the extra ones (X-Quota-Remaining..., cookies), repeats allowed."""
         self.before_reply(status)  # log first: a client may inspect the log as soon as it has the answer
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Quota-Remaining", str(quota))
+        for name, value in headers:
+            self.send_header(name, value)
         if retry_after is not None:
             self.send_header("Retry-After", str(retry_after))
         self.end_headers()
@@ -124,6 +127,9 @@ class Emulator:
         self.faults = FaultQueue()
         self._rate = RateLimiter()
         self._quota = Quota()
+        self._ignored: dict[str, frozenset[str]] = {}  # resource -> lowercased query names it drops
+        self._lean: frozenset[str] = frozenset()
+        self._firewall: int | None = None
         self._requests: list[RequestRecord] = []
         self._req_lock = threading.Lock()
         self._server: _Server | None = None
@@ -175,8 +181,35 @@ class Emulator:
     def tenants(self) -> list[TenantStore]:
         return list(self._stores.values())
 
-    def set_rate_limit(self, per_minute: int | None, *, retry_after: bool = True) -> None:
-        self._rate.configure(per_minute, retry_after)
+    def set_rate_limit(self, limit: int | None, *, retry_after: bool = True, window_seconds: float = 60.0,
+                       fixed: bool = False, headers: bool = False, message: str = TOO_MANY) -> None:
+        """`limit` requests per window per tenant (None = no limit), then 429 `{"message": message}`.
+
+        The window slides over the last `window_seconds`, or with fixed=True starts at the tenant's first
+        request after its previous window ended. headers=True puts X-RateLimit-Limit/-Remaining/-Reset and
+        X-Quota-Limit on every answer to a known tenant; retry_after=False leaves Retry-After off the 429s.
+        """
+        self._rate.configure(limit, retry_after=retry_after, window_seconds=window_seconds, fixed=fixed,
+                             headers=headers, message=message)
+
+    def ignore_filters(self, resource: str, *names: str) -> None:
+        """List requests of `resource` act as if the query parameters `names` were absent (no names = none).
+
+        As an ASP.NET API does with a parameter it does not know: neither validated nor applied.
+        """
+        lowered = frozenset(n.lower() for n in names)  # ASP.NET binds query names case-insensitively
+        if lowered:
+            self._ignored[resource.lower()] = lowered
+        else:
+            self._ignored.pop(resource.lower(), None)
+
+    def set_firewall(self, status: int | None = 403) -> None:
+        """Answer every request with an Imperva Incapsula HTML page of this status (None = off)."""
+        self._firewall = status
+
+    def set_lean_lists(self, *resources: str) -> None:
+        """List rows of these resources come without `lines` (details keep them); no resources = off."""
+        self._lean = frozenset(r.lower() for r in resources)
 
     def set_daily_quota(self, domain: str, quota: int) -> None:
         self._quota.set(domain, quota)
@@ -230,25 +263,52 @@ class Emulator:
         h.before_reply = log
         h.server_clock = store.utc_now if store else None
         try:
-            self._respond(h, method, url.path, params, store, resource, action, quota_of)
+            if self._firewall is not None:  # the firewall stands in front of everything, faults included
+                self._firewall_reply(h, self._firewall)
+            else:
+                self._respond(h, method, url.path, params, store, resource, action, quota_of)
         except Exception:  # a bug here must still answer (JSON 500) and keep serving
             traceback.print_exc()
             if not logged:
-                h.reply(500, dump({"message": "Internal server error"}), DEFAULT_QUOTA)
+                h.reply(500, dump({"message": "Internal server error"}), [("X-Quota-Remaining", str(DEFAULT_QUOTA))])
+
+    def _firewall_reply(self, h: _Handler, status: int) -> int:
+        body, headers = firewall_page()
+        h.reply(status, body, headers, HTML)
+        return status
+
+    def _api_headers(self, tenant: str | None, left: int, window: Window | None = None) -> list[tuple[str, str]]:
+        """X-Quota-Remaining; with rate headers on and a known tenant, X-Quota-Limit and X-RateLimit-*.
+
+        `window` is the one the request was counted in; None = the window as it stands (not counted).
+        """
+        headers = [("X-Quota-Remaining", str(left))]
+        if tenant is None or not self._rate.headers:
+            return headers
+        window = window or self._rate.peek(tenant)
+        if window is None:
+            return headers
+        return headers + [("X-Quota-Limit", str(self._quota.total(tenant))),
+                          ("X-RateLimit-Limit", str(window.limit)),
+                          ("X-RateLimit-Remaining", str(window.remaining)),
+                          ("X-RateLimit-Reset", str(window.reset))]
 
     def _respond(self, h: _Handler, method: str, path: str, params: dict[str, str], store: TenantStore | None,
                  resource: str | None, action: str | None, quota_of: str | None) -> int:
         """Faults, then auth, quota, rate limit, routing, and the answer; returns the status sent."""
         left = self._quota.remaining(quota_of) if quota_of else DEFAULT_QUOTA
+        window: Window | None = None  # the rate window this request was counted in, once it is
         fault = self.faults.take(store.domain if store else None, resource, action)
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.status is not None:
-                return self._fault_reply(h, fault, left)
+                headers = self._api_headers(quota_of, left) if fault.api_headers else []
+                return self._fault_reply(h, fault, headers + fault.headers)
 
         def error(status: int, message: str, retry: int | None = None, **extra) -> int:
-            h.reply(status, dump({"message": message, **extra}), left, retry_after=retry)
+            h.reply(status, dump({"message": message, **extra}), self._api_headers(quota_of, left, window),
+                    retry_after=retry)
             return status
 
         if not PREFIX.match(path):
@@ -257,9 +317,10 @@ class Emulator:
             return error(401, "Invalid domain or API key")
         if left <= 0:
             return error(429, "Daily quota exceeded")
-        wait = self._rate.check(store.domain)
-        if wait is not None:
-            return error(429, "Too many requests", wait if self._rate.retry_after else None)
+        window = self._rate.admit(store.domain)
+        if window is not None and not window.admitted:
+            retry = max(1, math.ceil(window.wait)) if self._rate.retry_after else None
+            return error(429, self._rate.message, retry)
         spent = self._quota.spend(store.domain)
         if spent is None:
             return error(429, "Daily quota exceeded")
@@ -277,18 +338,27 @@ class Emulator:
             rec = store.details(resource, rid)
             if rec is None:
                 return error(404, "Record not found")
-            h.reply(200, dump(rec), left)
+            h.reply(200, dump(rec), self._api_headers(quota_of, left, window))
             return 200
         try:
-            page, size, filters = list_params(params)
+            page, size, filters = list_params(self._heeded(resource, params))
         except BadRequest as bad:
             return error(400, "The request is invalid.", errors=bad.errors)
         total, rows = store.list_page(resource, page, size, filters)
+        if resource in self._lean:
+            rows = [{k: v for k, v in r.items() if k != "lines"} for r in rows]
         h.reply(200, dump({"page": page, "pageSize": size, "records": len(rows), "recordsTotal": total,
-                            "data": rows}), left)
+                            "data": rows}), self._api_headers(quota_of, left, window))
         return 200
 
-    def _fault_reply(self, h: _Handler, fault: Fault, left: int) -> int:
+    def _heeded(self, resource: str, params: dict[str, str]) -> dict[str, str]:
+        """The query without the parameters this resource is set to ignore (the log keeps what was sent)."""
+        ignored = self._ignored.get(resource)
+        if not ignored:
+            return params
+        return {k: v for k, v in params.items() if k.lower() not in ignored}
+
+    def _fault_reply(self, h: _Handler, fault: Fault, headers: list[tuple[str, str]]) -> int:
         status = fault.status
         if fault.body is not None:
             body = fault.body.encode("utf-8")
@@ -301,5 +371,5 @@ class Emulator:
                 phrase = "Error"
             body = dump({"message": phrase})
         retry = None if fault.retry_after is None else max(0, math.ceil(fault.retry_after))
-        h.reply(status, body, left, fault.content_type or JSON, retry)
+        h.reply(status, body, headers, fault.content_type or JSON, retry)
         return status
