@@ -15,6 +15,8 @@ from sync_pipelines.synchroteam.errors import ConfigurationError
 DEFAULT_BASE_URL = "https://ws.synchroteam.com/Api/v3"
 DEFAULT_DUCKDB_PATH = Path("data") / "warehouse.duckdb"
 DEFAULT_QUOTA_FLOOR = 100
+# The longest wait for the API's rate window a run accepts: windows of up to an hour are waited out.
+DEFAULT_MAX_RATE_WAIT_SECONDS = 3600.0
 # DuckDB's own defaults (80% of RAM, a thread per core) let a first load of a million records take over a GB;
 # with these it spills to `<warehouse>.tmp/` instead and the whole sync stays under 400 MB (BENCHMARKS.md).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
@@ -37,10 +39,12 @@ class TenantSettings:
     timezone: ZoneInfo
     requests_per_minute: float | None = None
     quota_floor: int = DEFAULT_QUOTA_FLOOR
+    max_rate_wait: float = DEFAULT_MAX_RATE_WAIT_SECONDS
 
     @classmethod
     def from_env(cls, tenant: Tenant, environ: Mapping[str, str] | None = None) -> TenantSettings:
-        """Read `<PREFIX>BASE_URL`, `DOMAIN`, `API_KEY`, `TIMEZONE`, `REQUESTS_PER_MINUTE`, `QUOTA_FLOOR`."""
+        """Read `<PREFIX>BASE_URL`, `DOMAIN`, `API_KEY`, `TIMEZONE` (required: the API's timestamps carry no
+        zone), `REQUESTS_PER_MINUTE`, `QUOTA_FLOOR`, `MAX_RATE_WAIT_SECONDS`."""
         env = os.environ if environ is None else environ
 
         def value(suffix: str) -> str:
@@ -62,7 +66,17 @@ class TenantSettings:
                 f"{tenant.env('BASE_URL')}={base_url!r} is not an http(s) URL.",
                 action=f"Set it like {DEFAULT_BASE_URL}.",
             )
-        zone_name = value("TIMEZONE") or "UTC"
+        zone_name = value("TIMEZONE")
+        if not zone_name:
+            raise ConfigurationError(
+                f"Tenant '{tenant.label}' ({tenant.name}) has no time zone: {tenant.env('TIMEZONE')} is not set. The "
+                "API's timestamps carry no zone, so without it every instant would be off by the tenant's UTC "
+                "offset.",
+                action=(
+                    f"Set {tenant.env('TIMEZONE')} to the IANA zone the tenant works in (Synchroteam writes its "
+                    "timestamps in it), e.g. Europe/Paris."
+                ),
+            )
         try:
             zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -78,6 +92,7 @@ class TenantSettings:
             timezone=zone,
             requests_per_minute=_positive_number(tenant, env, "REQUESTS_PER_MINUTE", float) or None,
             quota_floor=_positive_number(tenant, env, "QUOTA_FLOOR", int, DEFAULT_QUOTA_FLOOR),
+            max_rate_wait=_positive_number(tenant, env, "MAX_RATE_WAIT_SECONDS", float, DEFAULT_MAX_RATE_WAIT_SECONDS),
         )
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
+import math
 import random
+import threading
+import time
 from datetime import datetime, timezone
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
@@ -16,6 +20,7 @@ from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.settings import TenantSettings
 from sync_pipelines.synchroteam import idset
 from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
+from sync_pipelines.synchroteam.throttle import RateWindow
 from sync_pipelines.synchroteam.errors import (
     ApiUnavailable,
     AuthRejected,
@@ -23,6 +28,7 @@ from sync_pipelines.synchroteam.errors import (
     QuotaSpent,
     RateLimited,
     RecordNotFound,
+    ResourceNotFound,
     UnexpectedResponse,
 )
 
@@ -30,8 +36,10 @@ SECRET = "0b6f1c2e-aaaa-bbbb-cccc-123456789abc"
 
 
 class FakeTime:
+    """One clock for monotonic time and the wall clock (an epoch instant, as `X-RateLimit-Reset` is)."""
+
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_770_000_000.0
         self.sleeps: list[float] = []
 
     def clock(self) -> float:
@@ -58,6 +66,7 @@ def make_client(handler: Callable[[httpx.Request], httpx.Response], fake: FakeTi
         transport=httpx.MockTransport(handler),
         sleep=fake.sleep,
         clock=fake.clock,
+        wall_clock=fake.clock,
         rng=random.Random(7),
         **kw,
     )
@@ -174,11 +183,15 @@ def test_endless_429s_give_up_as_rate_limited_after_the_attempt_budget():
     assert err.value.retryable and "gave up after 4 attempts" in str(err.value)
 
 
-def test_a_retry_after_longer_than_the_run_waits_stops_at_once():
+def test_a_retry_after_longer_than_the_run_waits_stops_at_once_without_asking_again():
+    calls = []
     with make_client(
-        lambda r: json_response(429, {"message": "x"}, {"Retry-After": "3600"}), retry=RetryPolicy(max_wait=60)
-    ) as client, pytest.raises(RateLimited, match="3600s"):
+        lambda r: calls.append(r) or json_response(429, {"message": "x"}, {"Retry-After": "3600"}),
+        settings=settings(max_rate_wait=60),
+    ) as client, pytest.raises(RateLimited, match="wait 60 min 00 s") as err:
         client.details("invoice", "1")
+    assert len(calls) == 1 and "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS" in str(err.value)
+    assert not err.value.retryable  # a retry a minute later would meet the same wait
 
 
 def test_wrong_api_key_is_not_retried_and_names_tenant_and_variables_but_not_the_key():
@@ -462,3 +475,175 @@ def test_a_single_page_is_read_once():
     with make_client(handler) as client:
         assert len([r for p in client.iter_pages("invoice") for r in p]) == 5
     assert len(calls) == 1
+
+
+# -- the API's own limits: X-RateLimit-*, X-Quota-* ---------------------------------------------------------------
+
+QUOTA_SOUNDING = "API calls quota exceeded! maximum admitted 40 per 240s."
+
+
+class FixedWindowApi:
+    """A fixed window of `limit` requests per `seconds`, announced on every answer; its 429s carry no Retry-After
+    and a message that speaks of a quota although the daily quota is far from spent. `now`: its clock."""
+
+    def __init__(self, limit: int, seconds: float, now: Callable[[], float], used: int = 0) -> None:
+        self.limit, self.seconds, self.now = limit, seconds, now
+        self.start: float | None = now() if used else None
+        self.used = used
+        self.statuses: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            now = self.now()
+            if self.start is None or now >= self.start + self.seconds:
+                self.start, self.used = now, 0
+            admitted = self.used < self.limit
+            self.used += admitted
+            self.statuses.append(200 if admitted else 429)
+            headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.limit - self.used),
+                       "X-RateLimit-Reset": str(math.ceil(self.start + self.seconds)),
+                       "X-Quota-Limit": "50000", "X-Quota-Remaining": "48210"}
+        if admitted:
+            return json_response(200, {"id": 1}, headers)
+        return json_response(429, {"message": QUOTA_SOUNDING}, headers)
+
+
+def test_a_known_window_is_used_to_its_end_then_waited_out_without_a_single_429(caplog):
+    fake = FakeTime()
+    api = FixedWindowApi(40, 240, fake.clock)
+    started = fake.now
+    with caplog.at_level(logging.INFO), make_client(api, fake) as client:
+        for _ in range(100):
+            client.details("job", "1")
+        assert client.stats.retries_429 == 0 and client.stats.requests == 100
+        assert client.stats.rate_waits == 2 and client.stats.rate_limit == 40 and client.stats.quota_limit == 50000
+        assert client.stats.rate_wait_seconds == pytest.approx(fake.now - started, abs=0.01)
+    assert api.statuses == [200] * 100
+    # 100 requests need three windows: two waits, each to a second after the window's announced reset
+    assert fake.now - started == pytest.approx(2 * 241)
+    waits = [r.getMessage() for r in caplog.records if "rate window to reset" in r.getMessage()]
+    assert len(waits) == 2 and "waiting 4 min 01 s" in waits[0] and "40 requests are used" in waits[0]
+
+
+def test_a_429_that_speaks_of_a_quota_waits_for_the_window_s_reset_when_the_daily_quota_is_not_spent(caplog):
+    fake = FakeTime()
+    api = FixedWindowApi(40, 240, fake.clock, used=40)  # another client spent this window a moment ago
+    with caplog.at_level(logging.INFO), make_client(api, fake) as client:
+        for _ in range(30):
+            client.details("job", "1")
+        assert client.stats.retries_429 == 1 and client.stats.quota_remaining == 48210
+    assert api.statuses == [429] + [200] * 30
+    assert fake.sleeps[0] == pytest.approx(241)  # to the announced reset, not a blind backoff
+    [line] = [r.getMessage() for r in caplog.records if "rate window to reset" in r.getMessage()]
+    assert "429" in line and "not the daily quota" in line
+
+
+def test_retry_after_later_than_the_window_s_reset_wins():
+    fake = FakeTime()
+    api = FixedWindowApi(5, 60, fake.clock, used=5)
+    answers = iter([httpx.Response(429, json={"message": "x"}, headers={
+        "Retry-After": "90", "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(math.ceil(fake.now + 60)), "X-Quota-Remaining": "900"})])
+    with make_client(lambda r: next(answers, None) or api(r), fake) as client:
+        client.details("job", "1")
+    assert fake.sleeps == [pytest.approx(90)]
+
+
+def test_a_window_resetting_later_than_the_bound_stops_the_run_as_rate_limited_not_retried():
+    fake = FakeTime()
+    api = FixedWindowApi(40, 3600, fake.clock, used=40)  # an hour-long window, spent
+    with make_client(api, fake, settings=settings(max_rate_wait=600)) as client:
+        with pytest.raises(RateLimited) as err:
+            client.details("job", "1")
+    assert api.statuses == [429] and fake.sleeps == []
+    assert "wait 60 min 01 s" in str(err.value) and "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS" in str(err.value)
+    assert not err.value.retryable
+
+
+def test_the_daily_quota_is_spent_only_when_x_quota_remaining_says_so_whatever_the_message():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return json_response(429, {"message": "Too many requests"}, {"X-Quota-Remaining": "0"})
+
+    with make_client(handler) as client, pytest.raises(QuotaSpent) as err:
+        client.details("job", "1")
+    assert len(calls) == 1 and "midnight UTC" in str(err.value)
+
+
+def test_clients_sharing_a_tenant_s_window_wait_instead_of_earning_a_429():
+    fake = FakeTime()
+    api = FixedWindowApi(10, 60, fake.clock)
+    window = RateWindow(fake.clock)
+    for _ in range(3):  # three steps of one run, one after the other, each with a client of its own
+        with make_client(api, fake, window=window) as client:
+            for _ in range(7):
+                client.details("job", "1")
+    assert api.statuses == [200] * 21
+
+
+def test_details_threads_share_one_budget_and_earn_no_429():
+    api = FixedWindowApi(12, 2, time.time)
+    with SynchroteamClient(settings(), transport=httpx.MockTransport(api)) as client:
+        threads = [threading.Thread(target=lambda: [client.details("job", "1") for _ in range(8)]) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert client.stats.requests == 32 and client.stats.rate_waits == 2
+    assert api.statuses == [200] * 32
+
+
+def test_requests_per_minute_stays_a_ceiling_under_a_looser_window():
+    fake = FakeTime()
+    stamps = []
+    api = FixedWindowApi(1000, 60, fake.clock)
+    with make_client(lambda r: stamps.append(fake.now) or api(r), fake,
+                     settings=settings(requests_per_minute=60)) as client:
+        for _ in range(5):
+            client.details("job", "1")
+    assert stamps[-1] - stamps[0] == pytest.approx(4 * 60 / (60 * 0.98))
+
+
+# -- answers that point the right way -------------------------------------------------------------------------
+
+IMPERVA = (
+    "<html style=\"height:100%\"><head><META NAME=\"ROBOTS\" CONTENT=\"NOINDEX, NOFOLLOW\"><script>var x=1;</script>"
+    "</head><body><iframe>Request unsuccessful. Incapsula incident ID: 1234000560078-90</iframe></body></html>"
+)
+
+
+@pytest.mark.parametrize("status", [403, 401, 200, 503])
+def test_an_html_page_is_the_firewall_whatever_its_status_never_rejected_credentials(status):
+    calls = []
+    page = httpx.Response(status, text=IMPERVA, headers={"Content-Type": "text/html; charset=utf-8"})
+    with make_client(lambda r: calls.append(r) or page) as client, pytest.raises(NotJsonResponse) as err:
+        list(client.iter_pages("invoice"))
+    message = str(err.value)
+    assert len(calls) == 1 and not err.value.retryable
+    assert f"HTTP {status}" in message and "firewall" in message and "not a rejected API key" in message
+    assert "Request unsuccessful. Incapsula incident ID" in message and "var x" not in message
+
+
+def test_a_json_403_is_rejected_credentials():
+    with make_client(lambda r: json_response(403, {"message": "Forbidden"})) as client:
+        with pytest.raises(AuthRejected, match="SYNCHROTEAM_API_KEY"):
+            client.details("job", "1")
+
+
+def test_a_404_on_a_list_says_the_api_has_no_such_resource_not_that_a_record_was_deleted():
+    with make_client(lambda r: json_response(404, {"message": "Not found"})) as client:
+        with pytest.raises(ResourceNotFound) as err:
+            list(client.iter_pages("creditnote"))
+    assert "no creditnote/list at https://ws.example.test/Api/v3" in str(err.value)
+    assert "SYNCHROTEAM_BASE_URL" in err.value.action and "no record was deleted" in err.value.action
+    assert not isinstance(err.value, RecordNotFound)
+
+
+def test_every_request_asks_for_json_with_both_headers():
+    seen = []
+    with make_client(lambda r: seen.append(r.headers) or json_response(200, {"id": 1})) as client:
+        client.details("job", "1")
+    assert seen[0]["Accept"] == "application/json" and seen[0]["Content-Type"] == "application/json"

@@ -85,9 +85,20 @@ def test_unknown_time_zone_is_a_configuration_error():
         TenantSettings.from_env(TENANTS["synchroteam"], env)
 
 
-def test_settings_default_to_the_public_endpoint_and_utc():
-    s = TenantSettings.from_env(TENANTS["synchroteam"], {"SYNCHROTEAM_DOMAIN": "d", "SYNCHROTEAM_API_KEY": "k"})
-    assert s.base_url == "https://ws.synchroteam.com/Api/v3" and s.timezone == ZoneInfo("UTC")
+def test_a_tenant_without_a_time_zone_is_a_configuration_error_naming_the_variable():
+    with pytest.raises(ConfigurationError) as err:
+        TenantSettings.from_env(TENANTS["synchroteam_hec"], {"SYNCHROTEAM_HEC_DOMAIN": "d",
+                                                              "SYNCHROTEAM_HEC_API_KEY": "k"})
+    assert "SYNCHROTEAM_HEC_TIMEZONE is not set" in str(err.value) and "Europe/Paris" in err.value.action
+
+
+def test_settings_default_to_the_public_endpoint_and_an_hour_long_rate_wait():
+    env = {"SYNCHROTEAM_DOMAIN": "d", "SYNCHROTEAM_API_KEY": "k", "SYNCHROTEAM_TIMEZONE": "Europe/Paris"}
+    s = TenantSettings.from_env(TENANTS["synchroteam"], env)
+    assert s.base_url == "https://ws.synchroteam.com/Api/v3" and s.timezone == ZoneInfo("Europe/Paris")
+    assert s.max_rate_wait == 3600 and s.requests_per_minute is None
+    assert TenantSettings.from_env(TENANTS["synchroteam"], {**env, "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS": "90"}
+                                   ).max_rate_wait == 90
     assert "api_key" not in repr(s)
 
 

@@ -1,7 +1,9 @@
 """The Synchroteam HTTP client: every HTTP policy of the project lives here.
 
-Basic auth, paging to the end whatever the order, timeouts, retries (`Retry-After` or exponential backoff with
-jitter), proactive pacing, a quota floor, and errors classified into `errors.SyncError` subclasses.
+Basic auth, paging to the end whatever the order, timeouts, pacing from the API's own `X-RateLimit-*` headers
+(waiting for the window's reset instead of earning a 429), retries (`Retry-After`, the window's reset, or
+exponential backoff with jitter), a quota floor, and every answer classified by one table (`STATUS_RULES`:
+`Content-Type` first, then status) into data, a retry, or an `errors.SyncError` subclass.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import contextlib
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -28,11 +32,13 @@ from sync_pipelines.synchroteam.errors import (
     QuotaSpent,
     RateLimited,
     RecordNotFound,
+    ResourceNotFound,
+    SyncError,
     UnexpectedResponse,
 )
 from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.records import parse_timestamp
-from sync_pipelines.synchroteam.throttle import RequestPacer
+from sync_pipelines.synchroteam.throttle import RESET_SLACK, Limits, RateWindow, RequestPacer
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +49,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 @dataclass
 class RetryPolicy:
-    """How hard to try. Waits are `min(max_wait, base * 2**attempt)` scaled by a random factor in [0.5, 1]: from
-    `backoff_base` after an error, from `rate_limit_base` after a 429 without `Retry-After` (long enough, over
-    the attempts, for a per-minute window to pass: 67-135 s with the defaults)."""
+    """How hard to try. Backoff waits are `min(max_wait, base * 2**attempt)` scaled by a random factor in
+    [0.5, 1]: from `backoff_base` after an error, from `rate_limit_base` after a 429 that says neither
+    `X-RateLimit-Reset` nor `Retry-After` (long enough, over the attempts, for a per-minute window to pass:
+    67-135 s with the defaults). Waits the API announces are bounded by the tenant's `max_rate_wait` instead."""
 
     max_attempts: int = 6
     backoff_base: float = 0.5
@@ -60,7 +67,11 @@ class ClientStats:
     requests: int = 0
     retries_429: int = 0
     retries_other: int = 0
-    quota_remaining: int | None = None
+    quota_remaining: int | None = None  # X-Quota-Remaining, as last answered
+    quota_limit: int | None = None  # X-Quota-Limit
+    rate_limit: int | None = None  # X-RateLimit-Limit: requests per window
+    rate_waits: int = 0  # waits for the window to reset (after its allowance was used, or a 429)
+    rate_wait_seconds: float = 0.0  # how long those waits were, in all
     paced_per_minute: float | None = None  # the pace this client ended at (configured, or learned from 429s)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -70,7 +81,12 @@ class ClientStats:
 
 
 class SynchroteamClient:
-    """A client for one tenant. Thread-safe; use as a context manager."""
+    """A client for one tenant. Thread-safe; use as a context manager.
+
+    `window`: the tenant's rate window, shared by every client of the tenant in the process (`shared_window`);
+    a client of its own by default. `wall_clock` reads the instants the API's `X-RateLimit-Reset` is given in.
+    `logger` receives the waits and warnings (a Dagster step passes `context.log`).
+    """
 
     def __init__(
         self,
@@ -81,18 +97,26 @@ class SynchroteamClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        window: RateWindow | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
         self.listed_at: datetime | None = None  # the server's clock (`Date`) when it answered the last list page
         self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._wall = wall_clock
+        self._log = logger or log
+        self._window = window or RateWindow(wall_clock)
         self._pacer = RequestPacer(settings.requests_per_minute, clock=clock, sleep=sleep)
         self._http = httpx.Client(
             base_url=settings.base_url + "/",
             auth=httpx.BasicAuth(settings.domain, settings.api_key),
-            headers={"Accept": "application/json", "User-Agent": "sync_pipelines"},
+            # the docs ask for both, and a server may pick its answer's format from either
+            headers={"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "sync_pipelines"},
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
@@ -148,10 +172,10 @@ class SynchroteamClient:
                 if walk.unknowable and again > 0 and len(seen) == before:
                     return  # nothing to check the list by: a walk that brings nothing new is the best evidence
                 if again < MAX_REWALKS:
-                    log.info("%s/list changed while it was walked (%s): walking it again", resource, reason)
+                    self._log.info("%s/list changed while it was walked (%s): walking it again", resource, reason)
                 else:
-                    log.warning("%s/list still changing after %d walks (%s): the next run reads it again",
-                                resource, again + 1, reason)
+                    self._log.warning("%s/list still changing after %d walks (%s): the next run reads it again",
+                                      resource, again + 1, reason)
 
     def _walk(
         self, resource: str, page_size: int, params: Mapping[str, str], seen: IdSet, walk: _Walk
@@ -181,7 +205,8 @@ class SynchroteamClient:
                 return
             ids = [_record_id(r) for r in data]
             if ids == previous_ids:
-                log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1)
+                self._log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page,
+                                  page - 1)
                 return
             previous_ids = ids
             page += 1
@@ -208,13 +233,14 @@ class SynchroteamClient:
         return self.get_with_headers(path, params)[0]
 
     def get_with_headers(self, path: str, params: Mapping[str, str] | None = None) -> tuple[Any, httpx.Headers]:
-        """GET `path`: (its JSON, the response headers), retrying what can be retried."""
+        """GET `path`: (its JSON, the response headers), retrying what can be retried (`STATUS_RULES`)."""
         failures: list[str] = []  # one short reason per failed attempt
         last_bad_response: UnexpectedResponse | None = None
         for attempt in range(self.retry.max_attempts):
             self._check_quota_floor()
-            self._pacer.acquire()
+            self._take_turn()
             self.stats.count("requests")
+            response = None
             try:
                 response = self._http.get(path, params=params)
             except httpx.TransportError as exc:
@@ -222,42 +248,27 @@ class SynchroteamClient:
                 self.stats.count("retries_other")
                 self._backoff(attempt)
                 continue
-            self._note_quota(response)
-            status = response.status_code
-            if status == 429:
-                retry_after = _retry_after(response)
-                if self._quota_is_spent(response):
-                    raise QuotaSpent(
-                        f"Tenant '{self.settings.tenant.label}' has spent its daily API quota "
-                        f"(X-Quota-Remaining={self.stats.quota_remaining}); it resets at the start of the "
-                        f"tenant's day.",
-                    )
+            finally:
+                limits = self._observe(response)
+            rule = _rule(response, path)
+            if rule.act is Act.RETURN:
+                try:
+                    return _json(response, path), response.headers
+                except UnexpectedResponse as exc:
+                    last_bad_response = exc
+                    failures.append("bad response")
+                    self.stats.count("retries_other")
+                    self._backoff(attempt)
+                    continue
+            if rule.act is Act.FAIL:
+                raise self._error(rule, response, path, params)
+            if rule.act is Act.WAIT_FOR_WINDOW:
                 failures.append("429")
-                self.stats.count("retries_429")
-                self._slow_down()
-                self._wait(attempt, retry_after, self.retry.rate_limit_base)
+                self._after_429(response, limits, attempt)
                 continue
-            if status in (401, 403):
-                raise self._auth_error(status)
-            if status >= 500:
-                failures.append(str(status))
-                self.stats.count("retries_other")
-                self._wait(attempt, _retry_after(response))
-                continue
-            if status == 404:
-                raise RecordNotFound(
-                    f"{path} {dict(params or {})} answered 404: {_message(response)}",
-                    action="The record was deleted in Synchroteam, or the base URL points at the wrong API.",
-                )
-            if status >= 400:
-                raise BadRequest(f"{path} answered {status}: {_message(response)}")
-            try:
-                return _json(response, path), response.headers
-            except UnexpectedResponse as exc:
-                last_bad_response = exc
-                failures.append("bad response")
-                self.stats.count("retries_other")
-                self._backoff(attempt)
+            failures.append(str(response.status_code))
+            self.stats.count("retries_other")
+            self._wait(attempt, _retry_after(response))
         where = f"{self.settings.base_url}/{path}"
         if failures and all(f == "429" for f in failures):
             raise RateLimited(
@@ -274,6 +285,76 @@ class SynchroteamClient:
             f"({', '.join(failures)}); gave up."
         )
 
+    # -- the tenant's limits -----------------------------------------------------------------------------------
+
+    def _take_turn(self) -> None:
+        """Wait for the request's turn: the API's window first (its reset, when its allowance is used), then the
+        optional per-minute ceiling."""
+        turn = self._window.take()
+        if turn.announce is not None:
+            try:
+                self._announce_wait(turn.wait, turn.announce)
+            except RateLimited:
+                self._window.answered(Limits())  # the request is not sent
+                raise
+        if turn.wait > 0:
+            self._sleep(turn.wait)
+        self._pacer.acquire()
+
+    def _observe(self, response: httpx.Response | None) -> Limits:
+        """Note what an answer (None: there was none) says of the tenant's limits, for every request to come."""
+        limits = Limits() if response is None else Limits.from_headers(response.headers, self._wall())
+        with self.stats._lock:
+            if limits.quota_remaining is not None:
+                self.stats.quota_remaining = limits.quota_remaining
+            if limits.quota_limit is not None:
+                self.stats.quota_limit = limits.quota_limit
+            if limits.limit is not None:
+                self.stats.rate_limit = limits.limit
+        self._window.answered(limits)
+        return limits
+
+    def _after_429(self, response: httpx.Response, limits: Limits, attempt: int) -> None:
+        """A 429 is the daily quota only if `X-Quota-Remaining` says it is spent, whatever its message says; else
+        the window: every request waits for its `X-RateLimit-Reset` (or `Retry-After`, whichever is later).
+        An API that says neither gets the exponential backoff, and the rest of the run is paced."""
+        quota = limits.quota_remaining if limits.quota_remaining is not None else self.stats.quota_remaining
+        if quota is not None and quota <= 0:
+            raise QuotaSpent(
+                f"Tenant '{self.settings.tenant.label}' has spent its daily API quota (X-Quota-Remaining={quota}"
+                f"{f' of {self.stats.quota_limit:,}' if self.stats.quota_limit else ''}); it resets at midnight UTC."
+            )
+        self.stats.count("retries_429")
+        wait = self._window.hold(_retry_after(response))
+        if wait is None:
+            self._slow_down()
+            self._backoff(attempt, self.retry.rate_limit_base)
+            return
+        quota_note = f", X-Quota-Remaining {quota:,}: not the daily quota" if quota is not None else ""
+        self._announce_wait(wait, f"the API answered 429 Too Many Requests{quota_note}")
+
+    def _announce_wait(self, wait: float, why: str) -> None:
+        """One log line per wait for the window, and the wait in the stats; a wait past the bound stops the run."""
+        bound = self.settings.max_rate_wait
+        resume = datetime.fromtimestamp(self._wall() + wait, timezone.utc).strftime("%H:%M:%S UTC")
+        variable = self.settings.tenant.env("MAX_RATE_WAIT_SECONDS")
+        if wait > bound + RESET_SLACK:
+            raise RateLimited(
+                f"Tenant '{self.settings.tenant.label}': {why}; the API's rate window asks to wait {_duration(wait)} "
+                f"(until {resume}), longer than the {_duration(bound)} a run waits ({variable}). Stopped before "
+                f"asking again: nothing of this run was loaded and the cursor did not move.",
+                action=f"The next run after {resume} continues where this one stopped; raise {variable} to wait "
+                "longer within a run.",
+                retryable=False,
+            )
+        with self.stats._lock:
+            self.stats.rate_waits += 1
+            self.stats.rate_wait_seconds += wait
+        self._log.info(
+            "Tenant '%s': waiting %s, until %s, for the API's rate window to reset (X-RateLimit-Reset): %s.",
+            self.settings.tenant.label, _duration(wait), resume, why,
+        )
+
     def _wait(self, attempt: int, retry_after: float | None, base: float | None = None) -> None:
         """Before the next attempt: the server's `Retry-After` when it gave one, else exponential backoff."""
         if attempt + 1 >= self.retry.max_attempts:
@@ -281,10 +362,11 @@ class SynchroteamClient:
         if retry_after is None:
             self._backoff(attempt, base)
             return
-        if retry_after > self.retry.max_wait:
+        if retry_after > self.settings.max_rate_wait:
             raise RateLimited(
                 f"Tenant '{self.settings.tenant.label}': the API asked to wait {retry_after:.0f}s "
-                f"(Retry-After), longer than the {self.retry.max_wait:.0f}s this run waits."
+                f"(Retry-After), longer than the {self.settings.max_rate_wait:.0f}s a run waits "
+                f"({self.settings.tenant.env('MAX_RATE_WAIT_SECONDS')})."
             )
         self._pacer.defer(retry_after)
 
@@ -301,24 +383,11 @@ class SynchroteamClient:
         with self.stats._lock:
             self.stats.paced_per_minute = after
         if before != after:
-            log.warning(
-                "Tenant '%s' answered 429: pacing at %.0f requests/minute from now on (set %s to the tenant's "
-                "limit to avoid the 429s).", self.settings.tenant.label, after,
-                self.settings.tenant.env("REQUESTS_PER_MINUTE"),
+            self._log.warning(
+                "Tenant '%s' answered 429 without saying when to come back (no X-RateLimit-Reset, no Retry-After): "
+                "pacing at %.0f requests/minute from now on (set %s to the tenant's limit to avoid the 429s).",
+                self.settings.tenant.label, after, self.settings.tenant.env("REQUESTS_PER_MINUTE"),
             )
-
-    def _note_quota(self, response: httpx.Response) -> None:
-        raw = response.headers.get("X-Quota-Remaining")
-        if raw is not None:
-            try:
-                self.stats.quota_remaining = int(float(raw))
-            except ValueError:
-                pass
-
-    def _quota_is_spent(self, response: httpx.Response) -> bool:
-        if self.stats.quota_remaining is not None and self.stats.quota_remaining <= 0:
-            return True
-        return "quota" in _message(response).lower() and _retry_after(response) is None
 
     def _check_quota_floor(self) -> None:
         remaining = self.stats.quota_remaining
@@ -329,21 +398,99 @@ class SynchroteamClient:
                 f"(X-Quota-Remaining={remaining}), under the floor of {floor} "
                 f"({self.settings.tenant.env('QUOTA_FLOOR')}); stopped before using them.",
                 action=(
-                    "Wait for the daily quota to reset (at the start of the tenant's day; the next run resumes), "
-                    "or lower the floor if this sync may use the rest."
+                    "Wait for the daily quota to reset at midnight UTC (the next run resumes), or lower the floor "
+                    "if this sync may use the rest."
                 ),
             )
 
-    def _auth_error(self, status: int) -> AuthRejected:
+    def _error(
+        self, rule: Rule, response: httpx.Response, path: str, params: Mapping[str, str] | None
+    ) -> SyncError:
+        """The error a FAIL rule names, its message and action filled in (never with the API key)."""
         tenant = self.settings.tenant
-        return AuthRejected(
-            f"Synchroteam rejected the credentials of tenant '{tenant.label}' ({tenant.name}) with HTTP {status} "
-            f"at {self.settings.base_url}.",
-            action=(
-                f"Check {tenant.env('DOMAIN')} (the tenant domain, now {self.settings.domain!r}) and "
-                f"{tenant.env('API_KEY')} (Synchroteam: Configuration > Authentication Key). Not retried."
-            ),
-        )
+        fields = {
+            "tenant": f"'{tenant.label}' ({tenant.name})",
+            "where": f"{self.settings.base_url}/{path}",
+            "query": dict(params or {}),
+            "status": response.status_code,
+            "said": _message(response),
+            "page": _first_words(response.text),
+            "content_type": response.headers.get("Content-Type", "no Content-Type"),
+            "base_url": self.settings.base_url,
+            "resource": path.split("/")[0],
+            "domain": self.settings.domain,
+            "domain_var": tenant.env("DOMAIN"),
+            "key_var": tenant.env("API_KEY"),
+            "base_url_var": tenant.env("BASE_URL"),
+        }
+        error = rule.error or BadRequest
+        action = rule.action.format(**fields) if rule.action else None
+        return error(rule.message.format(**fields), action=action)
+
+
+class Act(Enum):
+    """What the client does with an answer."""
+
+    RETURN = "return"  # the answer is the data
+    RETRY = "retry"  # transient: ask again after `Retry-After` or a backoff
+    WAIT_FOR_WINDOW = "wait_for_window"  # 429: wait for the rate window (or the backoff), then ask again
+    FAIL = "fail"  # raise the rule's error at once: asking again cannot help
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An answer's action, and for FAIL its error class, message and action (`str.format` fields: see
+    `SynchroteamClient._error`)."""
+
+    act: Act
+    error: type[SyncError] | None = None
+    message: str = ""
+    action: str | None = None
+
+
+CREDENTIALS = (
+    "Check {domain_var} (the tenant domain, now {domain!r}) and {key_var} (Synchroteam: Configuration > "
+    "Authentication Key). Not retried."
+)
+# (status, "list" | "details" | None for any path): the one table of what every answer means.
+STATUS_RULES: dict[tuple[int, str | None], Rule] = {
+    (400, None): Rule(Act.FAIL, BadRequest, "{where} {query} answered 400 Bad Request: {said}"),
+    (401, None): Rule(Act.FAIL, AuthRejected, "Synchroteam rejected the credentials of tenant {tenant} with HTTP "
+                      "401 at {base_url}: {said}", CREDENTIALS),
+    (403, None): Rule(Act.FAIL, AuthRejected, "Synchroteam refused tenant {tenant} with HTTP 403 (JSON) at "
+                      "{base_url}: {said}", CREDENTIALS),
+    (404, "list"): Rule(Act.FAIL, ResourceNotFound, "{where} answered 404: this API has no {resource}/list at "
+                        "{base_url} ({said}).", "Check {base_url_var} (now {base_url}) or the resource name "
+                        "'{resource}'; no record was deleted. Not retried."),
+    (404, "details"): Rule(Act.FAIL, RecordNotFound, "{where} {query} answered 404: {said}",
+                           "The record was deleted in Synchroteam after it was listed."),
+    (404, None): Rule(Act.FAIL, ResourceNotFound, "{where} answered 404: {said}", "Check {base_url_var}."),
+    (405, None): Rule(Act.FAIL, BadRequest, "{where} answered 405 Method Not Allowed: {said}"),
+    (406, None): Rule(Act.FAIL, BadRequest, "{where} answered 406 Not Acceptable (it wants JSON asked for): {said}"),
+    (429, None): Rule(Act.WAIT_FOR_WINDOW),
+}
+# A web page, whatever its status: the firewall in front of the API (Imperva), never a verdict on the key.
+WEB_PAGE = Rule(
+    Act.FAIL, NotJsonResponse, "Tenant {tenant}: {where} answered HTTP {status} with a web page ({content_type}) "
+    "instead of the API's JSON, so this is the web firewall in front of Synchroteam (or a proxy), not a rejected "
+    "API key. The page says: \"{page}\"",
+)
+
+
+def _rule(response: httpx.Response, path: str) -> Rule:
+    """The rule for an answer: its `Content-Type` first (a web page is the firewall), then its status."""
+    if _is_web_page(response):
+        return WEB_PAGE
+    status = response.status_code
+    if 200 <= status < 300:
+        return Rule(Act.RETURN)
+    kind = path.rsplit("/", 1)[-1] if "/" in path else None
+    rule = STATUS_RULES.get((status, kind)) or STATUS_RULES.get((status, None))
+    if rule is not None:
+        return rule
+    if status >= 500:
+        return Rule(Act.RETRY)
+    return Rule(Act.FAIL, BadRequest, "{where} answered {status}: {said}")
 
 
 def _record_id(record: Any) -> str | None:
@@ -460,6 +607,26 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(raw))
     except ValueError:
         return None
+
+
+def _is_web_page(response: httpx.Response) -> bool:
+    content_type = response.headers.get("Content-Type", "").lower()
+    return "html" in content_type or (not content_type and response.content.lstrip()[:1] == b"<")
+
+
+_SCRIPTS = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def _first_words(text: str, limit: int = 120) -> str:
+    """The first words a web page shows (its title first), for an error message."""
+    words = " ".join(_TAGS.sub(" ", _SCRIPTS.sub(" ", text[:20_000])).split())
+    return words if len(words) <= limit else words[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def _json(response: httpx.Response, path: str) -> Any:

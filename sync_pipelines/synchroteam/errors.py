@@ -17,10 +17,12 @@ class SyncError(Exception):
     retryable = False
     action = "See the message above."
 
-    def __init__(self, message: str, *, action: str | None = None) -> None:
+    def __init__(self, message: str, *, action: str | None = None, retryable: bool | None = None) -> None:
         super().__init__(message)
         if action is not None:
             self.action = action
+        if retryable is not None:
+            self.retryable = retryable
 
     def __str__(self) -> str:
         return f"{self.args[0]} What to do: {self.action}"
@@ -44,8 +46,8 @@ class RateLimited(SyncError):
 class QuotaSpent(SyncError):
     category = "quota_spent"
     action = (
-        "Wait for the daily quota to reset (Synchroteam counts it per day; the first run after the reset resumes "
-        "where this one stopped), or lower the tenant's other API usage."
+        "Wait for the daily quota to reset at midnight UTC (the first run after it resumes where this one "
+        "stopped), or lower the tenant's other API usage."
     )
 
 
@@ -96,6 +98,12 @@ class BadRequest(SyncError):
 
 class RecordNotFound(SyncError):
     category = "not_found"
+
+
+class ResourceNotFound(SyncError):
+    """A 404 on a list: the API has no such resource at this base URL (a record cannot be missing there)."""
+
+    category = "no_such_resource"
 
 
 def find_cause(exc: BaseException, kind: type[E]) -> E | None:
