@@ -43,6 +43,7 @@ from sync_pipelines.settings import (
     warehouse_path,
 )
 from sync_pipelines.synchroteam.client import SynchroteamClient
+from sync_pipelines.synchroteam.throttle import shared_window
 from sync_pipelines.synchroteam.errors import SyncError, WarehouseOutOfMemory, find_cause, find_sync_error
 from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
@@ -146,10 +147,17 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
     def _sync(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: entity_config  # type: ignore[valid-type]
     ) -> Iterator[MaterializeResult]:
-        yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz))
+        given = _given_fields(context, pipeline_name(tenant, entity))
+        yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz, given=given))
 
     SYNC_STEPS.update(dict.fromkeys(_sync.keys, _sync.op.name))
     return _sync
+
+
+def _given_fields(context: AssetExecutionContext, op_name: str) -> set[str]:
+    """The run-config fields the run's launcher set for this step; the rest took their defaults."""
+    ops = (context.run.run_config or {}).get("ops") or {}
+    return set(((ops.get(op_name) or {}).get("config")) or {})
 
 
 def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
@@ -229,8 +237,9 @@ def _sync_entity(
     quarantine = Quarantine(entity.name, context.run_id, started, stored_quarantine)
     stats = ExtractStats()
     try:
-        with SynchroteamClient(settings) as client:
-            source = entity_source(tenant, entity, client, plan, stats, quarantine)
+        window = shared_window(settings.base_url, settings.domain)  # the run's steps share the tenant's window
+        with SynchroteamClient(settings, window=window, logger=context.log) as client:
+            source = entity_source(tenant, entity, client, plan, stats, quarantine, logger=context.log)
             pipeline = build_pipeline(tenant, entity, duckdb_config)
             try:
                 results = list(
@@ -340,15 +349,25 @@ def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: i
         "unchanged": MetadataValue.int(stats.unchanged),
         "retried": MetadataValue.int(stats.retried),
         "capped": MetadataValue.bool(stats.capped),
+        "filtered_out": MetadataValue.int(stats.filtered_out),
+        "filter_ignored": MetadataValue.bool(bool(stats.filters_ignored)),
         "api_requests": MetadataValue.int(client.stats.requests),
         "retries_429": MetadataValue.int(client.stats.retries_429),
         "retries_other": MetadataValue.int(client.stats.retries_other),
+        "rate_limit_waits": MetadataValue.int(client.stats.rate_waits),
+        "rate_limit_wait_seconds": MetadataValue.float(round(client.stats.rate_wait_seconds, 1)),
         "row_count": MetadataValue.int(rows_after),
     }
+    if stats.filters_ignored:
+        metadata["filters_ignored"] = MetadataValue.text(", ".join(stats.filters_ignored))
     if client.stats.paced_per_minute is not None:  # learned from 429s: the tenant's limit, as far as seen
         metadata["paced_per_minute"] = MetadataValue.float(client.stats.paced_per_minute)
+    if client.stats.rate_limit is not None:  # X-RateLimit-Limit: requests per window
+        metadata["rate_limit"] = MetadataValue.int(client.stats.rate_limit)
     if client.stats.quota_remaining is not None:
         metadata["quota_remaining"] = MetadataValue.int(client.stats.quota_remaining)
+    if client.stats.quota_limit is not None:
+        metadata["quota_limit"] = MetadataValue.int(client.stats.quota_limit)
     for name in ("window_start", "window_end", "cursor_before", "cursor_after"):
         moment = getattr(stats, name)
         if moment is not None:

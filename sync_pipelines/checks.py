@@ -33,6 +33,7 @@ from sync_pipelines.assets import DUCKDB_POOL
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.settings import TenantSettings, warehouse_path
 from sync_pipelines.synchroteam.client import SynchroteamClient
+from sync_pipelines.synchroteam.throttle import shared_window
 from sync_pipelines.warehouse import count_rows, duplicate_ids, rejected_counts
 from sync_pipelines.warehouse_lock import step_turn
 
@@ -87,7 +88,9 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
                  description="The API's recordsTotal equals the warehouse's live rows (one request); run daily by "
                  "the check_row_counts job, not by the syncs.")
     def row_count_matches_api(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
+        settings = TenantSettings.from_env(tenant)
+        window = shared_window(settings.base_url, settings.domain)
+        with SynchroteamClient(settings, window=window, logger=context.log) as client:
             api_total = client.records_total(entity.resource)
         with step_turn(context):
             live = count_rows(warehouse_path(), schema, table, live=True)

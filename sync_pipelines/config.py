@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, time, timedelta, tzinfo
 from functools import cache
 
@@ -26,9 +27,10 @@ class SyncConfig(Config):
     )
     max_records: int = Field(
         default=0,
-        description="At most this many changed records beyond the cursor this run (0 = no cap). A capped run "
-        "loads the oldest changes first and the cursor stops where it stopped, so the next run continues. The "
-        "initial load (no cursor yet) and mode=full are not capped.",
+        description="At most this many changed records this run (0 = no cap). A capped run loads the oldest "
+        "changes first and the cursor stops where it stopped, so the next run continues. Given here, it holds "
+        "from the first run on; an entity's default cap (customers, sites) leaves the initial load uncapped. "
+        "mode=full is never capped.",
     )
     page_size: int = Field(default=100, description="Records per list page, 1..100.")
     lookback_minutes: int = Field(
@@ -74,8 +76,14 @@ def config_class(entity: Entity) -> type[SyncConfig]:
     return create_model(class_name, __base__=SyncConfig, **fields)
 
 
-def to_plan(config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None = None) -> SyncPlan:
-    """Validate `config` for `entity`; every error names the field and what it accepts."""
+def to_plan(
+    config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None = None, given: Collection[str] = ()
+) -> SyncPlan:
+    """Validate `config` for `entity`; every error names the field and what it accepts.
+
+    `given`: the fields the run config set (the rest took their defaults). A `max_records` given is a promise to
+    the API that holds from the first run on; so does any cap of an entity without a default one.
+    """
 
     def fail(field: str, value: object, expected: str) -> ConfigurationError:
         return ConfigurationError(
@@ -113,6 +121,7 @@ def to_plan(config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None =
         mode=config.mode,
         page_size=config.page_size,
         max_records=config.max_records,
+        cap_first_load=config.max_records > 0 and ("max_records" in given or "max_records" not in entity.defaults),
         overlap=max(timedelta(minutes=config.lookback_minutes), timedelta(days=config.revisit_days)),
         window_start=window_start,
         window_end=window_end,

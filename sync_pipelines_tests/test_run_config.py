@@ -80,6 +80,15 @@ def test_entity_defaults_come_from_the_catalogue():
     assert not hasattr(config_class(ENTITIES["customers"])(), "refetch_statuses")
 
 
+def test_a_cap_given_in_the_run_config_holds_from_the_first_load_and_a_default_cap_does_not():
+    customers, jobs = config_class(ENTITIES["customers"]), config_class(ENTITIES["jobs"])
+    paris = ZoneInfo("Europe/Paris")
+    assert not to_plan(customers(), ENTITIES["customers"], paris).cap_first_load  # its default 200
+    assert to_plan(customers(max_records=200), ENTITIES["customers"], paris, given={"max_records"}).cap_first_load
+    assert to_plan(jobs(max_records=10), ENTITIES["jobs"], paris).cap_first_load  # jobs have no default cap
+    assert not to_plan(jobs(), ENTITIES["jobs"], paris, given={"max_records"}).cap_first_load  # 0: no cap
+
+
 # -- each knob's effect --------------------------------------------------------------------------------------------
 
 

@@ -17,8 +17,10 @@ class SyncPlan:
     mode: incremental (from the cursor, minus `overlap`), reconcile (records changed in
         [window_start, window_end), cursor untouched), full (everything; the id sweep marks deletions) or
         retry_rejected (only re-read the quarantined records by id, unresolved ones included).
-    max_records: cap on the changes read beyond an existing cursor (0 = none), oldest first; an initial load
-        (no cursor yet) and a full run are never capped, and reconcile caps its window.
+    max_records: cap on the changes read beyond an existing cursor (0 = none), oldest first; a full run is never
+        capped, reconcile caps its window, and an initial load (no cursor yet) only when `cap_first_load`.
+    cap_first_load: `max_records` is a promise given in the run config, held from the first run on (an
+        entity's default cap exempts the initial load, which must read everything once).
     refetch_created_since / refetch_statuses: extra walks re-reading records whose `dateModified` may not have
         moved; they never move the cursor.
     """
@@ -26,6 +28,7 @@ class SyncPlan:
     mode: str = "incremental"
     page_size: int = 100
     max_records: int = 0
+    cap_first_load: bool = False
     overlap: timedelta = DEFAULT_OVERLAP
     window_start: datetime | None = None
     window_end: datetime | None = None

@@ -4,6 +4,9 @@ The cursor (`plan.Cursor`) is kept in dlt's resource state, so it is written to 
 data, and it only ever advances past records that were loaded:
 - incremental runs ask for `changedSince = cursor - overlap`; what lies at or behind the cursor is re-read
   (late commits, a second edit in the cursor's own minute) and the merge on `id` keeps each record once;
+- the API's filters are not trusted (an ASP.NET API ignores a parameter it does not know): every record a
+  filter should have excluded is dropped on our side before it costs a `details` call, a load or a cursor move,
+  and a resource seen ignoring a filter is reported once per run (`ExtractStats.filters_ignored`);
 - a capped run (`max_records`) loads the oldest changes beyond the cursor first, whatever order the API
   returns them in, and stops the cursor at the last one loaded, so consecutive capped runs converge;
 - reconcile runs and the re-fetch walks never move the cursor.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ from sync_pipelines.synchroteam.quarantine import NOT_FOUND, Quarantine, Rejecti
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp, to_api_timestamp
 
 Record = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +55,8 @@ class ExtractStats:
     details_fetched: int = 0
     unchanged: int = 0  # records listed again by the look-back, unchanged since loaded: not re-read nor re-loaded
     retried: int = 0
+    filtered_out: int = 0  # records the API listed although its filter excludes them: dropped on our side
+    filters_ignored: list[str] = field(default_factory=list)  # "job/list changedSince": filters the API ignored
     capped: bool = False
     seen_ids: IdSet | None = None  # every id the API listed, for the deletion sweep of a full run (closed after)
     window_start: datetime | None = None
@@ -70,10 +77,12 @@ def entity_source(
     plan: SyncPlan | None = None,
     stats: ExtractStats | None = None,
     quarantine: Quarantine | None = None,
+    logger: logging.Logger | None = None,
 ) -> DltSource:
     """The dlt source for `entity` of `tenant`. `client=None` builds it for definitions only (not runnable).
 
     `quarantine` holds the entity's stored quarantine rows (re-read by id first) and collects this run's.
+    `logger` receives the run's warnings (a Dagster step passes `context.log`).
     """
     plan = plan or SyncPlan()
     stats = stats if stats is not None else ExtractStats()
@@ -82,7 +91,7 @@ def entity_source(
     def read_entity() -> Iterator[Any]:
         if client is None:
             raise ConfigurationError(f"{pipeline_name(tenant, entity)} was built without an API client.")
-        reader = _EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state())
+        reader = _EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state(), logger or log)
         yield from reader.read()
 
     resource = dlt.resource(
@@ -117,9 +126,10 @@ class _EntityReader:
         stats: ExtractStats,
         quarantine: Quarantine,
         state: dict,
+        logger: logging.Logger,
     ) -> None:
         self.entity, self.client, self.plan, self.stats, self.state = entity, client, plan, stats, state
-        self.quarantine = quarantine
+        self.quarantine, self.log = quarantine, logger
         self.tz = client.settings.timezone
         self.cursor = Cursor.from_state(state)
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.details_concurrency))
@@ -162,8 +172,11 @@ class _EntityReader:
         # an open window ends when it is read: changes after this instant belong to the next run
         stats.window_start, stats.window_end = since, until or datetime.now(timezone.utc)
         params = {"changedSince": to_api_timestamp(since, self.tz)} if since else {}
-        # The cap bounds the changes beyond an existing cursor; an initial load or a full run reads everything.
-        cap = plan.max_records if plan.mode == "reconcile" or (plan.mode == "incremental" and self.cursor.at) else 0
+        # The cap bounds the changes beyond an existing cursor, and an initial load too when the run config gave
+        # it (`cap_first_load`); a full run reads everything.
+        capped_mode = plan.mode == "reconcile" or (plan.mode == "incremental" and (self.cursor.at or plan.cap_first_load))
+        cap = plan.max_records if capped_mode else 0
+        since_local = None if since is None else _local(since, self.tz)
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
         newest: datetime | None = None
         if plan.mode == "full":
@@ -176,6 +189,9 @@ class _EntityReader:
             for record in page:
                 modified = self._modified(record)
                 if until is not None and modified is not None and modified >= until:
+                    continue
+                if since_local is not None and modified is not None and _local(modified, self.tz) < since_local:
+                    self._filtered_out("changedSince")  # compared as the API defines it: tenant-local times
                     continue
                 behind = (
                     plan.mode == "incremental"
@@ -295,7 +311,10 @@ class _EntityReader:
         for params, matches in self.refetch_walks:
             for page in self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params):
                 self.stats.records_fetched += len(page)
-                fresh = [r for r in page if matches(r) and str(r.get("id")) not in self.refetch_candidates]
+                wanted = [r for r in page if matches(r)]
+                for _ in range(len(page) - len(wanted)):
+                    self._filtered_out(" ".join(params))
+                fresh = [r for r in wanted if str(r.get("id")) not in self.refetch_candidates]
                 if room is not None:
                     fresh = fresh[: max(0, room)]
                     room -= len(fresh)
@@ -304,6 +323,19 @@ class _EntityReader:
                     yield self._complete(fresh)
                 if room is not None and room <= 0:
                     return
+
+    def _filtered_out(self, name: str) -> None:
+        """A listed record the filter `name` excludes: it costs its list row only. The first one of a run says
+        that the API ignored the filter."""
+        self.stats.filtered_out += 1
+        ignored = f"{self.entity.resource}/list {name}"
+        if ignored not in self.stats.filters_ignored:
+            self.stats.filters_ignored.append(ignored)
+            self.log.warning(
+                "%s ignored the filter %s: it listed records the filter excludes. They are dropped here (no details "
+                "call, no load, no cursor move); the run stays exact but pays for the extra list pages.",
+                f"{self.entity.resource}/list", name,
+            )
 
     def _created_on_or_after(self, record: Record, since) -> bool:
         field_name = "scheduledStart" if self.entity.name == "jobs" else "dateCreated"
@@ -344,6 +376,11 @@ class _EntityReader:
             good.append(record)
         self.stats.records_loaded += len(good)
         return good
+
+
+def _local(moment: datetime, tz) -> datetime:
+    """The tenant's wall-clock time of an instant, as the API writes and compares it (naive)."""
+    return moment.astimezone(tz).replace(tzinfo=None)
 
 
 MEMO = "details_memo"
