@@ -261,7 +261,7 @@ def test_a_spent_daily_quota_fails_once_saying_how_much_is_left_and_when_it_rese
 
     (message,) = step_failures(result).values()
     assert "[quota_spent]" in message and f"X-Quota-Remaining={left}" in message
-    assert "reset" in message and "start of the tenant's day" in message
+    assert "reset" in message and "midnight UTC" in message
     assert failure_metadata(result)["category"] == "quota_spent"
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert emulator.request_count(tenant=MAIN.domain) == requests
