@@ -155,8 +155,8 @@ class EmulatorProcess:
             raise RuntimeError(f"emulator command {cmd}: {reply['error']}")
         return reply["result"]
 
-    def stats(self, reset: bool = True) -> "RequestStats":
-        return RequestStats(self.call("stats", reset=reset))
+    def stats(self, reset: bool = True, times: bool = False) -> "RequestStats":
+        return RequestStats(self.call("stats", reset=reset, times=times))
 
     def close(self) -> None:
         if self.proc.poll() is None:

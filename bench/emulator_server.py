@@ -58,8 +58,9 @@ class Control:
     def cmd_ping(self) -> str:
         return "pong"
 
-    def cmd_stats(self, reset: bool = False) -> dict[str, Any]:
-        """Requests since the last reset: counts per (tenant, resource, action, status), first/last times."""
+    def cmd_stats(self, reset: bool = False, times: bool = False) -> dict[str, Any]:
+        """Requests since the last reset: counts per (tenant, resource, action, status), first/last times, and
+        with `times` the time of every answered request."""
         with self.emu._req_lock:  # noqa: SLF001
             records, times = list(self.log), list(self.log.times)
             if reset:
@@ -80,13 +81,16 @@ class Control:
             "ok_first": ok_times[0] if ok_times else None,
             "ok_last": ok_times[-1] if ok_times else None,
             "now": time.monotonic(),
+            **({"ok_times": ok_times} if times else {}),
         }
 
     def cmd_clear(self) -> None:
         self.emu.clear_requests()
 
-    def cmd_set_rate_limit(self, per_minute: int | None, retry_after: bool = True) -> None:
-        self.emu.set_rate_limit(per_minute, retry_after=retry_after)
+    def cmd_set_rate_limit(self, per_minute: int | None, retry_after: bool = True, **window: Any) -> None:
+        """`per_minute` requests a sliding minute, or `window` (window_seconds, fixed, headers, message) as
+        `Emulator.set_rate_limit` takes it."""
+        self.emu.set_rate_limit(per_minute, retry_after=retry_after, **window)
 
     def cmd_count(self, tenant: str, resource: str, filters: dict[str, str]) -> int:
         total, _ = self.emu.tenant(tenant).list_page(resource, 1, 1, filters)

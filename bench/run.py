@@ -69,6 +69,7 @@ class Scale:
     tenx_main: dict[str, int]  # the 10x memory run: main tenant only
     rate_limit: int  # requests per minute in the rate-limit phase
     no_retry_after: bool  # also run the variant whose 429s carry no Retry-After
+    window: tuple[int, float]  # the announced fixed window of the rate-window phase: (requests, seconds)
     timeout_s: float = 3600
 
 
@@ -81,6 +82,7 @@ SCALES = {
         tenx_main={"invoice": 1_000_000},
         rate_limit=120,
         no_retry_after=True,
+        window=(40, 240.0),
     ),
     "quick": Scale(
         "quick",
@@ -90,6 +92,7 @@ SCALES = {
         tenx_main={"invoice": 50_000},
         rate_limit=8,
         no_retry_after=False,
+        window=(4, 6.0),
         timeout_s=900,
     ),
 }
@@ -352,6 +355,46 @@ def phase_rate(emu: EmulatorProcess, work: Path, scale: Scale) -> list[dict[str,
     return out
 
 
+def phase_rate_window(emu: EmulatorProcess, work: Path, scale: Scale) -> dict[str, Any]:
+    """A full sync of customers under a fixed window announced in X-RateLimit-* (the real API's habit, unknown
+    size and length): 429s without Retry-After whose message speaks of a quota. No setting: the client paces
+    from the headers alone."""
+    limit, seconds = scale.window
+    root = work / "rate_window"
+    home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
+    emu.call("set_rate_limit", per_minute=limit, retry_after=False, window_seconds=seconds, fixed=True, headers=True,
+             message=f"API calls quota exceeded! maximum admitted {limit} per {seconds:.0f}s.")
+    emu.stats(reset=True)
+    log(f"announced window of {limit} requests per {seconds:.0f} s, full sync of customers")
+    m = home.job("sync_synchroteam__customers", timeout=scale.timeout_s)
+    stats = emu.stats(reset=True, times=True)
+    emu.call("set_rate_limit", per_minute=None)
+    run = home.runs(1)[0]
+    metadata = run["materializations"].get("synchroteam/customers", {})
+    ok = stats.count(status=200)
+    per_window = answered_per_window(stats.raw["ok_times"], seconds)
+    # the last window holds what was left: the share is of the windows the run used up and waited out
+    full = per_window[:-1]
+    least = (math.ceil(ok / limit) - 1) * seconds  # the shortest time the window allows for these requests
+    return {"limit": limit, "window_s": seconds, "rc": m.rc, "run_status": run["status"], "requests": stats.raw["n"],
+            "ok": ok, "429": stats.count(status=429), "per_window": per_window, "windows": len(per_window),
+            "share": sum(full) / (len(full) * limit) if full else None, "least_s": least, "wall_s": m.wall_s,
+            "waits": metadata.get("rate_limit_waits"), "wait_s": metadata.get("rate_limit_wait_seconds"),
+            "records": metadata.get("loaded"), "dagster_retries": run["retries"]}
+
+
+def answered_per_window(times: list[float], seconds: float) -> list[int]:
+    """Answered requests per fixed window, each opening at the first request after the last one ended."""
+    counts: list[int] = []
+    start = None
+    for moment in times:
+        if start is None or moment >= start + seconds:
+            start = moment
+            counts.append(0)
+        counts[-1] += 1
+    return counts
+
+
 # -- 4. memory at 1x and 10x ------------------------------------------------------------------------------------
 
 
@@ -446,17 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1/20 of the scale, a smoke run of every phase")
     parser.add_argument("--workdir", help="keep DuckDB files and Dagster instances here (default: a temp dir, removed)")
     parser.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md (1x only)")
+    parser.add_argument("--phases", help="comma-separated phases to measure again (of: " + ", ".join(PHASES) +
+                        "), kept beside the last results of the others, each with its own date and commit")
     args = parser.parse_args(argv)
     scale = SCALES["quick" if args.quick else "1x"]
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sync-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.phases:
+        return remeasure(scale, [p.strip() for p in args.phases.split(",")], args)
     started = time.monotonic()
-    version = product_version()
-    common.snapshot_code(work / "code")  # every measured process imports this copy, whatever is edited meanwhile
-    check = subprocess.run([PYTHON, "-c", "import sync_pipelines, bench; print(sync_pipelines.__file__)"],
-                           cwd=common.CODE_DIR, capture_output=True, text=True).stdout.strip()
-    if not check.startswith(str(common.CODE_DIR)):
-        raise RuntimeError(f"subprocesses would import the live product ({check}), not the snapshot")
+    work, version = prepare(args)
     results: dict[str, Any] = {
         "date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
         "command": "make bench" + (" ARGS=--quick" if args.quick else ""), "scale": asdict(scale),
@@ -477,12 +517,12 @@ def main(argv: list[str] | None = None) -> int:
             results["emulator_build_s"] = emu.build_s
             log(f"emulator up in {emu.start_s:.1f}s at {emu.base_url}")
             home = DagsterHome(work / "product", emu.base_url, work / "product" / "warehouse.duckdb")
-            phase("full", phase_full_product, emu, home, scale)
-            phase("alternatives_full", phase_full_alternatives, emu, work, scale)
-            phase("incremental", phase_incremental, emu, home, work, scale)
-            phase("memory_1x", phase_memory_1x, emu, home, work, scale)
-            phase("rate", phase_rate, emu, work, scale)
-        phase("memory_10x", phase_memory_10x, work, scale)
+            for key, (shared, measure) in PHASES.items():
+                if shared:
+                    phase(key, measure, emu, home, work, scale)
+        for key, (shared, measure) in PHASES.items():
+            if not shared:
+                phase(key, measure, None, None, work, scale)
         results["load"]["all"] = common.other_load((0.0, 0.0, 0.0), meter.mark())
     finally:
         results["bench_wall_s"] = time.monotonic() - started
@@ -491,13 +531,74 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{scale.name}.json").write_text(json.dumps(results, indent=1, default=str))
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
+    publish(results, scale, args)
+    log(f"done in {results['bench_wall_s'] / 60:.1f} min; results in {RESULTS / (scale.name + '.json')}")
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The work folder, and the product's version as a copy of its code that every measured process imports,
+    whatever is edited meanwhile."""
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sync-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    version = product_version()
+    common.snapshot_code(work / "code")
+    check = subprocess.run([PYTHON, "-c", "import sync_pipelines, bench; print(sync_pipelines.__file__)"],
+                           cwd=common.CODE_DIR, capture_output=True, text=True).stdout.strip()
+    if not check.startswith(str(common.CODE_DIR)):
+        raise RuntimeError(f"subprocesses would import the live product ({check}), not the snapshot")
+    return work, version
+
+
+def publish(results: dict[str, Any], scale: Scale, args: argparse.Namespace) -> None:
+    """The tables, in bench/results and (at 1x) in BENCHMARKS.md's generated block."""
     tables = report.render(results)
     (RESULTS / f"{scale.name}.md").write_text(tables)
     if scale.name == "1x" and not args.no_markdown:
         report.update_benchmarks_md(REPO / "BENCHMARKS.md", tables)
         log("BENCHMARKS.md updated")
     print(tables)
-    log(f"done in {results['bench_wall_s'] / 60:.1f} min; results in {RESULTS / (scale.name + '.json')}")
+
+
+# phase -> (runs against the shared emulator, function); the order of a full run
+PHASES: dict[str, tuple[bool, Any]] = {
+    "full": (True, lambda emu, home, work, scale: phase_full_product(emu, home, scale)),
+    "alternatives_full": (True, lambda emu, home, work, scale: phase_full_alternatives(emu, work, scale)),
+    "incremental": (True, lambda emu, home, work, scale: phase_incremental(emu, home, work, scale)),
+    "memory_1x": (True, lambda emu, home, work, scale: phase_memory_1x(emu, home, work, scale)),
+    "rate": (True, lambda emu, home, work, scale: phase_rate(emu, work, scale)),
+    "rate_window": (True, lambda emu, home, work, scale: phase_rate_window(emu, work, scale)),
+    "memory_10x": (False, lambda emu, home, work, scale: phase_memory_10x(work, scale)),
+}
+
+
+def remeasure(scale: Scale, phases: list[str], args: argparse.Namespace) -> int:
+    """Measure `phases` again into the last results of this scale; the report says when and on what."""
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        raise SystemExit(f"unknown phases {unknown}: choose among {', '.join(PHASES)}")
+    path = RESULTS / f"{scale.name}.json"
+    results = json.loads(path.read_text()) if path.exists() else {  # nothing measured yet: a header of its own
+        "date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
+        "command": "(sections below only)", "scale": asdict(scale), "machine": machine(),
+        "product": product_version(), "bench_wall_s": 0.0}
+    started = time.monotonic()
+    work, version = prepare(args)
+    stamp = {"date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
+             "command": f"make bench ARGS=\"--phases {','.join(phases)}{' --quick' if args.quick else ''}\"",
+             "product": version}
+    try:
+        with EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
+            home = DagsterHome(work / "product", emu.base_url, work / "product" / "warehouse.duckdb")
+            for phase in phases:
+                log(f"phase {phase}, measured again")
+                results[phase] = PHASES[phase][1](emu if PHASES[phase][0] else None, home, work, scale)
+                results.setdefault("remeasured", {})[phase] = {**stamp, "wall_s": time.monotonic() - started}
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    path.write_text(json.dumps(results, indent=1, default=str))
+    publish(results, scale, args)
     return 0
 
 
