@@ -20,7 +20,7 @@ from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.settings import TenantSettings
 from sync_pipelines.synchroteam import idset
 from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
-from sync_pipelines.synchroteam.throttle import RateWindow
+from sync_pipelines.synchroteam.throttle import Limits, RateWindow
 from sync_pipelines.synchroteam.errors import (
     ApiUnavailable,
     AuthRejected,
@@ -594,6 +594,20 @@ def test_details_threads_share_one_budget_and_earn_no_429():
             thread.join(timeout=30)
         assert client.stats.requests == 32 and client.stats.rate_waits == 2
     assert api.statuses == [200] * 32
+
+
+def test_429s_of_requests_in_flight_together_make_one_wait_not_a_blind_backoff():
+    fake = FakeTime()
+    window = RateWindow(fake.clock)
+    spent = Limits(limit=40, remaining=0, reset=math.ceil(fake.now + 100), quota_remaining=900)
+    for _ in range(3):  # three details threads took their turn before any answer came back: three 429s
+        window.take()
+    waits = []
+    for _ in range(3):
+        window.answered(spent)
+        waits.append(window.hold(retry_after=None))
+    assert waits == [pytest.approx(101), 0.0, 0.0]  # one wait for the window; the others join it, no backoff
+    assert window.take().wait == pytest.approx(101)
 
 
 def test_requests_per_minute_stays_a_ceiling_under_a_looser_window():

@@ -330,6 +330,8 @@ class SynchroteamClient:
             self._slow_down()
             self._backoff(attempt, self.retry.rate_limit_base)
             return
+        if wait == 0:
+            return  # a concurrent request's 429 already holds every request until the window resets
         quota_note = f", X-Quota-Remaining {quota:,}: not the daily quota" if quota is not None else ""
         self._announce_wait(wait, f"the API answered 429 Too Many Requests{quota_note}")
 

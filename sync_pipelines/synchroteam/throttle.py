@@ -176,14 +176,17 @@ class RateWindow:
                 self.limit = limits.limit
 
     def hold(self, retry_after: float | None) -> float | None:
-        """After a 429: the seconds every request waits (until the window's Reset, or `Retry-After` when it is
-        later), or None when the API said neither."""
+        """After a 429: the seconds every request now waits (until the window's Reset, or `Retry-After` when it
+        is later); 0 when another request's 429 already made them wait that long; None when the API said
+        neither."""
         with self._cond:
             now = self._now()
             reset_wait = self._reset + RESET_SLACK - now if self._reset is not None and self._reset > now else None
             waits = [w for w in (reset_wait, retry_after) if w is not None]
             if not waits:
-                return None
+                return 0.0 if self._not_before > now else None
+            if now + max(waits) <= self._not_before:
+                return 0.0
             wait = max(waits)
             self._roll(now + wait)
             return wait
