@@ -24,15 +24,15 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ## ARGS passes the emulator's API-habit switches to demo, ui and emulator, e.g.
 ## `make demo ARGS="--rate-limit 40 --rate-window 240 --fixed-window --rate-headers --no-retry-after"`.
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m sync_pipelines.demo run $(ARGS)
+	$(BIN)/python -m synchroteam_emulator.demo run $(ARGS)
 
 ## The Dagster UI (http://127.0.0.1:3000) on the bundled emulator.
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m sync_pipelines.demo ui $(ARGS)
+	$(BIN)/python -m synchroteam_emulator.demo ui $(ARGS)
 
 ## The emulator alone, for pointing other tools at it.
 emulator: install
-	$(BIN)/python -m sync_pipelines.emulator --port 8765 $(ARGS)
+	$(BIN)/python -m synchroteam_emulator --port 8765 $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest

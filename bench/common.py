@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Where every measured subprocess runs, and what it imports: the repository, or a frozen copy of the product
 # (see `snapshot_code`) so that a benchmark run measures one version even while the code is being edited.
 CODE_DIR = REPO
-SNAPSHOT_ITEMS = ("sync_pipelines", "bench", "dagster.yaml", "pyproject.toml")
+SNAPSHOT_ITEMS = ("sync_pipelines", "synchroteam_emulator", "bench", "dagster.yaml", "pyproject.toml")
 PYTHON = sys.executable
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TIMEZONE = "Europe/Paris"

@@ -24,7 +24,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sync_pipelines.emulator import Emulator, TenantSpec
+from synchroteam_emulator import Emulator, TenantSpec
 
 DAILY_QUOTA = 1_000_000_000
 

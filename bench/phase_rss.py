@@ -57,7 +57,7 @@ def main(count: int, out: Path) -> None:
         from dagster import DagsterInstance
         from dlt.pipeline.pipeline import Pipeline
 
-        import sync_pipelines.assets as assets
+        import sync_pipelines.defs.assets as assets
         from sync_pipelines.definitions import defs
 
         for step in ("extract", "normalize", "load"):

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -454,7 +454,7 @@ def product_version() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "sync_pipelines", "pyproject.toml", "dagster.yaml")
+    dirty = git("status", "--porcelain", "--", "sync_pipelines", "synchroteam_emulator", "pyproject.toml", "dagster.yaml")
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_product_files": len(dirty.splitlines()),
             "fingerprint": common.code_fingerprint(REPO)}
 

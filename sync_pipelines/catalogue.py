@@ -19,11 +19,15 @@ class Entity:
     children: list fields that become child tables `<name>__<list>`; a list row lacking any of them is
         completed with a `details` call (jobs: `parts`, `timeEntries`).
     statuses: the values of `status`, for validating `refetch_statuses`.
-    refetch: which re-fetch knob the entity has: `recent` (records created, or for jobs scheduled, in the last
-        N days are re-read every run: edits that do not bump `dateModified`), `statuses` (records in the given
-        statuses are re-read every run), or None.
+    refetch: which re-fetch knob the entity has: `recent` (records whose `recent_field` falls in the last N days
+        are re-read every run: edits that do not bump `dateModified`), `statuses` (records in the given statuses
+        are re-read every run), or None.
+    recent_field: the date the `recent` re-fetch filters on (the API's `dateFrom` applies to it): `dateCreated`,
+        or for jobs `scheduledStart`.
     defaults: run-config defaults (see `config.SyncConfig`); anything not given takes the SyncConfig default.
     cadence_minutes: how often its schedule runs; also the unit of its freshness expectation.
+    schedule_minute: the minute past the hour its schedule starts at (before the tenant's offset), so that
+        entities do not all fire at once; a new entity takes a free one.
     """
 
     name: str
@@ -32,8 +36,10 @@ class Entity:
     children: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
     refetch: str | None = None
+    recent_field: str = "dateCreated"
     defaults: dict[str, Any] = field(default_factory=dict, hash=False)
     cadence_minutes: int = 60
+    schedule_minute: int = 0
 
     @property
     def cursor(self) -> str:
@@ -46,13 +52,17 @@ class Entity:
 
 @dataclass(frozen=True)
 class Tenant:
-    """One Synchroteam instance: its environment variables, its DuckDB schema and asset key prefix."""
+    """One Synchroteam instance: its DuckDB schema and asset key prefix (`name`), and its environment variables,
+    prefixed with the name in capitals (`synchroteam_hec` reads `SYNCHROTEAM_HEC_API_KEY`)."""
 
     name: str
     label: str
-    env_prefix: str
     entities: tuple[str, ...]
     schedule_offset_minutes: int = 0
+
+    @property
+    def env_prefix(self) -> str:
+        return f"{self.name.upper()}_"
 
     def env(self, suffix: str) -> str:
         """The environment variable holding this tenant's `suffix` setting, e.g. `SYNCHROTEAM_HEC_API_KEY`."""
@@ -72,8 +82,10 @@ ENTITIES: dict[str, Entity] = {
             children=("parts", "timeEntries"),
             statuses=JOB_STATUSES,
             refetch="recent",
+            recent_field="scheduledStart",
             defaults={"refetch_recent_days": 0},
             cadence_minutes=15,
+            schedule_minute=1,
         ),
         Entity(
             name="invoices",
@@ -84,6 +96,7 @@ ENTITIES: dict[str, Entity] = {
             refetch="recent",
             defaults={"refetch_recent_days": 7},
             cadence_minutes=30,
+            schedule_minute=4,
         ),
         Entity(
             name="quotations",
@@ -94,6 +107,7 @@ ENTITIES: dict[str, Entity] = {
             refetch="statuses",
             defaults={"refetch_statuses": ["draft", "new"]},
             cadence_minutes=60,
+            schedule_minute=7,
         ),
         Entity(
             name="customers",
@@ -101,6 +115,7 @@ ENTITIES: dict[str, Entity] = {
             description="Customers with their contact (contact_phone, contact_mobile, ...).",
             defaults={"max_records": 200},  # 2 pages of 100 per run
             cadence_minutes=60,
+            schedule_minute=10,
         ),
         Entity(
             name="sites",
@@ -108,6 +123,7 @@ ENTITIES: dict[str, Entity] = {
             description="Customer sites with their owning customer and contact.",
             defaults={"max_records": 100},  # the recent changes only: 1 page of 100 per run
             cadence_minutes=120,
+            schedule_minute=13,
         ),
         Entity(
             name="credit_notes",
@@ -118,6 +134,7 @@ ENTITIES: dict[str, Entity] = {
             refetch="recent",
             defaults={"refetch_recent_days": 7},
             cadence_minutes=60,
+            schedule_minute=16,
         ),
     )
 }
@@ -128,13 +145,11 @@ TENANTS: dict[str, Tenant] = {
         Tenant(
             name="synchroteam",
             label="main",
-            env_prefix="SYNCHROTEAM_",
             entities=("jobs", "invoices", "quotations", "customers", "sites", "credit_notes"),
         ),
         Tenant(
             name="synchroteam_hec",
             label="HEC",
-            env_prefix="SYNCHROTEAM_HEC_",
             entities=("invoices", "credit_notes"),
             schedule_offset_minutes=7,
         ),

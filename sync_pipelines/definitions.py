@@ -3,11 +3,19 @@
 from dagster import Definitions, define_asset_job, in_process_executor
 from dagster_dlt import DagsterDltResource
 
-from sync_pipelines.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.catalogue import TENANTS, tenant_entities
-from sync_pipelines.checks import entity_checks, freshness_checks, freshness_sensor, sync_selection
-from sync_pipelines.quarantine_jobs import export_rejected_records_job, retry_rejected_job
-from sync_pipelines.schedules import (
+from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
+from sync_pipelines.defs.checks import (
+    entity_checks,
+    freshness_checks,
+    freshness_sensor,
+    sync_selection,
+)
+from sync_pipelines.defs.quarantine_jobs import (
+    export_rejected_records_job,
+    retry_rejected_job,
+)
+from sync_pipelines.defs.schedules import (
     entity_job,
     entity_schedule,
     reconcile_job,

@@ -11,8 +11,8 @@ import duckdb
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
-from sync_pipelines.emulator import Emulator
 from sync_pipelines.synchroteam.records import normalise_record
+from synchroteam_emulator import Emulator
 
 NAMING = NamingConvention()
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipelines.emulator import Emulator, TenantSpec
+from synchroteam_emulator import Emulator, TenantSpec
+from synchroteam_emulator.env import tenant_env
 
 MAIN = TenantSpec(
     domain="acme",
@@ -36,11 +37,8 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> Path:
     """Points both tenants at the emulator and the warehouse at a fresh DuckDB file; returns its path."""
-    for prefix, spec in (("SYNCHROTEAM_", MAIN), ("SYNCHROTEAM_HEC_", HEC)):
-        monkeypatch.setenv(f"{prefix}BASE_URL", emulator.base_url)
-        monkeypatch.setenv(f"{prefix}DOMAIN", spec.domain)
-        monkeypatch.setenv(f"{prefix}API_KEY", spec.api_key)
-        monkeypatch.setenv(f"{prefix}TIMEZONE", spec.timezone)
+    for variable, value in tenant_env(emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}).items():
+        monkeypatch.setenv(variable, value)
     path = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("SYNC_DUCKDB_PATH", str(path))
     return path

@@ -77,11 +77,12 @@ def _before(owner: Any, name: str, phase: str, after: str | None = None) -> None
 
 def instrument() -> None:
     """Markers at dlt's and sync_entity's steps (reporting only; behaviour is unchanged)."""
-    import sync_pipelines.assets as assets
     from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
     from dlt.destinations.job_client_impl import SqlLoadJob
     from dlt.load.load import Load
     from dlt.pipeline.pipeline import Pipeline
+
+    import sync_pipelines.defs.assets as assets
 
     _before(Pipeline, "extract", "extract", after="extracted")
     _before(Pipeline, "normalize", "normalize")

@@ -10,13 +10,13 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.definitions import defs
-from sync_pipelines.emulator import Emulator
-from sync_pipelines.settings import TenantSettings
+from sync_pipelines.defs.assets import build_pipeline
+from sync_pipelines.defs.run_config import config_class
 from sync_pipelines.synchroteam.client import SynchroteamClient
-from sync_pipelines.assets import build_pipeline
-from sync_pipelines.config import config_class
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
+from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import entity_source, pipeline_name
+from synchroteam_emulator import Emulator
 
 
 def run_sync_all(raise_on_error: bool = True, instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
@@ -91,8 +91,7 @@ def expected_requests(
     refetch_days = getattr(defaults, "refetch_recent_days", 0)
     if refetch_days:
         first_day = ((today or datetime.now()) - timedelta(days=refetch_days)).date()
-        field = "scheduledStart" if entity.name == "jobs" else "dateCreated"
-        list_pages += pages(sum(1 for r in records if local_time(r[field]).date() >= first_day))
+        list_pages += pages(sum(1 for r in records if local_time(r[entity.recent_field]).date() >= first_day))
     for status in getattr(defaults, "refetch_statuses", []):
         list_pages += pages(sum(1 for r in records if r["status"] == status))
     return list_pages, details if entity.name == "jobs" else 0

@@ -96,7 +96,7 @@ def wait(process: subprocess.Popen, timeout: float = 180) -> int:
 HOLDER = """
 import sys
 from pathlib import Path
-from sync_pipelines.warehouse_lock import warehouse_turn
+from sync_pipelines.warehouse.lock import warehouse_turn
 with warehouse_turn(Path(sys.argv[1]), "the test's holder", print):
     print("holding", flush=True)
     sys.stdin.readline()  # until the test says so

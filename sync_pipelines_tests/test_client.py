@@ -9,19 +9,15 @@ import math
 import random
 import threading
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.settings import TenantSettings
-from sync_pipelines.synchroteam import idset
-from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
-from sync_pipelines.synchroteam.throttle import Limits, RateWindow
-from sync_pipelines.synchroteam.errors import (
+from sync_pipelines.errors import (
     ApiUnavailable,
     AuthRejected,
     NotJsonResponse,
@@ -31,6 +27,10 @@ from sync_pipelines.synchroteam.errors import (
     ResourceNotFound,
     UnexpectedResponse,
 )
+from sync_pipelines.synchroteam import idset
+from sync_pipelines.synchroteam.client import RetryPolicy, SynchroteamClient
+from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.synchroteam.throttle import Limits, RateWindow
 
 SECRET = "0b6f1c2e-aaaa-bbbb-cccc-123456789abc"
 

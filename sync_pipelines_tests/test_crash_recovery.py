@@ -45,13 +45,18 @@ import pytest
 from dlt.common.versioned_state import decompress_state
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity
-from sync_pipelines.emulator import Emulator, Fault
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp
 from sync_pipelines.synchroteam.source import pipeline_name
-from sync_pipelines_tests.compare import _comparable, flatten, table_exists, warehouse_rows
+from sync_pipelines_tests.compare import (
+    _comparable,
+    flatten,
+    table_exists,
+    warehouse_rows,
+)
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import run_entity_job
+from synchroteam_emulator import Emulator, Fault
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = TENANTS["synchroteam"]
@@ -437,7 +442,7 @@ def recover_and_compare(emulator: Emulator, path: Path, entity: Entity, monkeypa
 
 def read_copy_of(path: Path) -> Path | None:
     try:
-        from sync_pipelines.warehouse import read_copy_path
+        from sync_pipelines.warehouse.tables import read_copy_path
     except ImportError:  # a warehouse without a read copy
         return None
     copy = read_copy_path(path)

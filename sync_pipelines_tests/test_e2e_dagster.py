@@ -24,10 +24,15 @@ import httpx
 import pytest
 
 from sync_pipelines.catalogue import ENTITIES
-from sync_pipelines.emulator import Emulator, Fault
-from sync_pipelines.schedules import MAX_RUNTIME_TAG, TENANT_TAG, max_runtime_seconds
+from sync_pipelines.defs.schedules import (
+    MAX_RUNTIME_TAG,
+    TENANT_TAG,
+    max_runtime_seconds,
+)
 from sync_pipelines_tests.conftest import HEC, MAIN
 from sync_pipelines_tests.helpers import requests_by
+from synchroteam_emulator import Emulator, Fault
+from synchroteam_emulator.env import tenant_env
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -317,11 +322,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, e2e_emulator: Emulator
     (home / "dagster.yaml").write_text(_instance_yaml())
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
-    for prefix, spec in (("SYNCHROTEAM_", MAIN), ("SYNCHROTEAM_HEC_", HEC)):
-        env[f"{prefix}BASE_URL"] = e2e_emulator.base_url
-        env[f"{prefix}DOMAIN"] = spec.domain
-        env[f"{prefix}API_KEY"] = spec.api_key
-        env[f"{prefix}TIMEZONE"] = spec.timezone
+    env.update(tenant_env(e2e_emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}))
     env.update(
         DAGSTER_HOME=str(home),
         SYNC_DUCKDB_PATH=str(root / "warehouse.duckdb"),

@@ -13,8 +13,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from sync_pipelines.emulator import Emulator, Fault, TenantSpec, add_api_habit_arguments, apply_api_habits
-from sync_pipelines.emulator.habits import check_api_habits
+from synchroteam_emulator import (
+    Emulator,
+    Fault,
+    TenantSpec,
+    add_api_habit_arguments,
+    apply_api_habits,
+)
+from synchroteam_emulator.habits import check_api_habits
 
 MAIN = TenantSpec(
     domain="acme",

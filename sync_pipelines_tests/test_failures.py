@@ -11,10 +11,15 @@ import pytest
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.definitions import defs
-from sync_pipelines.emulator import Fault
-from sync_pipelines.quarantine_jobs import rejected_folder
+from sync_pipelines.defs.quarantine_jobs import rejected_folder
 from sync_pipelines_tests.conftest import MAIN
-from sync_pipelines_tests.helpers import run_entity_job, run_row_count_checks, run_sync_all, step_failures
+from sync_pipelines_tests.helpers import (
+    run_entity_job,
+    run_row_count_checks,
+    run_sync_all,
+    step_failures,
+)
+from synchroteam_emulator import Fault
 
 MAIN_TENANT = TENANTS["synchroteam"]
 

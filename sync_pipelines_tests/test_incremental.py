@@ -10,8 +10,8 @@ import duckdb
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.synchroteam import source
 from sync_pipelines.synchroteam.plan import SyncPlan
+from sync_pipelines.warehouse.tables import STATE_VERSIONS_KEPT
 from sync_pipelines_tests.conftest import MAIN
-from sync_pipelines.warehouse import STATE_VERSIONS_KEPT
 from sync_pipelines_tests.helpers import run_entity, run_entity_job, stored_cursor
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -1,10 +1,10 @@
 """What keeps a big first load small: DuckDB's limits reach every connection to the warehouse."""
 
-from sync_pipelines import settings
-from sync_pipelines.assets import build_pipeline
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.settings import duckdb_settings
-from sync_pipelines.warehouse import writer
+from sync_pipelines.defs.assets import build_pipeline
+from sync_pipelines.warehouse import settings
+from sync_pipelines.warehouse.settings import duckdb_settings
+from sync_pipelines.warehouse.tables import writer
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
 from sync_pipelines_tests.helpers import run_entity_job, step_failures

@@ -46,17 +46,22 @@ from dlt.common.versioned_state import decompress_state
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.assets import build_pipeline
 from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity
-from sync_pipelines.emulator import Emulator, Fault
-from sync_pipelines.settings import TenantSettings
+from sync_pipelines.defs.assets import build_pipeline
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp
+from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
-from sync_pipelines_tests.compare import _comparable, flatten, table_exists, warehouse_rows
+from sync_pipelines_tests.compare import (
+    _comparable,
+    flatten,
+    table_exists,
+    warehouse_rows,
+)
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import run_entity_job
+from synchroteam_emulator import Emulator, Fault
 
 TENANT = TENANTS["synchroteam"]
 SCHEMA = TENANT.name

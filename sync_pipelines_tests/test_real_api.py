@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -15,11 +14,12 @@ import pytest
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
 from sync_pipelines.definitions import defs
-from sync_pipelines.emulator import Emulator, Fault, TenantSpec
 from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
+from synchroteam_emulator import Emulator, Fault, TenantSpec
+from synchroteam_emulator.env import tenant_env
 
 MAIN_TENANT = TENANTS["synchroteam"]
 JOBS = ENTITIES["jobs"]
@@ -28,12 +28,8 @@ QUOTA_SOUNDING = "API calls quota exceeded! maximum admitted 40 per 240s."
 
 def point_at(emulator: Emulator, specs: dict[str, TenantSpec], monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
     """Both tenants' settings at `emulator`, the warehouse at `path`."""
-    for tenant, spec in specs.items():
-        prefix = TENANTS[tenant].env_prefix
-        monkeypatch.setenv(f"{prefix}BASE_URL", emulator.base_url)
-        monkeypatch.setenv(f"{prefix}DOMAIN", spec.domain)
-        monkeypatch.setenv(f"{prefix}API_KEY", spec.api_key)
-        monkeypatch.setenv(f"{prefix}TIMEZONE", spec.timezone)
+    for variable, value in tenant_env(emulator.base_url, specs).items():
+        monkeypatch.setenv(variable, value)
     monkeypatch.setenv("SYNC_DUCKDB_PATH", str(path))
 
 

@@ -7,9 +7,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.settings import TenantSettings, duckdb_settings
-from sync_pipelines.synchroteam.errors import ConfigurationError
-from sync_pipelines.synchroteam.records import normalise_record, parse_decimal, parse_timestamp, to_api_timestamp
+from sync_pipelines.errors import ConfigurationError
+from sync_pipelines.synchroteam.records import (
+    normalise_record,
+    parse_decimal,
+    parse_timestamp,
+    to_api_timestamp,
+)
+from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.warehouse.settings import duckdb_settings
 
 PARIS = ZoneInfo("Europe/Paris")
 

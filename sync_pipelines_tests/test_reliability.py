@@ -11,10 +11,9 @@ import pytest
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.emulator import Fault
-from sync_pipelines.settings import pipelines_dir
-from sync_pipelines import warehouse_lock
-from sync_pipelines.warehouse import read_copy_path
+from sync_pipelines.warehouse import lock as warehouse_lock
+from sync_pipelines.warehouse.settings import pipelines_dir
+from sync_pipelines.warehouse.tables import read_copy_path
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (
@@ -26,7 +25,14 @@ from sync_pipelines_tests.helpers import (
     stored_cursor,
     sync_requests,
 )
-from sync_pipelines_tests.processes import analyst, dagster_home, holding_the_warehouse, start_job, wait
+from sync_pipelines_tests.processes import (
+    analyst,
+    dagster_home,
+    holding_the_warehouse,
+    start_job,
+    wait,
+)
+from synchroteam_emulator import Fault
 
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]

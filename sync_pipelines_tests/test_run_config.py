@@ -11,8 +11,8 @@ import pytest
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.config import config_class, to_plan
-from sync_pipelines.synchroteam.errors import ConfigurationError
+from sync_pipelines.defs.run_config import config_class, to_plan
+from sync_pipelines.errors import ConfigurationError
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
     local_time,
@@ -21,8 +21,8 @@ from sync_pipelines_tests.helpers import (
     requests_by,
     run_entity_job,
     step_failures,
-    sync_requests,
     stored_cursor,
+    sync_requests,
 )
 
 MAIN_TENANT = TENANTS["synchroteam"]

@@ -7,16 +7,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterRunStatus, RunRequest, build_schedule_context, instance_for_test
+from dagster import (
+    DagsterRunStatus,
+    RunRequest,
+    build_schedule_context,
+    instance_for_test,
+)
 from dagster._core.test_utils import create_run_for_test
 from dagster._utils.schedules import is_valid_cron_string
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.definitions import defs
-from sync_pipelines.emulator import Fault
-from sync_pipelines.schedules import ACTIVE, MAX_RUNTIME_TAG, TENANT_TAG
+from sync_pipelines.defs.schedules import ACTIVE, MAX_RUNTIME_TAG, TENANT_TAG
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import run_entity_job, step_failures
+from synchroteam_emulator import Fault
 
 ENTITY_SCHEDULES = {
     "sync_synchroteam__jobs_schedule": ("sync_synchroteam__jobs", "1-59/15 * * * *"),

@@ -8,8 +8,7 @@ from datetime import timedelta
 import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
-from sync_pipelines.emulator import Fault
-from sync_pipelines.settings import pipelines_dir
+from sync_pipelines.warehouse.settings import pipelines_dir
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator, table_exists
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (
@@ -21,6 +20,7 @@ from sync_pipelines_tests.helpers import (
     sync_requests,
     window_start,
 )
+from synchroteam_emulator import Fault
 
 
 def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse):

@@ -23,8 +23,7 @@ from typing import Any
 
 import httpx
 
-from sync_pipelines.settings import TenantSettings
-from sync_pipelines.synchroteam.errors import (
+from sync_pipelines.errors import (
     ApiUnavailable,
     AuthRejected,
     BadRequest,
@@ -38,7 +37,13 @@ from sync_pipelines.synchroteam.errors import (
 )
 from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.records import parse_timestamp
-from sync_pipelines.synchroteam.throttle import RESET_SLACK, Limits, RateWindow, RequestPacer
+from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.synchroteam.throttle import (
+    RESET_SLACK,
+    Limits,
+    RateWindow,
+    RequestPacer,
+)
 
 log = logging.getLogger(__name__)
 

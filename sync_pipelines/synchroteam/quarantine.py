@@ -17,7 +17,11 @@ from typing import Any
 
 import dlt
 
-from sync_pipelines.synchroteam.records import DATE_FIELDS, DECIMAL_FIELDS, TIMESTAMP_FIELDS
+from sync_pipelines.synchroteam.records import (
+    DATE_FIELDS,
+    DECIMAL_FIELDS,
+    TIMESTAMP_FIELDS,
+)
 
 REJECTED_TABLE = "_rejected_records"
 AUTOMATIC_ATTEMPTS = 3  # the first sighting, then two automatic re-reads

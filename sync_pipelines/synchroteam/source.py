@@ -34,12 +34,21 @@ from dlt.common.schema import Schema
 from dlt.extract.source import DltSource
 
 from sync_pipelines.catalogue import Entity, Tenant
+from sync_pipelines.errors import ConfigurationError, RecordNotFound
 from sync_pipelines.synchroteam.client import SynchroteamClient
-from sync_pipelines.synchroteam.errors import ConfigurationError, RecordNotFound
 from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.plan import DEFAULT_OVERLAP, Cursor, SyncPlan
-from sync_pipelines.synchroteam.quarantine import NOT_FOUND, Quarantine, Rejection, check_record
-from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp, to_api_timestamp
+from sync_pipelines.synchroteam.quarantine import (
+    NOT_FOUND,
+    Quarantine,
+    Rejection,
+    check_record,
+)
+from sync_pipelines.synchroteam.records import (
+    normalise_record,
+    parse_timestamp,
+    to_api_timestamp,
+)
 
 Record = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -338,8 +347,7 @@ class _EntityReader:
             )
 
     def _created_on_or_after(self, record: Record, since) -> bool:
-        field_name = "scheduledStart" if self.entity.name == "jobs" else "dateCreated"
-        value = record.get(field_name)
+        value = record.get(self.entity.recent_field)
         parsed = parse_timestamp(value, self.tz) if isinstance(value, str) else None
         return parsed is None or parsed.date() >= since
 

@@ -1,4 +1,4 @@
-"""Serve the demo tenants: `python -m sync_pipelines.emulator --port 8765 --scale 1 --seed 1 [API habits]`."""
+"""Serve the demo tenants: `python -m synchroteam_emulator --port 8765 --scale 1 --seed 1 [API habits]`."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +7,18 @@ import threading
 import time
 
 from .data import TenantSpec
-from .habits import add_api_habit_arguments, apply_api_habits, check_api_habits, describe_api_habits
+from .env import tenant_env
+from .habits import (
+    add_api_habit_arguments,
+    apply_api_habits,
+    check_api_habits,
+    describe_api_habits,
+)
 from .server import Emulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync_pipelines.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m synchroteam_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the demo record counts")
@@ -31,12 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with emu:
         print(f"Synchroteam emulator on {emu.base_url} (data built in {time.monotonic() - started:.1f}s)")
-        for spec, prefix in ((main_spec, "SYNCHROTEAM_"), (hec_spec, "SYNCHROTEAM_HEC_")):
+        for name, spec in (("synchroteam", main_spec), ("synchroteam_hec", hec_spec)):
             print(f"  {spec.domain}: " + ", ".join(f"{k}={v}" for k, v in spec.counts.items()))
-            print(f"export {prefix}BASE_URL={emu.base_url}")
-            print(f"export {prefix}DOMAIN={spec.domain}")
-            print(f"export {prefix}API_KEY={spec.api_key}")
-            print(f"export {prefix}TIMEZONE={spec.timezone}")
+            for variable, value in tenant_env(emu.base_url, {name: spec}).items():
+                print(f"export {variable}={value}")
         for habit in describe_api_habits(args):
             print(f"  API habit: {habit}")
         print("Ctrl-C to stop.", flush=True)

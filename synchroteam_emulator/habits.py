@@ -1,6 +1,6 @@
 """Command-line switches for the real API's habits the emulator can imitate (all off by default).
 
-Shared by `python -m sync_pipelines.emulator` and `python -m sync_pipelines.demo run|ui`:
+Shared by `python -m synchroteam_emulator` and `python -m synchroteam_emulator.demo run|ui`:
 `add_api_habit_arguments(parser)`, then `check_api_habits(parser, args)` and `apply_api_habits(emulator, args)`.
 """
 from __future__ import annotations

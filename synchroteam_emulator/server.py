@@ -17,8 +17,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .data import RESOURCES, TenantSpec
-from .faults import DEFAULT_QUOTA, TOO_MANY, Fault, FaultQueue, Quota, RateLimiter, Window
-from .protocol import HTML, JSON, PREFIX, ROUTE, BadRequest, dump, firewall_page, list_params
+from .faults import (
+    DEFAULT_QUOTA,
+    TOO_MANY,
+    Fault,
+    FaultQueue,
+    Quota,
+    RateLimiter,
+    Window,
+)
+from .protocol import (
+    HTML,
+    JSON,
+    PREFIX,
+    ROUTE,
+    BadRequest,
+    dump,
+    firewall_page,
+    list_params,
+)
 from .store import TenantStore
 
 

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from dagster import (
-    AssetSelection,
     AssetsDefinition,
+    AssetSelection,
     MetadataValue,
     OpExecutionContext,
     Output,
@@ -13,13 +13,15 @@ from dagster import (
     job,
     op,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
 
-from sync_pipelines.assets import DUCKDB_POOL
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.settings import warehouse_path
-from sync_pipelines.warehouse import export_rejected
-from sync_pipelines.warehouse_lock import step_turn
+from sync_pipelines.defs.assets import DUCKDB_POOL
+from sync_pipelines.warehouse.lock import step_turn
+from sync_pipelines.warehouse.settings import warehouse_path
+from sync_pipelines.warehouse.tables import export_rejected
 
 
 def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> UnresolvedAssetJobDefinition:

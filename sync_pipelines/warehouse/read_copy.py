@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from sync_pipelines.warehouse import read_copy_path, writer
+from sync_pipelines.warehouse.tables import read_copy_path, writer
 
 # DuckDB's main header and its two database headers: every checkpoint that writes anything rewrites one of
 # the latter with a higher checkpoint counter.

@@ -20,9 +20,9 @@ from typing import Any
 
 import duckdb
 
-from sync_pipelines.settings import duckdb_settings
-from sync_pipelines.synchroteam.errors import SuspiciousDeletions, WarehouseLocked
+from sync_pipelines.errors import SuspiciousDeletions, WarehouseLocked
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
+from sync_pipelines.warehouse.settings import duckdb_settings
 
 DELETED_AT = "_deleted_at"
 STATE_VERSIONS_KEPT = 10

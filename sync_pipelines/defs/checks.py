@@ -13,29 +13,30 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from dagster import (
-    SupersessionWarning,
     AssetCheckExecutionContext,
-    AssetSelection,
     AssetCheckKey,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetKey,
+    AssetSelection,
     DefaultSensorStatus,
     MetadataValue,
     SensorDefinition,
+    SupersessionWarning,
     asset_check,
     build_last_update_freshness_checks,
     build_sensor_for_freshness_checks,
 )
 
-from sync_pipelines.assets import DUCKDB_POOL
 from sync_pipelines.catalogue import Entity, Tenant
-from sync_pipelines.settings import TenantSettings, warehouse_path
+from sync_pipelines.defs.assets import DUCKDB_POOL
 from sync_pipelines.synchroteam.client import SynchroteamClient
+from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.throttle import shared_window
-from sync_pipelines.warehouse import count_rows, duplicate_ids, rejected_counts
-from sync_pipelines.warehouse_lock import step_turn
+from sync_pipelines.warehouse.lock import step_turn
+from sync_pipelines.warehouse.settings import warehouse_path
+from sync_pipelines.warehouse.tables import count_rows, duplicate_ids, rejected_counts
 
 FRESHNESS_CADENCES = 3
 ROW_COUNT_CHECK = "row_count_matches_api"

@@ -23,12 +23,13 @@ from dagster import (
     in_process_executor,
     schedule,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
 
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-
-from sync_pipelines.assets import DAILY
-from sync_pipelines.catalogue import ENTITIES, Entity, Tenant, tenant_entities
-from sync_pipelines.checks import row_count_check_key, sync_selection
+from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
+from sync_pipelines.defs.assets import DAILY
+from sync_pipelines.defs.checks import row_count_check_key, sync_selection
 
 TENANT_TAG = "synchroteam/tenant"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
@@ -46,9 +47,8 @@ def max_runtime_seconds(entity: Entity) -> int:
 
 def cron_for(tenant: Tenant, entity: Entity) -> str:
     """Every `cadence_minutes`, at a minute offset of its own so entities and tenants do not fire together."""
-    index = list(ENTITIES).index(entity.name)
     cadence = entity.cadence_minutes
-    offset = (tenant.schedule_offset_minutes + 3 * index + 1) % min(cadence, 60)
+    offset = (tenant.schedule_offset_minutes + entity.schedule_minute) % min(cadence, 60)
     if cadence < 60:
         return f"{offset}-59/{cadence} * * * *"
     return f"{offset} */{cadence // 60} * * *" if cadence > 60 else f"{offset} * * * *"

@@ -4,17 +4,11 @@ The source and pipeline given to `@dlt_assets` only describe the asset (they nee
 its own from the environment, so credentials and the warehouse path are read when the run starts.
 """
 
-import atexit
-import functools
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 from dagster import (
     AssetExecutionContext,
@@ -31,26 +25,30 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant
-from sync_pipelines.read_copy import refresh_read_copy
-from sync_pipelines.settings import (
-    TenantSettings,
-    check_warehouse_path,
-    duckdb_settings,
-    pipelines_dir,
-    warehouse_path,
+from sync_pipelines.defs.run_config import SyncConfig, config_class, to_plan
+from sync_pipelines.errors import (
+    SyncError,
+    WarehouseOutOfMemory,
+    find_cause,
+    find_sync_error,
 )
 from sync_pipelines.synchroteam.client import SynchroteamClient
-from sync_pipelines.synchroteam.throttle import shared_window
-from sync_pipelines.synchroteam.errors import SyncError, WarehouseOutOfMemory, find_cause, find_sync_error
-from sync_pipelines.config import SyncConfig, config_class, to_plan
 from sync_pipelines.synchroteam.plan import SyncPlan
-from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
-from sync_pipelines.warehouse import after_load, before_load
-from sync_pipelines.warehouse_lock import step_turn
+from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
+from sync_pipelines.synchroteam.throttle import shared_window
+from sync_pipelines.warehouse.lock import step_turn
+from sync_pipelines.warehouse.pipeline import build_pipeline
+from sync_pipelines.warehouse.read_copy import refresh_read_copy
+from sync_pipelines.warehouse.settings import (
+    check_warehouse_path,
+    duckdb_settings,
+    warehouse_path,
+)
+from sync_pipelines.warehouse.tables import after_load, before_load
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -99,38 +97,6 @@ class SynchroteamTranslator(DagsterDltTranslator):
             description=description,
             tags={"tenant": self.tenant.name},
         )
-
-
-def build_pipeline(
-    tenant: Tenant, entity: Entity, duckdb_config: Mapping[str, Any] | None = None, *, describe_only: bool = False
-) -> dlt.Pipeline:
-    """The dlt pipeline of one entity, writing the warehouse named by `SYNC_DUCKDB_PATH`.
-
-    `duckdb_config` (`settings.duckdb_settings()`) bounds DuckDB's memory and threads during the load. Load
-    files are copied one at a time: each copy's JSON reader takes 32 MB a thread, so copying a parent table and
-    its child tables at once would not fit in a bounded memory_limit (DuckDB takes one writer anyway).
-
-    `describe_only`: the pipeline handed to `@dlt_assets` when the definitions load, which never runs. dlt
-    writes a pipeline's folder when it is created, so it lives in a folder of this process's own: two
-    processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
-    state file and one would fail to import the code location.
-    """
-    path = warehouse_path()
-    folder = _definitions_pipelines_dir() if describe_only else pipelines_dir(path)
-    credentials = DuckDbCredentials(str(path), global_config=dict(duckdb_config or {}))
-    return dlt.pipeline(
-        pipeline_name=pipeline_name(tenant, entity),
-        destination=dlt.destinations.duckdb(credentials, loader_parallelism_strategy="sequential"),
-        dataset_name=tenant.name,
-        pipelines_dir=str(folder),
-    )
-
-
-@functools.cache
-def _definitions_pipelines_dir() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="sync_pipelines-definitions-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
 
 
 def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:

@@ -23,7 +23,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from sync_pipelines.settings import warehouse_path
+from sync_pipelines.warehouse.settings import warehouse_path
 
 NOTICE_EVERY_SECONDS = 60.0
 

@@ -1,6 +1,6 @@
 """`make demo` and `make ui`: the whole product on the bundled emulator.
 
-`python -m sync_pipelines.demo run` serves both demo tenants on 127.0.0.1, runs
+`python -m synchroteam_emulator.demo run` serves both demo tenants on 127.0.0.1, runs
 `dagster job execute -m sync_pipelines.definitions -j sync_all` against them, prints what landed in DuckDB and
 stops the emulator. `... demo ui` serves the emulator under `dagster dev` until interrupted.
 """
@@ -14,24 +14,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sync_pipelines.emulator import (Emulator, TenantSpec, add_api_habit_arguments, apply_api_habits,
-                                     check_api_habits)
-from sync_pipelines.settings import warehouse_path
-from sync_pipelines.warehouse import table_summary
-
+from sync_pipelines.warehouse.settings import warehouse_path
+from sync_pipelines.warehouse.tables import table_summary
+from synchroteam_emulator import (
+    Emulator,
+    TenantSpec,
+    add_api_habit_arguments,
+    apply_api_habits,
+    check_api_habits,
+)
+from synchroteam_emulator.env import tenant_env
 
 QUIET = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 
 def emulator_env(emulator: Emulator, main: TenantSpec, hec: TenantSpec) -> dict[str, str]:
     """The environment that points both tenants at the emulator."""
-    env: dict[str, str] = {}
-    for prefix, spec in (("SYNCHROTEAM_", main), ("SYNCHROTEAM_HEC_", hec)):
-        env[f"{prefix}BASE_URL"] = emulator.base_url
-        env[f"{prefix}DOMAIN"] = spec.domain
-        env[f"{prefix}API_KEY"] = spec.api_key
-        env[f"{prefix}TIMEZONE"] = spec.timezone
-    return env
+    return tenant_env(emulator.base_url, {"synchroteam": main, "synchroteam_hec": hec})
 
 
 def _dagster(*args: str) -> list[str]:

@@ -10,7 +10,7 @@ from dagster import Config
 from pydantic import Field, create_model
 
 from sync_pipelines.catalogue import Entity
-from sync_pipelines.synchroteam.errors import ConfigurationError
+from sync_pipelines.errors import ConfigurationError
 from sync_pipelines.synchroteam.plan import MODES, SyncPlan
 
 MAX_PAGE_SIZE = 100
@@ -56,7 +56,7 @@ def config_class(entity: Entity) -> type[SyncConfig]:
     """The run-config class of `entity`: SyncConfig with the entity's own knobs and defaults."""
     fields: dict = {}
     if entity.refetch == "recent":
-        what = "scheduled" if entity.name == "jobs" else "created"
+        what = {"scheduledStart": "scheduled", "dateCreated": "created"}.get(entity.recent_field, entity.recent_field)
         fields["refetch_recent_days"] = (
             int,
             Field(default=0, description=f"Re-read records {what} in the last N days every run, even if their "

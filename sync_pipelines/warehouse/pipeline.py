@@ -1,0 +1,50 @@
+"""The dlt pipeline of one entity: its destination (the DuckDB warehouse) and its working folder."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+from sync_pipelines.catalogue import Entity, Tenant
+from sync_pipelines.synchroteam.source import pipeline_name
+from sync_pipelines.warehouse.settings import pipelines_dir, warehouse_path
+
+
+def build_pipeline(
+    tenant: Tenant, entity: Entity, duckdb_config: Mapping[str, Any] | None = None, *, describe_only: bool = False
+) -> dlt.Pipeline:
+    """The dlt pipeline of one entity, writing the warehouse named by `SYNC_DUCKDB_PATH`.
+
+    `duckdb_config` (`settings.duckdb_settings()`) bounds DuckDB's memory and threads during the load. Load
+    files are copied one at a time: each copy's JSON reader takes 32 MB a thread, so copying a parent table and
+    its child tables at once would not fit in a bounded memory_limit (DuckDB takes one writer anyway).
+
+    `describe_only`: the pipeline handed to `@dlt_assets` when the definitions load, which never runs. dlt
+    writes a pipeline's folder when it is created, so it lives in a folder of this process's own: two
+    processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
+    state file and one would fail to import the code location.
+    """
+    path = warehouse_path()
+    folder = _definitions_pipelines_dir() if describe_only else pipelines_dir(path)
+    credentials = DuckDbCredentials(str(path), global_config=dict(duckdb_config or {}))
+    return dlt.pipeline(
+        pipeline_name=pipeline_name(tenant, entity),
+        destination=dlt.destinations.duckdb(credentials, loader_parallelism_strategy="sequential"),
+        dataset_name=tenant.name,
+        pipelines_dir=str(folder),
+    )
+
+
+@functools.cache
+def _definitions_pipelines_dir() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="sync_pipelines-definitions-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
