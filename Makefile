@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo ui test emulator clean
+.PHONY: install demo ui test test-fast lint typecheck lock emulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,8 +34,28 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 emulator: install
 	$(BIN)/python -m synchroteam_emulator --port 8765 $(ARGS)
 
+## Every test (what CI runs, after lint and typecheck).
 test: install
 	$(BIN)/python -m pytest
+
+## The suite without the slow ones (crash recovery, dagster dev end to end, property-based, reliability, a real
+## rate window): a few minutes.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+## ruff: lint, and the formatter's check.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## mypy over the product (configured in pyproject.toml).
+typecheck: install
+	$(BIN)/mypy
+
+## Pin every installed package again (after changing a dependency in pyproject.toml).
+lock: install
+	( sed -n '1,2p' requirements.lock; $(BIN)/pip freeze --exclude-editable ) > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 clean:
 	rm -rf data .dagster_home

@@ -118,8 +118,9 @@ def snapshot_code(target: Path) -> Path:
     for item in SNAPSHOT_ITEMS:
         src = REPO / item
         if src.is_dir():
-            shutil.copytree(src, target / item, ignore=shutil.ignore_patterns("__pycache__", "results"),
-                            dirs_exist_ok=True)
+            shutil.copytree(
+                src, target / item, ignore=shutil.ignore_patterns("__pycache__", "results"), dirs_exist_ok=True
+            )
         elif src.exists():
             shutil.copy2(src, target / item)
     CODE_DIR = target
@@ -134,7 +135,11 @@ class EmulatorProcess:
         started = time.monotonic()
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "bench.emulator_server", "--specs", json.dumps(specs)],
-            cwd=CODE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            cwd=CODE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         line = self.proc.stdout.readline()
         if not line:
@@ -155,7 +160,7 @@ class EmulatorProcess:
             raise RuntimeError(f"emulator command {cmd}: {reply['error']}")
         return reply["result"]
 
-    def stats(self, reset: bool = True, times: bool = False) -> "RequestStats":
+    def stats(self, reset: bool = True, times: bool = False) -> RequestStats:
         return RequestStats(self.call("stats", reset=reset, times=times))
 
     def close(self) -> None:
@@ -171,7 +176,7 @@ class EmulatorProcess:
                 self.proc.wait(timeout=10)
         LIVE_PIDS.discard(self.proc.pid)
 
-    def __enter__(self) -> "EmulatorProcess":
+    def __enter__(self) -> EmulatorProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -185,18 +190,29 @@ class RequestStats:
         self.raw = raw
         self.rows = [tuple(row) for row in raw["by"]]
 
-    def count(self, tenant: str | None = None, resource: str | None = None, action: str | None = None,
-              status: int | None = None) -> int:
+    def count(
+        self,
+        tenant: str | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+        status: int | None = None,
+    ) -> int:
         return sum(
-            row[4] for row in self.rows
-            if (tenant is None or row[0] == tenant) and (resource is None or row[1] == resource)
-            and (action is None or row[2] == action) and (status is None or row[3] == status)
+            row[4]
+            for row in self.rows
+            if (tenant is None or row[0] == tenant)
+            and (resource is None or row[1] == resource)
+            and (action is None or row[2] == action)
+            and (status is None or row[3] == status)
         )
 
     def page_size_1(self, tenant: str | None = None, resource: str | None = None) -> int:
         """List calls asking for one record (the asset check reading `recordsTotal`)."""
-        return sum(row[2] for row in self.raw.get("page_size_1", [])
-                   if (tenant is None or row[0] == tenant) and (resource is None or row[1] == resource))
+        return sum(
+            row[2]
+            for row in self.raw.get("page_size_1", [])
+            if (tenant is None or row[0] == tenant) and (resource is None or row[1] == resource)
+        )
 
     @property
     def ok_span_s(self) -> float:
@@ -216,7 +232,7 @@ class Measured:
     stderr: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def check(self, what: str) -> "Measured":
+    def check(self, what: str) -> Measured:
         if self.rc != 0:
             raise RuntimeError(f"{what} failed (exit {self.rc}):\n{self.stderr[-4000:]}\n{self.stdout[-2000:]}")
         return self
@@ -242,7 +258,9 @@ def run_measured(cmd: list[str], env: dict[str, str], timeout: float = 3600, cwd
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Measured(cmd, proc.returncode, wall, usage.ru_maxrss / 1024, out.read()[-200_000:], err.read()[-200_000:])
+        return Measured(
+            cmd, proc.returncode, wall, usage.ru_maxrss / 1024, out.read()[-200_000:], err.read()[-200_000:]
+        )
 
 
 class DagsterHome:
@@ -254,25 +272,34 @@ class DagsterHome:
         shutil.copy(CODE_DIR / "dagster.yaml", self.path / "dagster.yaml")
         self.warehouse = warehouse
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
-        self.env.update({
-            "DAGSTER_HOME": str(self.path),
-            "SYNC_DUCKDB_PATH": str(warehouse),
-            "SYNC_RETRY_DELAY_SECONDS": "30",
-            "PYTHONUNBUFFERED": "1",
-        })
+        self.env.update(
+            {
+                "DAGSTER_HOME": str(self.path),
+                "SYNC_DUCKDB_PATH": str(warehouse),
+                "SYNC_RETRY_DELAY_SECONDS": "30",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         for prefix, domain in (("SYNCHROTEAM_", MAIN_DOMAIN), ("SYNCHROTEAM_HEC_", HEC_DOMAIN)):
-            self.env.update({
-                f"{prefix}BASE_URL": base_url,
-                f"{prefix}DOMAIN": domain,
-                f"{prefix}API_KEY": KEYS[domain],
-                f"{prefix}TIMEZONE": TIMEZONE,
-            })
+            self.env.update(
+                {
+                    f"{prefix}BASE_URL": base_url,
+                    f"{prefix}DOMAIN": domain,
+                    f"{prefix}API_KEY": KEYS[domain],
+                    f"{prefix}TIMEZONE": TIMEZONE,
+                }
+            )
         self.env.update(extra_env or {})
         self.config_dir = root / "run_configs"
         self.config_dir.mkdir(exist_ok=True)
 
-    def job(self, job: str, ops_config: dict[str, dict[str, Any]] | None = None, timeout: float = 3600,
-            env: dict[str, str] | None = None) -> Measured:
+    def job(
+        self,
+        job: str,
+        ops_config: dict[str, dict[str, Any]] | None = None,
+        timeout: float = 3600,
+        env: dict[str, str] | None = None,
+    ) -> Measured:
         """`dagster job execute -m sync_pipelines.definitions -j <job>`, the way users run it."""
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         if ops_config:

@@ -67,15 +67,17 @@ class Control:
                 self.log.clear()
         by = Counter((r.tenant, r.resource, r.action, r.status) for r in records)
         # list calls with pageSize=1: the product's `row_count_matches_api` asset check reads recordsTotal so
-        counting = Counter((r.tenant, r.resource) for r in records
-                           if r.action == "list" and r.params.get("pageSize") == "1")
+        counting = Counter(
+            (r.tenant, r.resource) for r in records if r.action == "list" and r.params.get("pageSize") == "1"
+        )
         ok_times = [t for r, t in zip(records, times) if r.status == 200]
         return {
             "n": len(records),
             "by": [[*key, n] for key, n in sorted(by.items(), key=lambda kv: tuple(map(str, kv[0])))],
             "page_size_1": [[*key, n] for key, n in sorted(counting.items(), key=lambda kv: tuple(map(str, kv[0])))],
-            "not_ok_positions": [[i, r.status, r.params.get("pageSize")] for i, r in enumerate(records)
-                                 if r.status != 200][:50],
+            "not_ok_positions": [
+                [i, r.status, r.params.get("pageSize")] for i, r in enumerate(records) if r.status != 200
+            ][:50],
             "t_first": times[0] if times else None,
             "t_last": times[-1] if times else None,
             "ok_first": ok_times[0] if ok_times else None,

@@ -41,8 +41,9 @@ def main() -> None:
     if args.no_dedup:
         sql = DEDUP.sub("1", sql)
     with tempfile.TemporaryDirectory() as scratch:
-        con = duckdb.connect(f"{scratch}/replay.duckdb",
-                             config={"memory_limit": args.memory_limit, "threads": args.threads})
+        con = duckdb.connect(
+            f"{scratch}/replay.duckdb", config={"memory_limit": args.memory_limit, "threads": args.threads}
+        )
         con.execute(f"ATTACH '{args.dir / 'warehouse.duckdb'}' AS src (READ_ONLY)")
         for schema in ("synchroteam", "synchroteam_staging"):
             con.execute(f"CREATE SCHEMA {schema}")
@@ -54,16 +55,23 @@ def main() -> None:
             table = file.name.split(".")[0]
             con.execute(f"INSERT INTO synchroteam_staging.{table} BY NAME SELECT * FROM read_json('{file}')")
         for k in range(1, args.times):  # copies with new ids; originals are the rows without the suffix
-            con.execute(f"INSERT INTO synchroteam_staging.invoices BY NAME SELECT * REPLACE (id || '-{k}' AS id, "
-                        f"_dlt_id || '-{k}' AS _dlt_id) FROM synchroteam_staging.invoices WHERE NOT contains(id, '-')")
-            con.execute(f"INSERT INTO synchroteam_staging.invoices__lines BY NAME SELECT * REPLACE ("
-                        f"_dlt_id || '-{k}' AS _dlt_id, _dlt_root_id || '-{k}' AS _dlt_root_id, _dlt_parent_id || "
-                        f"'-{k}' AS _dlt_parent_id) FROM synchroteam_staging.invoices__lines "
-                        f"WHERE NOT contains(_dlt_id, '-')")
-        rows = con.execute("SELECT (SELECT count(*) FROM synchroteam_staging.invoices), "
-                           "(SELECT count(*) FROM synchroteam_staging.invoices__lines)").fetchone()
-        print(f"staging: {rows[0]:,} invoices, {rows[1]:,} lines; peak {peak_mb()} MB, "
-              f"{time.monotonic() - started:.1f} s")
+            con.execute(
+                f"INSERT INTO synchroteam_staging.invoices BY NAME SELECT * REPLACE (id || '-{k}' AS id, "
+                f"_dlt_id || '-{k}' AS _dlt_id) FROM synchroteam_staging.invoices WHERE NOT contains(id, '-')"
+            )
+            con.execute(
+                f"INSERT INTO synchroteam_staging.invoices__lines BY NAME SELECT * REPLACE ("
+                f"_dlt_id || '-{k}' AS _dlt_id, _dlt_root_id || '-{k}' AS _dlt_root_id, _dlt_parent_id || "
+                f"'-{k}' AS _dlt_parent_id) FROM synchroteam_staging.invoices__lines "
+                f"WHERE NOT contains(_dlt_id, '-')"
+            )
+        rows = con.execute(
+            "SELECT (SELECT count(*) FROM synchroteam_staging.invoices), "
+            "(SELECT count(*) FROM synchroteam_staging.invoices__lines)"
+        ).fetchone()
+        print(
+            f"staging: {rows[0]:,} invoices, {rows[1]:,} lines; peak {peak_mb()} MB, {time.monotonic() - started:.1f} s"
+        )
         for statement in filter(str.strip, sql.splitlines()):
             began = time.monotonic()
             con.execute(statement)

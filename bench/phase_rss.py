@@ -71,8 +71,13 @@ def main(count: int, out: Path) -> None:
     for at, rss in samples:
         phase = [name for mark, name in marks if mark <= at][-1]
         peaks[phase] = max(peaks.get(phase, 0.0), rss)
-    report = {"invoices": count, "success": result.success, "peak_rss_mb": max(r for _, r in samples),
-              "peak_rss_mb_by_phase": {k: round(v) for k, v in peaks.items()}, "marks": marks}
+    report = {
+        "invoices": count,
+        "success": result.success,
+        "peak_rss_mb": max(r for _, r in samples),
+        "peak_rss_mb_by_phase": {k: round(v) for k, v in peaks.items()},
+        "marks": marks,
+    }
     (out / "phase_rss.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "marks"}, indent=1))
 

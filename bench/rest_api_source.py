@@ -53,17 +53,19 @@ def source_config(base_url: str, domain: str, api_key: str, entity: str) -> dict
     }
     resources: list[dict] = [list_resource]
     if entity == "jobs":
-        resources.append({
-            "name": "job_details",
-            "primary_key": "id",
-            "write_disposition": "merge",
-            "endpoint": {
-                "path": "job/details",
-                "params": {"id": "{resources.jobs.id}"},
-                "paginator": "single_page",
-                "data_selector": "$",
-            },
-        })
+        resources.append(
+            {
+                "name": "job_details",
+                "primary_key": "id",
+                "write_disposition": "merge",
+                "endpoint": {
+                    "path": "job/details",
+                    "params": {"id": "{resources.jobs.id}"},
+                    "paginator": "single_page",
+                    "data_selector": "$",
+                },
+            }
+        )
     return {
         "client": {
             "base_url": base_url + "/",
@@ -89,8 +91,13 @@ def run(spec: dict, base_url: str, db: str, pipelines_dir: str, loader_file_form
     pipeline.run(source, loader_file_format=fmt).raise_on_failed_jobs()
     normalized = pipeline.last_trace.last_normalize_info
     counts = dict(normalized.row_counts) if normalized else {}
-    return {"schema": schema, "table": entity, "rows": counts, "records": counts.get(entity, 0),
-            "wall_s": round(time.monotonic() - started, 3)}
+    return {
+        "schema": schema,
+        "table": entity,
+        "rows": counts,
+        "records": counts.get(entity, 0),
+        "wall_s": round(time.monotonic() - started, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--pipelines-dir", required=True)
-    parser.add_argument("--entities", required=True,
-                        help='JSON list of {"domain", "api_key", "schema", "entity"}, run one after the other')
+    parser.add_argument(
+        "--entities",
+        required=True,
+        help='JSON list of {"domain", "api_key", "schema", "entity"}, run one after the other',
+    )
     parser.add_argument("--loader-file-format", default="jsonl", help="jsonl (as the product) or default")
     args = parser.parse_args(argv)
     for spec in json.loads(args.entities):

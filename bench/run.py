@@ -76,8 +76,14 @@ class Scale:
 SCALES = {
     "1x": Scale(
         "1x",
-        main={"customer": 20_000, "site": 30_000, "job": 100_000, "invoice": 100_000, "quotation": 20_000,
-              "creditnote": 10_000},
+        main={
+            "customer": 20_000,
+            "site": 30_000,
+            "job": 100_000,
+            "invoice": 100_000,
+            "quotation": 20_000,
+            "creditnote": 10_000,
+        },
         hec={"invoice": 20_000, "creditnote": 5_000},
         tenx_main={"invoice": 1_000_000},
         rate_limit=120,
@@ -86,8 +92,7 @@ SCALES = {
     ),
     "quick": Scale(
         "quick",
-        main={"customer": 1_000, "site": 1_500, "job": 5_000, "invoice": 5_000, "quotation": 1_000,
-              "creditnote": 500},
+        main={"customer": 1_000, "site": 1_500, "job": 5_000, "invoice": 5_000, "quotation": 1_000, "creditnote": 500},
         hec={"invoice": 1_000, "creditnote": 250},
         tenx_main={"invoice": 50_000},
         rate_limit=8,
@@ -140,12 +145,23 @@ def phase_full_product(emu: EmulatorProcess, home: DagsterHome, scale: Scale) ->
         log(f"full sync (product): {tenant}/{entity}")
         m = home.job(f"sync_{tenant}__{entity}", timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity}")
         stats = emu.stats(reset=True)
-        rows.append({"tenant": tenant, "entity": entity, "wall_s": m.wall_s, "rss_mb": m.peak_rss_mb,
-                     "requests": requests_of(stats, tenant, resource)})
+        rows.append(
+            {
+                "tenant": tenant,
+                "entity": entity,
+                "wall_s": m.wall_s,
+                "rss_mb": m.peak_rss_mb,
+                "requests": requests_of(stats, tenant, resource),
+            }
+        )
     for row, run in zip(rows, home.runs(len(rows))):
         meta = run["materializations"][f"{row['tenant']}/{row['entity']}"]
-        row.update(records=meta["loaded"], api_requests=meta["api_requests"],
-                   step_s=run["steps"].get(f"{row['tenant']}__{row['entity']}"), run_status=run["status"])
+        row.update(
+            records=meta["loaded"],
+            api_requests=meta["api_requests"],
+            step_s=run["steps"].get(f"{row['tenant']}__{row['entity']}"),
+            run_status=run["status"],
+        )
         row["records_per_s"] = row["records"] / row["wall_s"]
     return rows
 
@@ -155,8 +171,14 @@ def phase_full_product(emu: EmulatorProcess, home: DagsterHome, scale: Scale) ->
 
 def plain_spec(tenant: str, entity: str, resource: str) -> dict[str, Any]:
     domain = DOMAINS[tenant]
-    return {"domain": domain, "api_key": KEYS[domain], "schema": tenant, "resource": resource, "table": entity,
-            "details": entity == "jobs"}
+    return {
+        "domain": domain,
+        "api_key": KEYS[domain],
+        "schema": tenant,
+        "resource": resource,
+        "table": entity,
+        "details": entity == "jobs",
+    }
 
 
 def rest_spec(tenant: str, entity: str) -> dict[str, Any]:
@@ -164,21 +186,49 @@ def rest_spec(tenant: str, entity: str) -> dict[str, Any]:
     return {"domain": domain, "api_key": KEYS[domain], "schema": tenant, "entity": entity}
 
 
-def run_plain(emu: EmulatorProcess, db: Path, entities: list[tuple[str, str, str]], incremental: bool,
-              timeout: float) -> tuple[Any, list[dict[str, Any]], RequestStats]:
+def run_plain(
+    emu: EmulatorProcess, db: Path, entities: list[tuple[str, str, str]], incremental: bool, timeout: float
+) -> tuple[Any, list[dict[str, Any]], RequestStats]:
     emu.stats(reset=True)
-    cmd = [PYTHON, "-m", "bench.plain_loop", "--base-url", emu.base_url, "--db", str(db),
-           "--entities", json.dumps([plain_spec(*e) for e in entities])] + (["--incremental"] if incremental else [])
+    cmd = [
+        PYTHON,
+        "-m",
+        "bench.plain_loop",
+        "--base-url",
+        emu.base_url,
+        "--db",
+        str(db),
+        "--entities",
+        json.dumps([plain_spec(*e) for e in entities]),
+    ] + (["--incremental"] if incremental else [])
     m = run_measured(cmd, alt_env(), timeout=timeout).check("plain loop")
     return m, [json.loads(line) for line in m.stdout.splitlines() if line.startswith("{")], emu.stats(reset=True)
 
 
-def run_rest(emu: EmulatorProcess, db: Path, dlt_dir: Path, entities: list[tuple[str, str, str]], timeout: float,
-             loader_file_format: str = "jsonl") -> tuple[Any, list[dict[str, Any]], RequestStats]:
+def run_rest(
+    emu: EmulatorProcess,
+    db: Path,
+    dlt_dir: Path,
+    entities: list[tuple[str, str, str]],
+    timeout: float,
+    loader_file_format: str = "jsonl",
+) -> tuple[Any, list[dict[str, Any]], RequestStats]:
     emu.stats(reset=True)
-    cmd = [PYTHON, "-m", "bench.rest_api_source", "--base-url", emu.base_url, "--db", str(db),
-           "--pipelines-dir", str(dlt_dir), "--loader-file-format", loader_file_format,
-           "--entities", json.dumps([rest_spec(t, e) for t, e, _ in entities])]
+    cmd = [
+        PYTHON,
+        "-m",
+        "bench.rest_api_source",
+        "--base-url",
+        emu.base_url,
+        "--db",
+        str(db),
+        "--pipelines-dir",
+        str(dlt_dir),
+        "--loader-file-format",
+        loader_file_format,
+        "--entities",
+        json.dumps([rest_spec(t, e) for t, e, _ in entities]),
+    ]
     m = run_measured(cmd, alt_env(), timeout=timeout).check("rest_api source")
     return m, [json.loads(line) for line in m.stdout.splitlines() if line.startswith("{")], emu.stats(reset=True)
 
@@ -188,42 +238,77 @@ def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> d
     for tenant, entity, resource in ENTITIES:
         log(f"full sync (plain loop): {tenant}/{entity}")
         m, lines, stats = run_plain(emu, work / "plain.duckdb", [(tenant, entity, resource)], False, scale.timeout_s)
-        out["plain"].append({"tenant": tenant, "entity": entity, "wall_s": m.wall_s, "rss_mb": m.peak_rss_mb,
-                             "records": lines[0]["records"], "records_per_s": lines[0]["records"] / m.wall_s,
-                             "http_s": lines[0]["http_s"], "db_s": lines[0]["db_s"],
-                             "requests": requests_of(stats, tenant, resource)})
+        out["plain"].append(
+            {
+                "tenant": tenant,
+                "entity": entity,
+                "wall_s": m.wall_s,
+                "rss_mb": m.peak_rss_mb,
+                "records": lines[0]["records"],
+                "records_per_s": lines[0]["records"] / m.wall_s,
+                "http_s": lines[0]["http_s"],
+                "db_s": lines[0]["db_s"],
+                "requests": requests_of(stats, tenant, resource),
+            }
+        )
     for tenant, entity, resource in ENTITIES:
         log(f"full sync (rest_api): {tenant}/{entity}")
-        m, lines, stats = run_rest(emu, work / "rest_api.duckdb", work / "rest_api_dlt", [(tenant, entity, resource)],
-                                   scale.timeout_s)
-        out["rest_api"].append({"tenant": tenant, "entity": entity, "wall_s": m.wall_s, "rss_mb": m.peak_rss_mb,
-                                "records": lines[0]["records"], "records_per_s": lines[0]["records"] / m.wall_s,
-                                "requests": requests_of(stats, tenant, resource)})
+        m, lines, stats = run_rest(
+            emu, work / "rest_api.duckdb", work / "rest_api_dlt", [(tenant, entity, resource)], scale.timeout_s
+        )
+        out["rest_api"].append(
+            {
+                "tenant": tenant,
+                "entity": entity,
+                "wall_s": m.wall_s,
+                "rss_mb": m.peak_rss_mb,
+                "records": lines[0]["records"],
+                "records_per_s": lines[0]["records"] / m.wall_s,
+                "requests": requests_of(stats, tenant, resource),
+            }
+        )
     # dlt's own default loader format (insert_values), on the smallest invoice table only: see rest_api_source.py
     tenant, entity, resource = "synchroteam_hec", "invoices", "invoice"
     log(f"full sync (rest_api, dlt's default loader format): {tenant}/{entity}")
-    m, lines, stats = run_rest(emu, work / "rest_api_default_loader.duckdb", work / "rest_api_default_dlt",
-                               [(tenant, entity, resource)], scale.timeout_s, loader_file_format="default")
-    out["rest_api_default_loader"] = {"tenant": tenant, "entity": entity, "wall_s": m.wall_s,
-                                      "rss_mb": m.peak_rss_mb, "records": lines[0]["records"],
-                                      "records_per_s": lines[0]["records"] / m.wall_s,
-                                      "requests": requests_of(stats, tenant, resource)}
+    m, lines, stats = run_rest(
+        emu,
+        work / "rest_api_default_loader.duckdb",
+        work / "rest_api_default_dlt",
+        [(tenant, entity, resource)],
+        scale.timeout_s,
+        loader_file_format="default",
+    )
+    out["rest_api_default_loader"] = {
+        "tenant": tenant,
+        "entity": entity,
+        "wall_s": m.wall_s,
+        "rss_mb": m.peak_rss_mb,
+        "records": lines[0]["records"],
+        "records_per_s": lines[0]["records"] / m.wall_s,
+        "requests": requests_of(stats, tenant, resource),
+    }
     return out
 
 
 # -- 2. incremental runs ----------------------------------------------------------------------------------------
 
 
-def minimum_requests(emu: EmulatorProcess, tenant: str, entity: str, resource: str, meta: dict[str, Any],
-                     defaults: bool, changed: dict[str, Any] | None) -> dict[str, Any]:
+def minimum_requests(
+    emu: EmulatorProcess,
+    tenant: str,
+    entity: str,
+    resource: str,
+    meta: dict[str, Any],
+    defaults: bool,
+    changed: dict[str, Any] | None,
+) -> dict[str, Any]:
     """Pages for the records in the run's change window (changedSince = cursor - look-back, inclusive, as the
     API counts them), plus with the entity defaults one walk per re-fetch filter (pages for what it matches),
     plus one details call per job changed since the previous run."""
     domain = DOMAINS[tenant]
     window_start = meta.get("window_start")
     since = datetime.fromtimestamp(window_start, TZ).strftime("%Y-%m-%d %H:%M:%S") if window_start else None
-    in_window = emu.call("count", tenant=domain, resource=resource,
-                         filters={"changedSince": since} if since else {})
+    in_window = emu.call("count", tenant=domain, resource=resource, filters={"changedSince": since} if since else {})
     walks = []
     if defaults:
         if entity in REFETCH_RECENT_DAYS:
@@ -235,12 +320,27 @@ def minimum_requests(emu: EmulatorProcess, tenant: str, entity: str, resource: s
     n_changed = changed_here["edited"] + changed_here["added"]
     details = n_changed if entity == "jobs" else 0
     list_pages = pages(in_window) + sum(pages(n) for n in walks)
-    return {"window_since": since, "in_window": in_window, "refetch_matches": walks, "changed": n_changed,
-            "list": list_pages, "details": details, "total": list_pages + details}
+    return {
+        "window_since": since,
+        "in_window": in_window,
+        "refetch_matches": walks,
+        "changed": n_changed,
+        "list": list_pages,
+        "details": details,
+        "total": list_pages + details,
+    }
 
 
-def run_round(emu: EmulatorProcess, home: DagsterHome, work: Path, label: str, defaults: bool,
-              changed: dict[str, Any] | None, scale: Scale, alternatives: bool = True) -> dict[str, Any]:
+def run_round(
+    emu: EmulatorProcess,
+    home: DagsterHome,
+    work: Path,
+    label: str,
+    defaults: bool,
+    changed: dict[str, Any] | None,
+    scale: Scale,
+    alternatives: bool = True,
+) -> dict[str, Any]:
     log(f"incremental (product, sync_all): {label}")
     emu.stats(reset=True)
     m = home.job("sync_all", None if defaults else LOOKBACK_ZERO, timeout=scale.timeout_s).check(f"sync_all {label}")
@@ -251,34 +351,59 @@ def run_round(emu: EmulatorProcess, home: DagsterHome, work: Path, label: str, d
         meta = run["materializations"].get(f"{tenant}/{entity}", {})
         req = requests_of(stats, tenant, resource)
         minimum = minimum_requests(emu, tenant, entity, resource, meta, defaults, changed)
-        entities.append({
-            "tenant": tenant, "entity": entity, "requests": req, "minimum": minimum,
-            "ratio": req["total"] / minimum["total"] if minimum["total"] else None,
-            "step_s": run["steps"].get(f"{tenant}__{entity}"),
-            "fetched": meta.get("fetched"), "loaded": meta.get("loaded"), "refetched": meta.get("refetched"),
-            "details_fetched": meta.get("details_fetched"), "capped": meta.get("capped"),
-            "api_requests": meta.get("api_requests"),
-        })
+        entities.append(
+            {
+                "tenant": tenant,
+                "entity": entity,
+                "requests": req,
+                "minimum": minimum,
+                "ratio": req["total"] / minimum["total"] if minimum["total"] else None,
+                "step_s": run["steps"].get(f"{tenant}__{entity}"),
+                "fetched": meta.get("fetched"),
+                "loaded": meta.get("loaded"),
+                "refetched": meta.get("refetched"),
+                "details_fetched": meta.get("details_fetched"),
+                "capped": meta.get("capped"),
+                "api_requests": meta.get("api_requests"),
+            }
+        )
     total_req = sum(e["requests"]["total"] for e in entities)
     total_min = sum(e["minimum"]["total"] for e in entities)
     out: dict[str, Any] = {
-        "label": label, "defaults": defaults, "changed": changed,
-        "product": {"wall_s": m.wall_s, "rss_mb": m.peak_rss_mb, "steps_s": sum(run["steps"].values()),
-                    "asset_steps_s": sum(run["steps"].get(f"{t}__{e}", 0) for t, e, _ in ENTITIES),
-                    "requests": total_req, "minimum": total_min, "ratio": total_req / total_min,
-                    "entities": entities, "run_status": run["status"]},
+        "label": label,
+        "defaults": defaults,
+        "changed": changed,
+        "product": {
+            "wall_s": m.wall_s,
+            "rss_mb": m.peak_rss_mb,
+            "steps_s": sum(run["steps"].values()),
+            "asset_steps_s": sum(run["steps"].get(f"{t}__{e}", 0) for t, e, _ in ENTITIES),
+            "requests": total_req,
+            "minimum": total_min,
+            "ratio": total_req / total_min,
+            "entities": entities,
+            "run_status": run["status"],
+        },
     }
     if alternatives:
         log(f"incremental (plain loop): {label}")
         pm, plines, pstats = run_plain(emu, work / "plain.duckdb", ENTITIES, True, scale.timeout_s)
         log(f"incremental (rest_api): {label}")
         rm, rlines, rstats = run_rest(emu, work / "rest_api.duckdb", work / "rest_api_dlt", ENTITIES, scale.timeout_s)
-        out["plain"] = {"wall_s": pm.wall_s, "rss_mb": pm.peak_rss_mb, "requests": pstats.raw["n"],
-                        "records": sum(line["records"] for line in plines),
-                        "per_entity": [{**requests_of(pstats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES]}
-        out["rest_api"] = {"wall_s": rm.wall_s, "rss_mb": rm.peak_rss_mb, "requests": rstats.raw["n"],
-                           "records": sum(line["records"] for line in rlines),
-                           "per_entity": [{**requests_of(rstats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES]}
+        out["plain"] = {
+            "wall_s": pm.wall_s,
+            "rss_mb": pm.peak_rss_mb,
+            "requests": pstats.raw["n"],
+            "records": sum(line["records"] for line in plines),
+            "per_entity": [{**requests_of(pstats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES],
+        }
+        out["rest_api"] = {
+            "wall_s": rm.wall_s,
+            "rss_mb": rm.peak_rss_mb,
+            "requests": rstats.raw["n"],
+            "records": sum(line["records"] for line in rlines),
+            "per_entity": [{**requests_of(rstats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES],
+        }
     return out
 
 
@@ -297,8 +422,15 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
     def mutate(k: int) -> dict[str, Any]:
         start = t0 + timedelta(minutes=ROUND_MINUTES * k)
         log(f"changing {CHANGED_FRACTION:.0%} of every entity over {start:%H:%M}..+{ROUND_MINUTES} min (tenant time)")
-        changed = emu.call("mutate", start=start.isoformat(sep=" "), minutes=ROUND_MINUTES, fraction=CHANGED_FRACTION,
-                           add_share=ADDED_SHARE, seed=1000 + k, resources=resources)
+        changed = emu.call(
+            "mutate",
+            start=start.isoformat(sep=" "),
+            minutes=ROUND_MINUTES,
+            fraction=CHANGED_FRACTION,
+            add_share=ADDED_SHARE,
+            seed=1000 + k,
+            resources=resources,
+        )
         tick(datetime.fromisoformat(changed["end"]) + SYNC_AFTER)
         return changed["changed"]
 
@@ -306,8 +438,11 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
         tick(clock + SYNC_AFTER)
 
     rounds = []
-    rounds.append(run_round(emu, home, work, "warm-up: first incremental after the full load (1% changed)", True,
-                            mutate(0), scale))
+    rounds.append(
+        run_round(
+            emu, home, work, "warm-up: first incremental after the full load (1% changed)", True, mutate(0), scale
+        )
+    )
     rounds.append(run_round(emu, home, work, "1% changed, look-back 0", False, mutate(1), scale))
     later()
     rounds.append(run_round(emu, home, work, "no change, look-back 0", False, None, scale))
@@ -316,8 +451,9 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
     rounds.append(run_round(emu, home, work, "no change, entity defaults", True, None, scale))
     # The same no-change run again, product only: a second sample of the headline figure.
     later()
-    rounds.append(run_round(emu, home, work, "no change, entity defaults (again)", True, None, scale,
-                            alternatives=False))
+    rounds.append(
+        run_round(emu, home, work, "no change, entity defaults (again)", True, None, scale, alternatives=False)
+    )
     return {"t0": t0.isoformat(sep=" "), "rounds": rounds}
 
 
@@ -327,8 +463,11 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
 def phase_rate(emu: EmulatorProcess, work: Path, scale: Scale) -> list[dict[str, Any]]:
     limit = scale.rate_limit
     variants = [
-        ("known limit: SYNCHROTEAM_REQUESTS_PER_MINUTE=" + str(limit), {"SYNCHROTEAM_REQUESTS_PER_MINUTE": str(limit)},
-         True),
+        (
+            "known limit: SYNCHROTEAM_REQUESTS_PER_MINUTE=" + str(limit),
+            {"SYNCHROTEAM_REQUESTS_PER_MINUTE": str(limit)},
+            True,
+        ),
         ("unknown limit: 429 with Retry-After", {}, True),
     ]
     if scale.no_retry_after:
@@ -347,11 +486,24 @@ def phase_rate(emu: EmulatorProcess, work: Path, scale: Scale) -> list[dict[str,
         ok, n429 = stats.count(status=200), stats.count(status=429)
         span = stats.ok_span_s
         per_min = (ok - 1) / span * 60 if span > 0 else None
-        out.append({"label": label, "limit_per_min": limit, "rc": m.rc, "run_status": run["status"],
-                    "not_ok_positions": stats.raw["not_ok_positions"], "requests": stats.raw["n"],
-                    "dagster_retries": run["retries"], "wall_s": m.wall_s, "ok": ok, "429": n429,
-                    "ok_span_s": span, "used_per_min": per_min, "share": per_min / limit if per_min else None,
-                    "records": run["materializations"].get("synchroteam/customers", {}).get("loaded")})
+        out.append(
+            {
+                "label": label,
+                "limit_per_min": limit,
+                "rc": m.rc,
+                "run_status": run["status"],
+                "not_ok_positions": stats.raw["not_ok_positions"],
+                "requests": stats.raw["n"],
+                "dagster_retries": run["retries"],
+                "wall_s": m.wall_s,
+                "ok": ok,
+                "429": n429,
+                "ok_span_s": span,
+                "used_per_min": per_min,
+                "share": per_min / limit if per_min else None,
+                "records": run["materializations"].get("synchroteam/customers", {}).get("loaded"),
+            }
+        )
     return out
 
 
@@ -362,8 +514,15 @@ def phase_rate_window(emu: EmulatorProcess, work: Path, scale: Scale) -> dict[st
     limit, seconds = scale.window
     root = work / "rate_window"
     home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
-    emu.call("set_rate_limit", per_minute=limit, retry_after=False, window_seconds=seconds, fixed=True, headers=True,
-             message=f"API calls quota exceeded! maximum admitted {limit} per {seconds:.0f}s.")
+    emu.call(
+        "set_rate_limit",
+        per_minute=limit,
+        retry_after=False,
+        window_seconds=seconds,
+        fixed=True,
+        headers=True,
+        message=f"API calls quota exceeded! maximum admitted {limit} per {seconds:.0f}s.",
+    )
     emu.stats(reset=True)
     log(f"announced window of {limit} requests per {seconds:.0f} s, full sync of customers")
     m = home.job("sync_synchroteam__customers", timeout=scale.timeout_s)
@@ -376,11 +535,24 @@ def phase_rate_window(emu: EmulatorProcess, work: Path, scale: Scale) -> dict[st
     # the last window holds what was left: the share is of the windows the run used up and waited out
     full = per_window[:-1]
     least = (math.ceil(ok / limit) - 1) * seconds  # the shortest time the window allows for these requests
-    return {"limit": limit, "window_s": seconds, "rc": m.rc, "run_status": run["status"], "requests": stats.raw["n"],
-            "ok": ok, "429": stats.count(status=429), "per_window": per_window, "windows": len(per_window),
-            "share": sum(full) / (len(full) * limit) if full else None, "least_s": least, "wall_s": m.wall_s,
-            "waits": metadata.get("rate_limit_waits"), "wait_s": metadata.get("rate_limit_wait_seconds"),
-            "records": metadata.get("loaded"), "dagster_retries": run["retries"]}
+    return {
+        "limit": limit,
+        "window_s": seconds,
+        "rc": m.rc,
+        "run_status": run["status"],
+        "requests": stats.raw["n"],
+        "ok": ok,
+        "429": stats.count(status=429),
+        "per_window": per_window,
+        "windows": len(per_window),
+        "share": sum(full) / (len(full) * limit) if full else None,
+        "least_s": least,
+        "wall_s": m.wall_s,
+        "waits": metadata.get("rate_limit_waits"),
+        "wait_s": metadata.get("rate_limit_wait_seconds"),
+        "records": metadata.get("loaded"),
+        "dagster_retries": run["retries"],
+    }
 
 
 def answered_per_window(times: list[float], seconds: float) -> list[int]:
@@ -402,8 +574,10 @@ def answered_per_window(times: list[float], seconds: float) -> list[int]:
 # product's variables: what the product's bounds (settings.DEFAULT_DUCKDB_*) save in memory and cost in time.
 _RAM_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
 DUCKDB_WHAT_IF = {"memory_limit": f"{_RAM_MB * 8 // 10}MB", "threads": os.cpu_count() or 1}
-WHAT_IF_ENV = {"SYNC_DUCKDB_MEMORY_LIMIT": DUCKDB_WHAT_IF["memory_limit"],
-               "SYNC_DUCKDB_THREADS": str(DUCKDB_WHAT_IF["threads"])}
+WHAT_IF_ENV = {
+    "SYNC_DUCKDB_MEMORY_LIMIT": DUCKDB_WHAT_IF["memory_limit"],
+    "SYNC_DUCKDB_THREADS": str(DUCKDB_WHAT_IF["threads"]),
+}
 
 
 def phase_memory_1x(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale) -> dict[str, Any]:
@@ -415,8 +589,12 @@ def phase_memory_1x(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: 
     log(f"memory: full sync of invoices at 1x with DuckDB {DUCKDB_WHAT_IF}")
     m = what_if.job("sync_synchroteam__invoices", timeout=scale.timeout_s).check("invoices what-if at 1x")
     records = what_if.runs(1)[0]["materializations"]["synchroteam/invoices"]["loaded"]
-    out["what_if_full"] = {"wall_s": m.wall_s, "rss_mb": m.peak_rss_mb, "records": records,
-                           "records_per_s": records / m.wall_s}
+    out["what_if_full"] = {
+        "wall_s": m.wall_s,
+        "rss_mb": m.peak_rss_mb,
+        "records": records,
+        "records_per_s": records / m.wall_s,
+    }
     emu.stats(reset=True)
     return out
 
@@ -434,10 +612,18 @@ def phase_memory_10x(work: Path, scale: Scale) -> dict[str, Any]:
         emu.stats(reset=True)
         runs = home.runs(2)
         records = runs[0]["materializations"]["synchroteam/invoices"]["loaded"]
-        out = {"emulator_build_s": emu.build_s, "records": records,
-               "full": {"wall_s": full.wall_s, "rss_mb": full.peak_rss_mb, "records_per_s": records / full.wall_s,
-                        "requests": full_stats.raw["n"], "step_s": runs[0]["steps"].get("synchroteam__invoices")},
-               "no_change": {"wall_s": again.wall_s, "rss_mb": again.peak_rss_mb}}
+        out = {
+            "emulator_build_s": emu.build_s,
+            "records": records,
+            "full": {
+                "wall_s": full.wall_s,
+                "rss_mb": full.peak_rss_mb,
+                "records_per_s": records / full.wall_s,
+                "requests": full_stats.raw["n"],
+                "step_s": runs[0]["steps"].get("synchroteam__invoices"),
+            },
+            "no_change": {"wall_s": again.wall_s, "rss_mb": again.peak_rss_mb},
+        }
         root = work / "what_if_10x"
         what_if = DagsterHome(root, emu.base_url, root / "warehouse.duckdb", WHAT_IF_ENV)
         log(f"memory: full sync of invoices at 10x with DuckDB {DUCKDB_WHAT_IF}")
@@ -454,9 +640,14 @@ def product_version() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "sync_pipelines", "synchroteam_emulator", "pyproject.toml", "dagster.yaml")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_product_files": len(dirty.splitlines()),
-            "fingerprint": common.code_fingerprint(REPO)}
+    dirty = git(
+        "status", "--porcelain", "--", "sync_pipelines", "synchroteam_emulator", "pyproject.toml", "dagster.yaml"
+    )
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_product_files": len(dirty.splitlines()),
+        "fingerprint": common.code_fingerprint(REPO),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -476,12 +667,26 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = subprocess.run(
-        [PYTHON, "-c", "import dagster, dlt, duckdb, httpx; print(dagster.__version__, dlt.__version__, "
-                       "duckdb.__version__, httpx.__version__)"], capture_output=True, text=True).stdout.split()
-    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": round(mem_gib, 1) if mem_gib else None,
-            "python": platform.python_version(), "kernel": platform.release(),
-            "dagster": versions[0] if versions else "?", "dlt": versions[1] if len(versions) > 1 else "?",
-            "duckdb": versions[2] if len(versions) > 2 else "?", "httpx": versions[3] if len(versions) > 3 else "?"}
+        [
+            PYTHON,
+            "-c",
+            "import dagster, dlt, duckdb, httpx; print(dagster.__version__, dlt.__version__, "
+            "duckdb.__version__, httpx.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gib": round(mem_gib, 1) if mem_gib else None,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "dagster": versions[0] if versions else "?",
+        "dlt": versions[1] if len(versions) > 1 else "?",
+        "duckdb": versions[2] if len(versions) > 2 else "?",
+        "httpx": versions[3] if len(versions) > 3 else "?",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -489,8 +694,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1/20 of the scale, a smoke run of every phase")
     parser.add_argument("--workdir", help="keep DuckDB files and Dagster instances here (default: a temp dir, removed)")
     parser.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md (1x only)")
-    parser.add_argument("--phases", help="comma-separated phases to measure again (of: " + ", ".join(PHASES) +
-                        "), kept beside the last results of the others, each with its own date and commit")
+    parser.add_argument(
+        "--phases",
+        help="comma-separated phases to measure again (of: "
+        + ", ".join(PHASES)
+        + "), kept beside the last results of the others, each with its own date and commit",
+    )
     args = parser.parse_args(argv)
     scale = SCALES["quick" if args.quick else "1x"]
     if args.phases:
@@ -498,9 +707,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     work, version = prepare(args)
     results: dict[str, Any] = {
-        "date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
-        "command": "make bench" + (" ARGS=--quick" if args.quick else ""), "scale": asdict(scale),
-        "machine": machine(), "product": version,
+        "date": date.today().isoformat(),
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+        "command": "make bench" + (" ARGS=--quick" if args.quick else ""),
+        "scale": asdict(scale),
+        "machine": machine(),
+        "product": version,
     }
     log(f"scale {scale.name}: main {scale.main}, HEC {scale.hec}; work dir {work}")
     meter = common.CpuMeter()
@@ -543,8 +755,12 @@ def prepare(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     work.mkdir(parents=True, exist_ok=True)
     version = product_version()
     common.snapshot_code(work / "code")
-    check = subprocess.run([PYTHON, "-c", "import sync_pipelines, bench; print(sync_pipelines.__file__)"],
-                           cwd=common.CODE_DIR, capture_output=True, text=True).stdout.strip()
+    check = subprocess.run(
+        [PYTHON, "-c", "import sync_pipelines, bench; print(sync_pipelines.__file__)"],
+        cwd=common.CODE_DIR,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not check.startswith(str(common.CODE_DIR)):
         raise RuntimeError(f"subprocesses would import the live product ({check}), not the snapshot")
     return work, version
@@ -578,15 +794,27 @@ def remeasure(scale: Scale, phases: list[str], args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown phases {unknown}: choose among {', '.join(PHASES)}")
     path = RESULTS / f"{scale.name}.json"
-    results = json.loads(path.read_text()) if path.exists() else {  # nothing measured yet: a header of its own
-        "date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
-        "command": "(sections below only)", "scale": asdict(scale), "machine": machine(),
-        "product": product_version(), "bench_wall_s": 0.0}
+    results = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {  # nothing measured yet: a header of its own
+            "date": date.today().isoformat(),
+            "started_at": datetime.now().isoformat(timespec="seconds"),
+            "command": "(sections below only)",
+            "scale": asdict(scale),
+            "machine": machine(),
+            "product": product_version(),
+            "bench_wall_s": 0.0,
+        }
+    )
     started = time.monotonic()
     work, version = prepare(args)
-    stamp = {"date": date.today().isoformat(), "started_at": datetime.now().isoformat(timespec="seconds"),
-             "command": f"make bench ARGS=\"--phases {','.join(phases)}{' --quick' if args.quick else ''}\"",
-             "product": version}
+    stamp = {
+        "date": date.today().isoformat(),
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+        "command": f'make bench ARGS="--phases {",".join(phases)}{" --quick" if args.quick else ""}"',
+        "product": version,
+    }
     try:
         with EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
             home = DagsterHome(work / "product", emu.base_url, work / "product" / "warehouse.duckdb")

@@ -78,9 +78,7 @@ def assert_warehouse_equals_emulator(
             for entity in tenant_entities(tenant):
                 if entities is not None and entity.name not in entities:
                     continue
-                expected = {
-                    str(r["id"]): normalise_record(r, tz) for r in store.records(entity.resource)
-                }
+                expected = {str(r["id"]): normalise_record(r, tz) for r in store.records(entity.resource)}
                 _assert_entity(con, tenant.name, entity.name, expected, extra_ids_allowed)
 
 
@@ -130,5 +128,3 @@ def _assert_children(con, schema: str, table: str, expected: list[dict], parents
         columns = flatten(value)[0] if isinstance(value, dict) else {"value": value}
         for column, wanted in columns.items():
             assert _comparable(row[column]) == _comparable(wanted), f"{schema}.{table}: {column} differs"
-
-

@@ -30,7 +30,10 @@ class Analyst:
     def __init__(self, path: Path) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", ANALYST, str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.first_count = int(self._line())
 
@@ -77,9 +80,19 @@ def start_job(job: str, home: Path, log: Path) -> subprocess.Popen:
     """`dagster job execute -m sync_pipelines.definitions -j <job>` with the test's environment."""
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     return subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "sync_pipelines.definitions",
-         "-j", job],
-        env=env, cwd=str(home.parent), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "job",
+            "execute",
+            "-m",
+            "sync_pipelines.definitions",
+            "-j",
+            job,
+        ],
+        env=env,
+        cwd=str(home.parent),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -106,8 +119,13 @@ with warehouse_turn(Path(sys.argv[1]), "the test's holder", print):
 @contextmanager
 def holding_the_warehouse(path: Path) -> Iterator[subprocess.Popen]:
     """Another process holding the warehouse's lock until the block ends (or the test closes its stdin)."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO),
+    )
     try:
         assert process.stdout.readline() == "holding\n"
         yield process

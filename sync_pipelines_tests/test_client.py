@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -52,7 +52,10 @@ class FakeTime:
 
 def settings(tenant: str = "synchroteam", **overrides) -> TenantSettings:
     values = dict(
-        tenant=TENANTS[tenant], base_url="https://ws.example.test/Api/v3", domain="acme", api_key=SECRET,
+        tenant=TENANTS[tenant],
+        base_url="https://ws.example.test/Api/v3",
+        domain="acme",
+        api_key=SECRET,
         timezone=ZoneInfo("Europe/Paris"),
     )
     values.update(overrides)
@@ -72,7 +75,7 @@ def make_client(handler: Callable[[httpx.Request], httpx.Response], fake: FakeTi
     )
 
 
-SERVER_NOW = datetime(2026, 3, 2, 8, 30, 15, tzinfo=timezone.utc)  # 09:30 in the tenant's zone (Paris)
+SERVER_NOW = datetime(2026, 3, 2, 8, 30, 15, tzinfo=UTC)  # 09:30 in the tenant's zone (Paris)
 
 
 def json_response(status: int, body, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -185,10 +188,13 @@ def test_endless_429s_give_up_as_rate_limited_after_the_attempt_budget():
 
 def test_a_retry_after_longer_than_the_run_waits_stops_at_once_without_asking_again():
     calls = []
-    with make_client(
-        lambda r: calls.append(r) or json_response(429, {"message": "x"}, {"Retry-After": "3600"}),
-        settings=settings(max_rate_wait=60),
-    ) as client, pytest.raises(RateLimited, match="wait 60 min 00 s") as err:
+    with (
+        make_client(
+            lambda r: calls.append(r) or json_response(429, {"message": "x"}, {"Retry-After": "3600"}),
+            settings=settings(max_rate_wait=60),
+        ) as client,
+        pytest.raises(RateLimited, match="wait 60 min 00 s") as err,
+    ):
         client.details("invoice", "1")
     assert len(calls) == 1 and "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS" in str(err.value)
     assert not err.value.retryable  # a retry a minute later would meet the same wait
@@ -218,9 +224,12 @@ def test_basic_auth_is_domain_and_key_in_standard_base64():
 
 def test_server_errors_are_retried_then_reported_as_api_unavailable():
     statuses = iter([500, 502, 503])
-    with make_client(
-        lambda r: json_response(next(statuses), {"message": "oops"}), retry=RetryPolicy(max_attempts=3)
-    ) as client, pytest.raises(ApiUnavailable, match=r"500, 502, 503"):
+    with (
+        make_client(
+            lambda r: json_response(next(statuses), {"message": "oops"}), retry=RetryPolicy(max_attempts=3)
+        ) as client,
+        pytest.raises(ApiUnavailable, match=r"500, 502, 503"),
+    ):
         client.details("job", "1")
 
 
@@ -289,8 +298,11 @@ def test_quota_floor_stops_before_spending_the_last_requests():
 
     def handler(request):
         calls.append(request)
-        return json_response(200, {"page": 1, "pageSize": 1, "recordsTotal": 10, "data": [{"id": len(calls)}]},
-                             {"X-Quota-Remaining": str(52 - len(calls))})
+        return json_response(
+            200,
+            {"page": 1, "pageSize": 1, "recordsTotal": 10, "data": [{"id": len(calls)}]},
+            {"X-Quota-Remaining": str(52 - len(calls))},
+        )
 
     with make_client(handler, settings=settings(quota_floor=50)) as client, pytest.raises(QuotaSpent, match="floor"):
         list(client.iter_pages("job", page_size=1))
@@ -371,7 +383,11 @@ def test_a_list_that_changes_during_the_walk_is_walked_again_so_no_record_is_ski
 
 
 def changing_list_api(
-    change: Callable[[list[dict]], None], at_call: int, size: int = 3, date: bool = True, count: int = 9,
+    change: Callable[[list[dict]], None],
+    at_call: int,
+    size: int = 3,
+    date: bool = True,
+    count: int = 9,
     dated: bool = True,
 ):
     """A list of `count` records (ids from 1; `dated`: modified weeks before SERVER_NOW, else no dateModified)
@@ -385,8 +401,12 @@ def changing_list_api(
         calls.append(page)
         if len(calls) == at_call:
             change(records)
-        body = {"page": page, "pageSize": size, "recordsTotal": len(records),
-                "data": records[(page - 1) * size : page * size]}
+        body = {
+            "page": page,
+            "pageSize": size,
+            "recordsTotal": len(records),
+            "data": records[(page - 1) * size : page * size],
+        }
         response = json_response(200, body)
         if not date:
             del response.headers["Date"]
@@ -442,8 +462,11 @@ def test_a_server_that_ignores_the_page_parameter_does_not_loop_forever():
 
 @pytest.mark.parametrize(
     "reset",
-    [httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
-     httpx.ReadError("[Errno 104] Connection reset by peer"), httpx.ConnectError("connection refused")],
+    [
+        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+        httpx.ReadError("[Errno 104] Connection reset by peer"),
+        httpx.ConnectError("connection refused"),
+    ],
 )
 def test_a_connection_reset_mid_page_is_retried(reset):
     answers = iter([reset, json_response(200, {"page": 1, "pageSize": 100, "recordsTotal": 1, "data": [{"id": 1}]})])
@@ -501,9 +524,13 @@ class FixedWindowApi:
             admitted = self.used < self.limit
             self.used += admitted
             self.statuses.append(200 if admitted else 429)
-            headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.limit - self.used),
-                       "X-RateLimit-Reset": str(math.ceil(self.start + self.seconds)),
-                       "X-Quota-Limit": "50000", "X-Quota-Remaining": "48210"}
+            headers = {
+                "X-RateLimit-Limit": str(self.limit),
+                "X-RateLimit-Remaining": str(self.limit - self.used),
+                "X-RateLimit-Reset": str(math.ceil(self.start + self.seconds)),
+                "X-Quota-Limit": "50000",
+                "X-Quota-Remaining": "48210",
+            }
         if admitted:
             return json_response(200, {"id": 1}, headers)
         return json_response(429, {"message": QUOTA_SOUNDING}, headers)
@@ -542,9 +569,21 @@ def test_a_429_that_speaks_of_a_quota_waits_for_the_window_s_reset_when_the_dail
 def test_retry_after_later_than_the_window_s_reset_wins():
     fake = FakeTime()
     api = FixedWindowApi(5, 60, fake.clock, used=5)
-    answers = iter([httpx.Response(429, json={"message": "x"}, headers={
-        "Retry-After": "90", "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": str(math.ceil(fake.now + 60)), "X-Quota-Remaining": "900"})])
+    answers = iter(
+        [
+            httpx.Response(
+                429,
+                json={"message": "x"},
+                headers={
+                    "Retry-After": "90",
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(math.ceil(fake.now + 60)),
+                    "X-Quota-Remaining": "900",
+                },
+            )
+        ]
+    )
     with make_client(lambda r: next(answers, None) or api(r), fake) as client:
         client.details("job", "1")
     assert fake.sleeps == [pytest.approx(90)]
@@ -614,8 +653,9 @@ def test_requests_per_minute_stays_a_ceiling_under_a_looser_window():
     fake = FakeTime()
     stamps = []
     api = FixedWindowApi(1000, 60, fake.clock)
-    with make_client(lambda r: stamps.append(fake.now) or api(r), fake,
-                     settings=settings(requests_per_minute=60)) as client:
+    with make_client(
+        lambda r: stamps.append(fake.now) or api(r), fake, settings=settings(requests_per_minute=60)
+    ) as client:
         for _ in range(5):
             client.details("job", "1")
     assert stamps[-1] - stamps[0] == pytest.approx(4 * 60 / (60 * 0.98))
@@ -624,7 +664,7 @@ def test_requests_per_minute_stays_a_ceiling_under_a_looser_window():
 # -- answers that point the right way -------------------------------------------------------------------------
 
 IMPERVA = (
-    "<html style=\"height:100%\"><head><META NAME=\"ROBOTS\" CONTENT=\"NOINDEX, NOFOLLOW\"><script>var x=1;</script>"
+    '<html style="height:100%"><head><META NAME="ROBOTS" CONTENT="NOINDEX, NOFOLLOW"><script>var x=1;</script>'
     "</head><body><iframe>Request unsuccessful. Incapsula incident ID: 1234000560078-90</iframe></body></html>"
 )
 

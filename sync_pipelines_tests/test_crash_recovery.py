@@ -35,9 +35,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -57,6 +58,8 @@ from sync_pipelines_tests.compare import (
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import run_entity_job
 from synchroteam_emulator import Emulator, Fault
+
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = TENANTS["synchroteam"]
@@ -123,8 +126,9 @@ class Worker:
                     raise AssertionError(f"worker: no {what} in {timeout:.0f}s; phases {self.phases}: {self.tail()}")
                 self._changed.wait(min(left, 0.05))
 
-    def go(self, entity: Entity, path: Path, config: dict | None = None, pause_at: str | None = None,
-           skip: int = 0) -> None:
+    def go(
+        self, entity: Entity, path: Path, config: dict | None = None, pause_at: str | None = None, skip: int = 0
+    ) -> None:
         self.wait_for(lambda: any(kind == "STANDBY" for kind, _, _ in self.events), "standby")
         env = {k: v for k, v in os.environ.items() if k.startswith("SYNCHROTEAM_")}
         env.update({"SYNC_DUCKDB_PATH": str(path), "CRASH_PAUSE_AT": pause_at or "", "CRASH_PAUSE_SKIP": str(skip)})
@@ -220,7 +224,8 @@ def pending_changes(emulator: Emulator, path: Path, entity: Entity) -> int:
     with duckdb.connect(str(path), read_only=True) as con:
         loaded = dict(con.execute(f"SELECT id, date_modified FROM {SCHEMA}.{entity.name}").fetchall())
     return sum(
-        1 for r in emulator.tenant(MAIN.domain).records(entity.resource)
+        1
+        for r in emulator.tenant(MAIN.domain).records(entity.resource)
         if loaded.get(str(r["id"])) is None or loaded[str(r["id"])] < modified(r)
     )
 
@@ -246,8 +251,9 @@ def assert_integrity(path: Path, entity: Entity) -> None:
             assert not twice, f"{child}: child rows twice at the same place: {twice}"
 
 
-def assert_cursor_not_past_unloaded(emulator: Emulator, path: Path, entity: Entity, cursor: Cursor,
-                                    excused: tuple[str, ...] = ()) -> None:
+def assert_cursor_not_past_unloaded(
+    emulator: Emulator, path: Path, entity: Entity, cursor: Cursor, excused: tuple[str, ...] = ()
+) -> None:
     """Every change at or behind the stored cursor is in the table, with that dateModified or newer
     (`excused`: late commits made behind a cursor that has not moved since)."""
     if cursor.at is None:
@@ -290,7 +296,7 @@ def entity_mismatches(con, entity: Entity, expected: dict[str, dict]) -> list[st
         if stale:
             problems.append(f"{record_id}: columns the API no longer has: {sorted(stale)}")
         for name in {f"{entity.name}__{child}" for child in lists} | set(children):
-            items = lists.get(name[len(entity.name) + 2:], [])
+            items = lists.get(name[len(entity.name) + 2 :], [])
             got = sorted(children.get(name, {}).get(row["_dlt_id"], []), key=lambda r: r["_dlt_list_idx"])
             if [r["_dlt_list_idx"] for r in got] != list(range(len(items))):
                 problems.append(f"{record_id}: {len(got)} rows in {name}, the API has {len(items)}")
@@ -328,13 +334,18 @@ def snapshot(path: Path, entity: Entity) -> dict[str, Counter]:
                 if table == entity.name:
                     place: Any = ("id", row["id"])
                 else:
-                    place = (identity.get(row["_dlt_parent_id"], ("ORPHAN", row["_dlt_parent_id"])),
-                             row["_dlt_list_idx"])
+                    place = (
+                        identity.get(row["_dlt_parent_id"], ("ORPHAN", row["_dlt_parent_id"])),
+                        row["_dlt_list_idx"],
+                    )
                 identity[row["_dlt_id"]] = place
-                values = tuple(sorted(
-                    (name, _comparable(value)) for name, value in row.items()
-                    if value is not None and not name.startswith("_dlt_")
-                ))
+                values = tuple(
+                    sorted(
+                        (name, _comparable(value))
+                        for name, value in row.items()
+                        if value is not None and not name.startswith("_dlt_")
+                    )
+                )
                 rows[(repr(place), values)] += 1
             tables[table] = rows
     return tables
@@ -344,8 +355,10 @@ def assert_same_rows(victim: Path, reference: Path, entity: Entity) -> None:
     mine, clean = snapshot(victim, entity), snapshot(reference, entity)
     tables = {t for t in set(mine) | set(clean) if mine.get(t) or clean.get(t)}
     for table in sorted(tables):
-        extra, missing = mine.get(table, Counter()) - clean.get(table, Counter()), \
-            clean.get(table, Counter()) - mine.get(table, Counter())
+        extra, missing = (
+            mine.get(table, Counter()) - clean.get(table, Counter()),
+            clean.get(table, Counter()) - mine.get(table, Counter()),
+        )
         assert not extra and not missing, (
             f"{table} differs from a clean run's: {sum(extra.values())} rows only after the crash, "
             f"{sum(missing.values())} only in the clean run; e.g. extra {list(extra)[:2]}, missing {list(missing)[:2]}"
@@ -381,8 +394,15 @@ def mutate(emulator: Emulator, rng: random.Random, cycle: int) -> list[str]:
     job_ids = [r["id"] for r in store.records("job")]
     picked = rng.sample(job_ids, 4)
     for n, job_id in enumerate(picked[:3]):
-        parts = [{"reference": f"C{cycle}-{n}-{k}", "name": "Pièce", "quantity": rng.choice([1, "2,50", 0.5]),
-                  "unitPrice": round(rng.uniform(1, 90), 2)} for k in range(rng.randint(1, 4))]
+        parts = [
+            {
+                "reference": f"C{cycle}-{n}-{k}",
+                "name": "Pièce",
+                "quantity": rng.choice([1, "2,50", 0.5]),
+                "unitPrice": round(rng.uniform(1, 90), 2),
+            }
+            for k in range(rng.randint(1, 4))
+        ]
         store.edit("job", job_id, {"description": f"crash cycle {cycle}", "parts": parts})
     store.edit("job", picked[3])
     store.edit("job", picked[3], {"parts": [], "timeEntries": []})  # same minute: emptied child lists
@@ -404,8 +424,16 @@ def mutate(emulator: Emulator, rng: random.Random, cycle: int) -> list[str]:
     return late
 
 
-def kill_and_check(emulator: Emulator, path: Path, entity: Entity, worker: Worker, before: tuple[Cursor, int],
-                   late: list[str], label: str, paused: bool = False) -> tuple[str, Cursor]:
+def kill_and_check(
+    emulator: Emulator,
+    path: Path,
+    entity: Entity,
+    worker: Worker,
+    before: tuple[Cursor, int],
+    late: list[str],
+    label: str,
+    paused: bool = False,
+) -> tuple[str, Cursor]:
     """Kill `worker`, then the invariants a crash must keep; returns (step hit, stored cursor).
 
     `before`: the stored cursor and the number of changed records not in the table, before the killed run.
@@ -418,8 +446,10 @@ def kill_and_check(emulator: Emulator, path: Path, entity: Entity, worker: Worke
     after = stored_cursor(path, entity)
     committed = after != before
     merged = pending - pending_changes(emulator, path, entity)
-    KILLS.append(f"{label}: killed at '{hit}'; {merged}/{pending} changed records merged into the table, "
-                 f"load {'committed' if committed else 'not committed'} (cursor {before.at:%H:%M} -> {after.at:%H:%M})")
+    KILLS.append(
+        f"{label}: killed at '{hit}'; {merged}/{pending} changed records merged into the table, "
+        f"load {'committed' if committed else 'not committed'} (cursor {before.at:%H:%M} -> {after.at:%H:%M})"
+    )
     assert_cursor_not_past_unloaded(emulator, path, entity, after, tuple(late) if not committed else ())
     assert_integrity(path, entity)
     if hit in PRE_COMMIT_STEPS and (paused or hit != "complete"):
@@ -427,8 +457,7 @@ def kill_and_check(emulator: Emulator, path: Path, entity: Entity, worker: Worke
     return hit, after
 
 
-def recover_and_compare(emulator: Emulator, path: Path, entity: Entity, monkeypatch, folder: Path,
-                        label: str) -> None:
+def recover_and_compare(emulator: Emulator, path: Path, entity: Entity, monkeypatch, folder: Path, label: str) -> None:
     """A normal run after the crash: equal to the emulator and to a clean run, cursor at the newest change."""
     run_job(entity)
     assert_integrity(path, entity)
@@ -458,8 +487,7 @@ def frozen(emulator):
 # -- the tests -------------------------------------------------------------------------------------------------
 
 
-def test_killed_mid_extract_then_a_normal_run_loads_everything_once(frozen, warehouse, workers, tmp_path,
-                                                                    monkeypatch):
+def test_killed_mid_extract_then_a_normal_run_loads_everything_once(frozen, warehouse, workers, tmp_path, monkeypatch):
     emulator = frozen
     rng = random.Random(20260209)
     for entity in (JOBS, INVOICES):
@@ -475,8 +503,9 @@ def test_killed_mid_extract_then_a_normal_run_loads_everything_once(frozen, ware
         late = mutate(emulator, rng, cycle)
         before = stored_cursor(warehouse, entity), pending_changes(emulator, warehouse, entity)
         emulator.faults.add(Fault(times=let_through, tenant=MAIN.domain, resource=resource, action=action))
-        held = emulator.faults.add(Fault(delay=HELD_REQUEST_SECONDS, tenant=MAIN.domain, resource=resource,
-                                         action=action))
+        held = emulator.faults.add(
+            Fault(delay=HELD_REQUEST_SECONDS, tenant=MAIN.domain, resource=resource, action=action)
+        )
         worker.go(entity, warehouse, config)
         upcoming = workers()  # the next worker imports while this one runs
         worker.wait_for(lambda: held.times == 0, f"the held {resource}/{action} request")
@@ -497,8 +526,9 @@ def test_killed_mid_extract_then_a_normal_run_loads_everything_once(frozen, ware
     ],
     ids=["jobs", "invoices"],
 )
-def test_killed_at_each_step_of_the_load_then_a_normal_run_recovers(entity, steps, frozen, warehouse, workers,
-                                                                    tmp_path, monkeypatch):
+def test_killed_at_each_step_of_the_load_then_a_normal_run_recovers(
+    entity, steps, frozen, warehouse, workers, tmp_path, monkeypatch
+):
     emulator = frozen
     rng = random.Random(len(entity.name))
     run_job(entity)
@@ -519,8 +549,7 @@ def test_killed_at_each_step_of_the_load_then_a_normal_run_recovers(entity, step
         worker = upcoming
 
 
-def test_killed_inside_running_statements_then_a_normal_run_recovers(frozen, warehouse, workers, tmp_path,
-                                                                     monkeypatch):
+def test_killed_inside_running_statements_then_a_normal_run_recovers(frozen, warehouse, workers, tmp_path, monkeypatch):
     """No pause: the kill is sent a few milliseconds after a step began, so it lands inside DuckDB statements
     (a COPY, the merge transaction, the `_dlt_loads` insert) or wherever the run has got to by then."""
     emulator = frozen

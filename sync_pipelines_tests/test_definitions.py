@@ -82,8 +82,9 @@ def test_sync_jobs_run_the_warehouse_checks_and_the_row_count_check_runs_daily_i
     assert checks_of("check_row_counts") == row_counts
     assert not checks_of("sync_all") & row_counts
     # the sync jobs run the checks that read the warehouse; freshness is the sensor's, between syncs
-    assert checks_of("sync_all") == {f"{key}:{name}" for key in EXPECTED_ASSETS
-                                     for name in ("no_duplicate_ids", "rejected_records")}
+    assert checks_of("sync_all") == {
+        f"{key}:{name}" for key in EXPECTED_ASSETS for name in ("no_duplicate_ids", "rejected_records")
+    }
     for key in EXPECTED_ASSETS:
         assert f"{key}:no_duplicate_ids" in checks_of(f"sync_{key.replace('/', '__')}")
         assert not checks_of(f"sync_{key.replace('/', '__')}") & row_counts
@@ -106,8 +107,9 @@ def test_processes_loading_the_definitions_at_once_neither_race_nor_write_next_t
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM", "SYNC_"))}
     env["SYNC_DUCKDB_PATH"] = str(tmp_path / "w.duckdb")
     code = "import sync_pipelines.definitions"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     errors = [proc.communicate(timeout=180)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 4, errors
     assert list(tmp_path.iterdir()) == []  # loading the code location writes nothing next to the warehouse

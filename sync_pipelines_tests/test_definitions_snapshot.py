@@ -22,9 +22,13 @@ def _config_fields(assets_def: Any) -> dict[str, Any]:
     if schema is None or not hasattr(schema, "as_field"):
         return {}
     fields = getattr(schema.as_field().config_type, "fields", {}) or {}
-    return {name: {"type": field.config_type.given_name or field.config_type.key,
-                   "default": field.default_value if field.default_provided else None}
-            for name, field in sorted(fields.items())}
+    return {
+        name: {
+            "type": field.config_type.given_name or field.config_type.key,
+            "default": field.default_value if field.default_provided else None,
+        }
+        for name, field in sorted(fields.items())
+    }
 
 
 def interface() -> dict[str, Any]:
@@ -50,14 +54,21 @@ def interface() -> dict[str, Any]:
         jobs[job.name] = {
             "tags": dict(sorted((resolved.tags or {}).items())),
             "assets": sorted(k.to_user_string() for k in resolved.asset_layer.executable_asset_keys),
-            "checks": sorted(f"{k.asset_key.to_user_string()}:{k.name}"
-                             for k in resolved.asset_layer.asset_graph.asset_check_keys),
+            "checks": sorted(
+                f"{k.asset_key.to_user_string()}:{k.name}" for k in resolved.asset_layer.asset_graph.asset_check_keys
+            ),
         }
-    schedules = {s.name: {"job": s.job_name, "cron": s.cron_schedule, "default_status": s.default_status.value}
-                 for s in defs.schedules}
+    schedules = {
+        s.name: {"job": s.job_name, "cron": s.cron_schedule, "default_status": s.default_status.value}
+        for s in defs.schedules
+    }
     sensors = {s.name: {"default_status": s.default_status.value} for s in defs.sensors}
-    return {"assets": dict(sorted(assets.items())), "jobs": dict(sorted(jobs.items())),
-            "schedules": dict(sorted(schedules.items())), "sensors": sensors}
+    return {
+        "assets": dict(sorted(assets.items())),
+        "jobs": dict(sorted(jobs.items())),
+        "schedules": dict(sorted(schedules.items())),
+        "sensors": sensors,
+    }
 
 
 def test_the_public_interface_matches_its_snapshot():

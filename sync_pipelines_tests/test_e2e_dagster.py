@@ -43,8 +43,22 @@ STARTUP_TIMEOUT = 120.0
 RUN_TIMEOUT = 180.0
 HUNG_RUN_TIMEOUT = 120.0
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-SYNC_LABELS = ("fetched", "loaded", "inserted", "updated", "api_requests", "retries_429", "quota_remaining",
-               "row_count", "window_start", "window_end", "cursor_before", "cursor_after")
+SYNC_LABELS = (
+    "fetched",
+    "loaded",
+    "inserted",
+    "updated",
+    "api_requests",
+    "retries_429",
+    "quota_remaining",
+    "dagster/row_count",
+    "window_start",
+    "window_end",
+    "cursor_before",
+    "cursor_after",
+)
+
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
 
 WORKSPACE_QUERY = """
 query Workspace {
@@ -166,8 +180,10 @@ class DagsterDev:
             for entry in workspace.get("locationEntries", []):
                 loaded = entry["locationOrLoadError"] or {}
                 if loaded.get("__typename") == "PythonError":
-                    pytest.fail(f"Code location {entry['name']} failed to load: {loaded['message']}\n"
-                                f"{''.join(loaded['stack'])}\n{self.log_tail()}")
+                    pytest.fail(
+                        f"Code location {entry['name']} failed to load: {loaded['message']}\n"
+                        f"{''.join(loaded['stack'])}\n{self.log_tail()}"
+                    )
                 repositories = [r["name"] for r in loaded.get("repositories", [])]
                 if entry["loadStatus"] == "LOADED" and REPOSITORY in repositories:
                     self.location = entry["name"]
@@ -229,8 +245,10 @@ class DagsterDev:
         run = self.run(run_id)
         while run["status"] not in until:
             if time.monotonic() > deadline:
-                pytest.fail(f"Run {run_id} ({run['jobName']}) still {run['status']} after {timeout:.0f}s "
-                            f"(waiting for {sorted(until)}).\n{self.describe(run_id)}\n{self.log_tail()}")
+                pytest.fail(
+                    f"Run {run_id} ({run['jobName']}) still {run['status']} after {timeout:.0f}s "
+                    f"(waiting for {sorted(until)}).\n{self.describe(run_id)}\n{self.log_tail()}"
+                )
             if self.proc.poll() is not None:
                 pytest.fail(f"dagster dev exited with {self.proc.returncode}.\n{self.log_tail()}")
             time.sleep(0.5)
@@ -320,8 +338,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, e2e_emulator: Emulator
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(_instance_yaml())
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
     env.update(tenant_env(e2e_emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}))
     env.update(
         DAGSTER_HOME=str(home),
@@ -373,7 +390,7 @@ def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster
     assert metadata["loaded"] == invoices, _numbers(metadata)
     assert metadata["inserted"] == invoices, _numbers(metadata)
     assert metadata["updated"] == 0, _numbers(metadata)
-    assert metadata["row_count"] == invoices, _numbers(metadata)
+    assert metadata["dagster/row_count"] == invoices, _numbers(metadata)
     assert metadata["api_requests"] == requests, (_numbers(metadata), requests)
     assert metadata["retries_429"] == 0, _numbers(metadata)
     assert isinstance(metadata.get("quota_remaining"), int), _numbers(metadata)
@@ -389,7 +406,7 @@ def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster
     assert second_tags.get("sync/mode") == "incremental", second_tags
     again = dagster_dev.materializations(second_id)[key]
     assert again["inserted"] == 0, _numbers(again)
-    assert again["row_count"] == invoices, _numbers(again)
+    assert again["dagster/row_count"] == invoices, _numbers(again)
     assert again["retries_429"] == 0, _numbers(again)
     # An incremental window starts behind the stored cursor and ends when the run read it.
     assert again["window_start"][0] == "timestamp", _numbers(again)

@@ -56,6 +56,7 @@ def walk(api: httpx.Client, resource: str, **params) -> list[dict]:
 
 # -- connection, auth, routing ------------------------------------------------------------------
 
+
 def test_wrong_key_missing_auth_and_unknown_domain_are_401_json(emu):
     for auth in [(MAIN.domain, "wrong"), ("nobody", MAIN.api_key), None]:
         r = httpx.get(f"{emu.base_url}/invoice/list", auth=auth)
@@ -71,9 +72,12 @@ def test_urlsafe_base64_credentials_are_refused(emu):
     spec = TenantSpec(domain="odd", api_key=key, counts={"customer": 1}, seed=1)
     with Emulator([spec]) as odd:
         import base64
+
         token = base64.urlsafe_b64encode(f"odd:{key}".encode()).decode()
         assert "-" in token or "_" in token
-        assert httpx.get(f"{odd.base_url}/customer/list", headers={"Authorization": f"Basic {token}"}).status_code == 401
+        assert (
+            httpx.get(f"{odd.base_url}/customer/list", headers={"Authorization": f"Basic {token}"}).status_code == 401
+        )
         assert httpx.get(f"{odd.base_url}/customer/list", auth=("odd", key)).status_code == 200
 
 
@@ -114,6 +118,7 @@ def test_keep_alive_requests_are_not_stalled_by_nagle(api):
 
 
 # -- lists --------------------------------------------------------------------------------------
+
 
 def test_paging_to_the_end_returns_every_id_exactly_once_with_a_partial_last_page(api, emu):
     bodies, page = [], 1
@@ -156,9 +161,19 @@ def test_page_past_the_end_is_200_with_empty_data(api):
     assert r.json() == {"page": 99, "pageSize": 100, "records": 0, "recordsTotal": 31, "data": []}
 
 
-@pytest.mark.parametrize("params", [{"page": "x"}, {"page": 0}, {"pageSize": 0}, {"pageSize": "big"},
-                                    {"changedSince": "yesterday"}, {"changedSince": "2025-02-30 10:00"},
-                                    {"dateFrom": "2025-13-01"}, {"dateTo": "2025-1-5"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page": "x"},
+        {"page": 0},
+        {"pageSize": 0},
+        {"pageSize": "big"},
+        {"changedSince": "yesterday"},
+        {"changedSince": "2025-02-30 10:00"},
+        {"dateFrom": "2025-13-01"},
+        {"dateTo": "2025-1-5"},
+    ],
+)
 def test_bad_list_parameters_are_400_with_message_and_errors(api, params):
     r = api.get("/invoice/list", params=params)
     assert r.status_code == 400
@@ -196,7 +211,8 @@ def test_date_from_and_date_to_are_inclusive_days_on_date_created_and_on_schedul
     jobs = walk(api, "job", dateFrom=job_day, dateTo=job_day)
     assert jobs and all(r["scheduledStart"].startswith(job_day) for r in jobs)
     assert len(walk(api, "invoice", dateFrom="2025-07-01", pageSize=100)) == sum(
-        r["dateCreated"] >= "2025-07-01" for r in store.records("invoice"))
+        r["dateCreated"] >= "2025-07-01" for r in store.records("invoice")
+    )
 
 
 def test_status_filter_is_exact_and_combines_with_changed_since(api, emu):
@@ -221,6 +237,7 @@ def test_filtered_walk_sees_edits_made_between_pages(api, emu):
 
 
 # -- list rows and details ---------------------------------------------------------------------
+
 
 def test_job_list_rows_have_no_parts_but_details_have_parts_and_time_entries(api):
     rows = walk(api, "job", pageSize=100)
@@ -268,6 +285,7 @@ def test_records_carry_the_contracts_messy_values(emu):
 
 
 # -- mutations -----------------------------------------------------------------------------------
+
 
 def test_edit_bumps_date_modified_to_the_tenant_clock_and_shows_over_http(api, emu):
     store = emu.tenant(MAIN.domain)
@@ -345,6 +363,7 @@ def test_clock_follows_real_time_in_the_tenant_zone_until_set_then_advances(emu)
 
 # -- faults, throttling, quota ---------------------------------------------------------------------
 
+
 def test_429_fault_with_and_without_retry_after(api, emu):
     emu.faults.add(Fault(status=429, retry_after=1))
     emu.faults.add(Fault(status=429))
@@ -418,6 +437,7 @@ def test_daily_quota_counts_down_then_every_request_is_429_without_retry_after(a
 
 # -- the real API's habits, each behind a switch ----------------------------------------------------
 
+
 def rate(r: httpx.Response) -> tuple[int, int, int]:
     """(X-RateLimit-Limit, -Remaining, -Reset) of an answer."""
     return tuple(int(r.headers[f"x-ratelimit-{h}"]) for h in ("limit", "remaining", "reset"))
@@ -428,8 +448,14 @@ def sleep_until_wall(epoch: float) -> None:
 
 
 def test_a_fixed_window_admits_its_limit_then_answers_429_without_retry_after_until_its_reset(api, emu):
-    emu.set_rate_limit(3, window_seconds=2, fixed=True, headers=True, retry_after=False,
-                       message="API calls quota exceeded! maximum admitted 3 per 2s.")
+    emu.set_rate_limit(
+        3,
+        window_seconds=2,
+        fixed=True,
+        headers=True,
+        retry_after=False,
+        message="API calls quota exceeded! maximum admitted 3 per 2s.",
+    )
     before = time.time()
     first = api.get("/invoice/list")
     after = time.time()
@@ -438,8 +464,7 @@ def test_a_fixed_window_admits_its_limit_then_answers_429_without_retry_after_un
     assert before + 2 <= reset <= math.ceil(after + 2)  # epoch seconds, rounded up, at the window's end
     time.sleep(0.7)  # later requests do not move a fixed window's end
     answers = [api.get("/invoice/list") for _ in range(3)]
-    assert [(r.status_code, *rate(r)) for r in answers] == [(200, 3, 1, reset), (200, 3, 0, reset),
-                                                            (429, 3, 0, reset)]
+    assert [(r.status_code, *rate(r)) for r in answers] == [(200, 3, 1, reset), (200, 3, 0, reset), (429, 3, 0, reset)]
     throttled = answers[-1]
     assert "retry-after" not in throttled.headers
     assert throttled.json() == {"message": "API calls quota exceeded! maximum admitted 3 per 2s."}
@@ -451,7 +476,8 @@ def test_a_fixed_window_admits_its_limit_then_answers_429_without_retry_after_un
 
 
 def test_a_sliding_window_of_any_length_puts_its_headers_on_every_answer_and_frees_a_slot_as_its_oldest_leaves(
-        api, emu):
+    api, emu
+):
     emu.set_rate_limit(3, window_seconds=1.5, headers=True)
     before = time.time()
     first = api.get("/customer/list")
@@ -465,7 +491,10 @@ def test_a_sliding_window_of_any_length_puts_its_headers_on_every_answer_and_fre
     bad = api.get("/customer/list", params={"page": "x"})
     throttled = api.get("/customer/list")
     assert [(r.status_code, *rate(r)) for r in (missing, bad, throttled)] == [
-        (404, 3, 1, reset), (400, 3, 0, reset), (429, 3, 0, reset)]  # the oldest request sets the reset
+        (404, 3, 1, reset),
+        (400, 3, 0, reset),
+        (429, 3, 0, reset),
+    ]  # the oldest request sets the reset
     assert throttled.headers["retry-after"] == "1" and throttled.json() == {"message": "Too many requests"}
     assert all(r.headers["x-quota-limit"] == "100000" for r in (first, missing, bad, throttled))
     time.sleep(max(0.0, started + 1.55 - time.monotonic()))  # the first request has left the window
@@ -520,8 +549,10 @@ def test_the_firewall_answers_every_request_with_an_imperva_html_page_whatever_t
         cookies = r.headers.get_list("set-cookie")
         assert any(c.startswith("visid_incap_") for c in cookies) and any(c.startswith("incap_ses_") for c in cookies)
         assert "x-quota-remaining" not in r.headers  # the page comes from the firewall, not the API
-    assert [(q.tenant, q.resource, q.status) for q in emu.requests] == [(MAIN.domain, "invoice", 403),
-                                                                      (None, "job", 403)]
+    assert [(q.tenant, q.resource, q.status) for q in emu.requests] == [
+        (MAIN.domain, "invoice", 403),
+        (None, "job", 403),
+    ]
     emu.set_firewall(200)
     page = api.get("/invoice/list")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -539,7 +570,10 @@ def test_a_firewall_fault_answers_the_matching_requests_with_the_html_page_and_i
     customer = emu.tenant(MAIN.domain).records("customer")[0]["id"]
     details = [api.get("/customer/details", params={"id": customer}) for _ in range(3)]
     assert [(r.status_code, r.headers["content-type"].split(";")[0]) for r in details] == [
-        (200, "text/html"), (200, "text/html"), (200, "application/json")]
+        (200, "text/html"),
+        (200, "text/html"),
+        (200, "application/json"),
+    ]
     assert api.get("/invoice/list").status_code == 200
     assert [q.status for q in emu.requests] == [200, 403, 200, 200, 200, 200]
 
@@ -559,9 +593,22 @@ def test_lean_lists_drop_lines_from_their_rows_while_details_keep_them(api, emu)
 def test_the_command_line_switches_set_the_same_habits_on_the_emulator(emu, api):
     parser = argparse.ArgumentParser()
     add_api_habit_arguments(parser)
-    args = parser.parse_args(["--rate-limit", "2", "--rate-window", "240", "--fixed-window", "--rate-headers",
-                              "--no-retry-after", "--quota-message", "--ignore-filter", "job:changedSince",
-                              "--lean-lists", "invoice,creditnote"])
+    args = parser.parse_args(
+        [
+            "--rate-limit",
+            "2",
+            "--rate-window",
+            "240",
+            "--fixed-window",
+            "--rate-headers",
+            "--no-retry-after",
+            "--quota-message",
+            "--ignore-filter",
+            "job:changedSince",
+            "--lean-lists",
+            "invoice,creditnote",
+        ]
+    )
     check_api_habits(parser, args)
     apply_api_habits(emu, args)
     lean = api.get("/invoice/list")
@@ -579,6 +626,7 @@ def test_the_command_line_switches_set_the_same_habits_on_the_emulator(emu, api)
 
 # -- determinism and the request log ---------------------------------------------------------------
 
+
 def test_same_seed_gives_the_same_data_and_another_seed_does_not():
     a = Emulator([MAIN]).tenant(MAIN.domain)
     b = Emulator([MAIN]).tenant(MAIN.domain)
@@ -591,8 +639,7 @@ def test_same_seed_gives_the_same_data_and_another_seed_does_not():
 def test_demo_specs_scale_their_counts():
     main, hec = TenantSpec.demo_main(), TenantSpec.demo_hec(scale=0.001)
     assert (main.domain, main.api_key, main.seed) == ("demo", "demo-api-key-0000-main", 1)
-    assert main.counts == {"customer": 120, "site": 150, "job": 250, "invoice": 200, "quotation": 80,
-                           "creditnote": 30}
+    assert main.counts == {"customer": 120, "site": 150, "job": 250, "invoice": 200, "quotation": 80, "creditnote": 30}
     assert hec.domain == "demo-hec" and hec.counts == {"customer": 1, "site": 1, "invoice": 1, "creditnote": 1}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -41,7 +41,8 @@ def ids_in(path, table: str) -> set[str]:
 
 def check(result, asset: str, name: str):
     (evaluation,) = [
-        e for e in result.get_asset_check_evaluations()
+        e
+        for e in result.get_asset_check_evaluations()
         if e.asset_key.to_user_string() == asset and e.check_name == name
     ]
     return evaluation
@@ -63,11 +64,18 @@ def bad_records(emulator):
     store.edit("customer", customer, {"dateModified": "last tuesday"})
     sites = store.records("site")
     page = sites + [{**sites[0], "id": None, "name": "Ghost site"}]
-    emulator.faults.add(Fault(
-        status=200, tenant=MAIN.domain, resource="site", action="list",
-        body=json.dumps({"page": 1, "pageSize": 100, "records": len(page), "recordsTotal": len(page), "data": page}),
-        content_type="application/json; charset=utf-8",
-    ))
+    emulator.faults.add(
+        Fault(
+            status=200,
+            tenant=MAIN.domain,
+            resource="site",
+            action="list",
+            body=json.dumps(
+                {"page": 1, "pageSize": 100, "records": len(page), "recordsTotal": len(page), "data": page}
+            ),
+            content_type="application/json; charset=utf-8",
+        )
+    )
     # details are fetched in parallel: whichever job's details come first answer 404
     emulator.faults.add(Fault(status=404, tenant=MAIN.domain, resource="job", action="details"))
     return {"invoices": str(invoice), "customers": str(customer)}
@@ -80,7 +88,9 @@ def test_each_kind_of_bad_record_is_quarantined_with_its_reason_and_the_rest_loa
     rows = quarantine_rows(warehouse)
     reasons = {(row["entity"], row["reason"]) for row in rows.values()}
     assert reasons == {
-        ("invoices", "type_mismatch"), ("customers", "bad_date_modified"), ("sites", "missing_id"),
+        ("invoices", "type_mismatch"),
+        ("customers", "bad_date_modified"),
+        ("sites", "missing_id"),
         ("jobs", "details_not_found"),
     }
     invoice_row = rows[bad_records["invoices"]]
@@ -141,7 +151,9 @@ def test_the_export_writes_one_csv_per_entity_and_reason(emulator, warehouse, ba
 
     folder = rejected_folder(warehouse) / "synchroteam"
     assert sorted(p.name for p in folder.glob("*.csv")) == [
-        "customers__bad_date_modified.csv", "invoices__type_mismatch.csv", "jobs__details_not_found.csv",
+        "customers__bad_date_modified.csv",
+        "invoices__type_mismatch.csv",
+        "jobs__details_not_found.csv",
         "sites__missing_id.csv",
     ]
     with (folder / "invoices__type_mismatch.csv").open() as handle:
@@ -160,7 +172,9 @@ def test_a_full_run_marks_deleted_records_and_their_children_while_neighbours_st
 
     run_entity_job(MAIN_TENANT, ENTITIES["invoices"])  # incremental: cannot see a deletion
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM synchroteam.invoices_live WHERE id = ?", [str(gone["id"])]).fetchone()[0]
+        assert con.execute("SELECT count(*) FROM synchroteam.invoices_live WHERE id = ?", [str(gone["id"])]).fetchone()[
+            0
+        ]
 
     result = run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "full"})
 
@@ -170,10 +184,14 @@ def test_a_full_run_marks_deleted_records_and_their_children_while_neighbours_st
         live = {r[0] for r in con.execute("SELECT id FROM synchroteam.invoices_live").fetchall()}
         live_lines = con.execute(
             "SELECT count(*) FROM synchroteam.invoices__lines_live l JOIN synchroteam.invoices i "
-            "ON l._dlt_root_id = i._dlt_id WHERE i.id = ?", [str(gone["id"])]).fetchone()[0]
+            "ON l._dlt_root_id = i._dlt_id WHERE i.id = ?",
+            [str(gone["id"])],
+        ).fetchone()[0]
         kept_lines = con.execute(
             "SELECT count(*) FROM synchroteam.invoices__lines l JOIN synchroteam.invoices i "
-            "ON l._dlt_root_id = i._dlt_id WHERE i.id = ?", [str(gone["id"])]).fetchone()[0]
+            "ON l._dlt_root_id = i._dlt_id WHERE i.id = ?",
+            [str(gone["id"])],
+        ).fetchone()[0]
     assert deleted_at[str(gone["id"])] is not None  # kept, with its deletion time
     assert deleted_at[str(neighbour["id"])] is None
     assert str(gone["id"]) not in live and str(neighbour["id"]) in live
@@ -232,13 +250,14 @@ def test_duplicate_ids_fail_the_error_check(emulator, warehouse):
 
 def test_resolved_quarantine_rows_are_pruned_after_180_days(emulator, warehouse, bad_records):
     run_sync_all()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with duckdb.connect(str(warehouse)) as con:
         for record_id, days in (("old", 200), ("recent", 100)):
             con.execute(
                 "INSERT INTO synchroteam._rejected_records (id, entity, record_id, reason, message, status, "
                 "resolved_at, attempts, _dlt_load_id, _dlt_id) VALUES (?, 'invoices', ?, 'type_mismatch', 'm', "
-                "'resolved', ?, 1, 'x', ?)", [f"invoices:{record_id}", record_id, now - timedelta(days=days), record_id],
+                "'resolved', ?, 1, 'x', ?)",
+                [f"invoices:{record_id}", record_id, now - timedelta(days=days), record_id],
             )
 
     run_entity_job(MAIN_TENANT, ENTITIES["invoices"])
@@ -273,8 +292,15 @@ def test_a_spent_daily_quota_fails_once_saying_how_much_is_left_and_when_it_rese
 
 
 def test_a_firewall_page_fails_once_as_not_json(emulator, warehouse, fast_retries):
-    emulator.faults.add(Fault(status=200, body="<html><h1>Request blocked</h1></html>", content_type="text/html",
-                              times=100, tenant=MAIN.domain))
+    emulator.faults.add(
+        Fault(
+            status=200,
+            body="<html><h1>Request blocked</h1></html>",
+            content_type="text/html",
+            times=100,
+            tenant=MAIN.domain,
+        )
+    )
 
     result = run_entity_job(MAIN_TENANT, ENTITIES["sites"], raise_on_error=False)
 

@@ -106,7 +106,8 @@ def test_jobs_the_look_back_lists_again_are_read_again_only_if_they_may_have_cha
     with duckdb.connect(str(warehouse), read_only=True) as con:
         parts = con.execute(
             "SELECT p.reference FROM synchroteam.jobs j JOIN synchroteam.jobs__parts p "
-            "ON p._dlt_parent_id = j._dlt_id WHERE j.id = ?", [b]
+            "ON p._dlt_parent_id = j._dlt_id WHERE j.id = ?",
+            [b],
         ).fetchall()
         (description,) = con.execute("SELECT description FROM synchroteam.jobs WHERE id = ?", [a]).fetchone()
     assert parts == [("VALVE-22",)]

@@ -51,6 +51,10 @@ def test_the_layers_are_the_folders_this_test_knows():
 
 
 def test_the_product_never_imports_the_emulator():
-    leaking = [f"{module} imports {imported}" for module, path in modules().items() for imported in imports(path)
-               if imported.split(".")[0] == "synchroteam_emulator"]
+    leaking = [
+        f"{module} imports {imported}"
+        for module, path in modules().items()
+        for imported in imports(path)
+        if imported.split(".")[0] == "synchroteam_emulator"
+    ]
     assert leaking == []

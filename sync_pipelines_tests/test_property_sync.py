@@ -42,6 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
+import pytest
 from dlt.common.versioned_state import decompress_state
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
@@ -90,6 +91,8 @@ RUN = st.one_of(
     st.tuples(st.just("reconcile"), name, st.integers(0, 120), st.integers(1, 150)),
     st.tuples(st.just("full"), name),
 )
+
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
 # rounds of a few changes (often several in the same minute) followed by one run
 STEPS = st.lists(st.tuples(st.lists(CHANGE, min_size=1, max_size=5), RUN), min_size=3, max_size=5).map(
     lambda rounds: [step for changes, run in rounds for step in (*changes, run)]
@@ -99,24 +102,56 @@ STEPS = st.lists(st.tuples(st.lists(CHANGE, min_size=1, max_size=5), RUN), min_s
 # (seen); two edits in one minute; late commits at the edge of the look-back; capped runs over same-minute
 # changes, converging; a deletion swept by a full run; a reconcile window.
 SCRIPTED = [
-    ("silent_edit", "invoices", 3), ("edit", "invoices", 5, 0), ("edit", "invoices", 5, 0),
-    ("incremental", "invoices"), ("tick", 1), ("edit", "invoices", 7, 0), ("incremental", "invoices"),
-    ("edit", "invoices", 8, 0), ("incremental", "invoices"),
-    ("edit", "jobs", 1, 0), ("edit_children", "jobs", 2, 3), ("edit_children", "jobs", 4, 0), ("add", "jobs"),
-    ("add", "jobs"), ("edit", "jobs", 9, 0), ("edit", "jobs", 10, 0), ("edit", "jobs", 11, 0),
-    ("capped", "jobs", 3), ("tick", 7), ("edit", "jobs", 12, 29), ("edit", "jobs", 13, LOOKBACK_MINUTES),
-    ("capped", "jobs", 3), ("drain", "jobs", 3),
-    ("delete", "invoices", 8), ("tick", 31), ("edit", "invoices", 11, 12), ("silent_edit", "invoices", 20),
-    ("reconcile", "invoices", 40, 60), ("full", "invoices"), ("silent_edit", "jobs", 2), ("incremental", "jobs"),
+    ("silent_edit", "invoices", 3),
+    ("edit", "invoices", 5, 0),
+    ("edit", "invoices", 5, 0),
+    ("incremental", "invoices"),
+    ("tick", 1),
+    ("edit", "invoices", 7, 0),
+    ("incremental", "invoices"),
+    ("edit", "invoices", 8, 0),
+    ("incremental", "invoices"),
+    ("edit", "jobs", 1, 0),
+    ("edit_children", "jobs", 2, 3),
+    ("edit_children", "jobs", 4, 0),
+    ("add", "jobs"),
+    ("add", "jobs"),
+    ("edit", "jobs", 9, 0),
+    ("edit", "jobs", 10, 0),
+    ("edit", "jobs", 11, 0),
+    ("capped", "jobs", 3),
+    ("tick", 7),
+    ("edit", "jobs", 12, 29),
+    ("edit", "jobs", 13, LOOKBACK_MINUTES),
+    ("capped", "jobs", 3),
+    ("drain", "jobs", 3),
+    ("delete", "invoices", 8),
+    ("tick", 31),
+    ("edit", "invoices", 11, 12),
+    ("silent_edit", "invoices", 20),
+    ("reconcile", "invoices", 40, 60),
+    ("full", "invoices"),
+    ("silent_edit", "jobs", 2),
+    ("incremental", "jobs"),
     ("full", "jobs"),
 ]
 
 # Capped runs over changes spread across minutes, the newest at the smallest ids (the list order): a cap must
 # take the oldest changes first, or its cursor passes the ones it left behind.
 SCRIPTED_CAPPED = [
-    ("burst", "invoices", 100, 6), ("tick", 1), ("edit", "invoices", 0, 0), ("edit", "invoices", 1, 0),
-    ("tick", 7), ("edit", "invoices", 2, 12), ("capped", "invoices", 3), ("capped", "invoices", 3),
-    ("burst", "jobs", 50, 8), ("tick", 1), ("burst", "jobs", 0, 4), ("capped", "jobs", 5), ("drain", "jobs", 3),
+    ("burst", "invoices", 100, 6),
+    ("tick", 1),
+    ("edit", "invoices", 0, 0),
+    ("edit", "invoices", 1, 0),
+    ("tick", 7),
+    ("edit", "invoices", 2, 12),
+    ("capped", "invoices", 3),
+    ("capped", "invoices", 3),
+    ("burst", "jobs", 50, 8),
+    ("tick", 1),
+    ("burst", "jobs", 0, 4),
+    ("capped", "jobs", 5),
+    ("drain", "jobs", 3),
     ("drain", "invoices", 4),
 ]
 
@@ -165,8 +200,11 @@ class Tables:
                 grouped.setdefault(row["_dlt_parent_id"], []).append(row)
 
     def integrity_problems(self) -> list[str]:
-        problems = [f"id {i} is {n} times in {self.entity.name}"
-                    for i, n in Counter(r["id"] for r in self.rows).items() if n > 1]
+        problems = [
+            f"id {i} is {n} times in {self.entity.name}"
+            for i, n in Counter(r["id"] for r in self.rows).items()
+            if n > 1
+        ]
         parents = {row["_dlt_id"] for row in self.rows}
         for table, rows in self.children.items():
             orphans = [r for r in rows if r["_dlt_parent_id"] not in parents]
@@ -191,7 +229,7 @@ class Tables:
             problems.append(f"{record_id}: values in columns the API record does not have: {sorted(stale)}")
         prefix = f"{self.entity.name}__"
         for table in {prefix + child for child in lists} | set(self.children):
-            items = lists.get(table[len(prefix):], [])
+            items = lists.get(table[len(prefix) :], [])
             got = sorted(self.by_parent.get(table, {}).get(row["_dlt_id"], []), key=lambda r: r["_dlt_list_idx"])
             if [r["_dlt_list_idx"] for r in got] != list(range(len(items))):
                 problems.append(f"{record_id}: {len(got)} rows in {table}, the API has {len(items)}")
@@ -244,8 +282,10 @@ class Scenario:
 
     def fail(self, index: int, message: str) -> AssertionError:
         lines = "\n".join(self.log)
-        return AssertionError(f"step {index} {self.steps[index] if index >= 0 else '(final)'}: {message}\n"
-                              f"steps: {self.steps!r}\nlog:\n{lines}")
+        return AssertionError(
+            f"step {index} {self.steps[index] if index >= 0 else '(final)'}: {message}\n"
+            f"steps: {self.steps!r}\nlog:\n{lines}"
+        )
 
     def records(self, entity: Entity) -> dict[str, dict]:
         return {str(r["id"]): r for r in self.store.records(entity.resource)}
@@ -281,15 +321,20 @@ class Scenario:
         if cursor.at is None:
             return set()
         return {
-            record_id for record_id, r in self.records(entity).items()
+            record_id
+            for record_id, r in self.records(entity).items()
             if cursor.covers(parse_timestamp(r["dateModified"], TZ), record_id)
         }
 
     def check_cursor(self, index: int, entity: Entity) -> Cursor:
         """Every change at or behind the stored cursor is loaded (silent edits aside)."""
         cursor = stored_cursor(self.path, entity)
-        self.check_equal(index, entity, self.behind_cursor(entity, cursor) - self.silent[entity.name],
-                         f"behind the stored cursor {cursor}")
+        self.check_equal(
+            index,
+            entity,
+            self.behind_cursor(entity, cursor) - self.silent[entity.name],
+            f"behind the stored cursor {cursor}",
+        )
         return cursor
 
     # -- steps --
@@ -301,8 +346,11 @@ class Scenario:
     def apply(self, index: int, step: tuple) -> None:
         kind, entity = step[0], ENTITIES[step[1]] if len(step) > 1 and step[1] in NAMES else None
         before = stored_cursor(self.path, entity) if entity is not None and kind in RUNS else None
-        said = getattr(self, f"do_{kind}")(index, entity, *step[2:]) if entity else getattr(self, f"do_{kind}")(
-            index, *step[1:])
+        said = (
+            getattr(self, f"do_{kind}")(index, entity, *step[2:])
+            if entity
+            else getattr(self, f"do_{kind}")(index, *step[1:])
+        )
         line = f"{index:2d} {step!r}: {said or ''}"
         self.log.append(line)
         note(line)
@@ -339,16 +387,36 @@ class Scenario:
             return "nothing to edit"
         self.counter += 1
         if entity.name == "jobs":
-            parts = [{"reference": f"P{self.counter}-{k}", "name": "Pièce", "quantity": ("1,50", 2, 0.25)[k % 3],
-                      "unitPrice": 4.5 + k} for k in range(count)]
+            parts = [
+                {
+                    "reference": f"P{self.counter}-{k}",
+                    "name": "Pièce",
+                    "quantity": ("1,50", 2, 0.25)[k % 3],
+                    "unitPrice": 4.5 + k,
+                }
+                for k in range(count)
+            ]
             changes: dict[str, Any] = {"parts": parts, "timeEntries": [] if count % 2 else None}
             changes = {k: v for k, v in changes.items() if v is not None}
         else:
-            lines = [{"partProductCode": f"L{self.counter}", "description": "Ligne", "quantity": k + 1,
-                      "unitPrice": 10.0, "taxRate": 20.0, "total": 10.0 * (k + 1)} for k in range(count)]
+            lines = [
+                {
+                    "partProductCode": f"L{self.counter}",
+                    "description": "Ligne",
+                    "quantity": k + 1,
+                    "unitPrice": 10.0,
+                    "taxRate": 20.0,
+                    "total": 10.0 * (k + 1),
+                }
+                for k in range(count)
+            ]
             excl = sum(line["total"] for line in lines)
-            changes = {"lines": lines, "totalExclTax": excl, "totalTax": round(excl * 0.2, 2),
-                       "totalInclTax": round(excl * 1.2, 2)}
+            changes = {
+                "lines": lines,
+                "totalExclTax": excl,
+                "totalTax": round(excl * 0.2, 2),
+                "totalInclTax": round(excl * 1.2, 2),
+            }
         edited = self.store.edit(entity.resource, record_id, changes)
         self.silent[entity.name].discard(str(record_id))
         return f"{record_id} with {count} child rows, dateModified {edited['dateModified']}"
@@ -394,14 +462,17 @@ class Scenario:
         cursor = stored_cursor(self.path, entity)
         beyond = len(self.records(entity)) - len(self.behind_cursor(entity, cursor))
         bound = max(1, math.ceil(beyond / cap))
-        for run in range(1, bound + 1):
+        for run in range(1, bound + 1):  # noqa: B007 (the count of runs is reported after the loop)
             stats = self.run_plain(entity, SyncPlan(max_records=cap))
             self.check_cursor(index, entity)
             if not stats.capped:
                 break
         else:
-            raise self.fail(index, f"{entity.name}: {beyond} changes beyond the cursor, cap {cap}, still capped "
-                                   f"after {bound} runs (cursor {stored_cursor(self.path, entity)})")
+            raise self.fail(
+                index,
+                f"{entity.name}: {beyond} changes beyond the cursor, cap {cap}, still capped "
+                f"after {bound} runs (cursor {stored_cursor(self.path, entity)})",
+            )
         self.check_equal(index, entity, what=f"after capped runs converged ({run} runs)")
         return f"{beyond} beyond the cursor, converged in {run} runs"
 
@@ -414,7 +485,8 @@ class Scenario:
         if after != before:
             raise self.fail(index, f"{entity.name}: a reconcile moved the cursor {before} -> {after}")
         window = {
-            record_id for record_id, r in self.records(entity).items()
+            record_id
+            for record_id, r in self.records(entity).items()
             if start <= parse_timestamp(r["dateModified"], TZ) < end
         }
         self.check_equal(index, entity, window, f"in the reconciled window {start:%H:%M}..{end:%H:%M}")
@@ -432,8 +504,9 @@ class Scenario:
         marked = {row["id"] for row in tables.rows if row.get("_deleted_at") is not None}
         if live != set(records):
             missing, extra = sorted(set(records) - live)[:5], sorted(live - set(records))[:5]
-            raise self.fail(index, f"{entity.name}: live ids after a full run: missing {missing}, not in the API "
-                                   f"{extra}")
+            raise self.fail(
+                index, f"{entity.name}: live ids after a full run: missing {missing}, not in the API {extra}"
+            )
         never_deleted = marked - self.deleted[entity.name]
         if never_deleted:
             raise self.fail(index, f"{entity.name}: marked deleted but never deleted: {sorted(never_deleted)[:5]}")
@@ -487,14 +560,16 @@ def test_random_changes_and_runs_keep_the_warehouse_equal_to_the_api(steps):
 INVOICES = ENTITIES["invoices"]
 HOLD_SECONDS = 0.4
 
-RACE = st.fixed_dictionaries({
-    "mode": st.sampled_from(["incremental", "full"]),
-    "page_size": st.sampled_from([5, 10]),
-    "held_page": st.integers(2, 3),  # the page during which the API changes
-    "deleted": st.integers(0, 10_000),  # which record of the pages already read is deleted
-    "added": st.integers(0, 2),  # records added meanwhile (0: the list only shrinks)
-    "hours_behind": st.sampled_from([0, 2]),  # how long after the changes it syncs the run starts
-})
+RACE = st.fixed_dictionaries(
+    {
+        "mode": st.sampled_from(["incremental", "full"]),
+        "page_size": st.sampled_from([5, 10]),
+        "held_page": st.integers(2, 3),  # the page during which the API changes
+        "deleted": st.integers(0, 10_000),  # which record of the pages already read is deleted
+        "added": st.integers(0, 2),  # records added meanwhile (0: the list only shrinks)
+        "hours_behind": st.sampled_from([0, 2]),  # how long after the changes it syncs the run starts
+    }
+)
 
 
 def race_during_a_walk(scenario: Scenario, race: dict) -> tuple[set[str], str]:
@@ -507,10 +582,12 @@ def race_during_a_walk(scenario: Scenario, race: dict) -> tuple[set[str], str]:
     listed = changed if race["mode"] == "incremental" else [r["id"] for r in store.records("invoice")]
     already_read = listed[: (race["held_page"] - 1) * size]
     victim = already_read[race["deleted"] % len(already_read)]
-    scenario.emulator.faults.add(Fault(times=race["held_page"] - 1, tenant=MAIN.domain, resource="invoice",
-                                       action="list"))
-    held = scenario.emulator.faults.add(Fault(delay=HOLD_SECONDS, tenant=MAIN.domain, resource="invoice",
-                                              action="list"))
+    scenario.emulator.faults.add(
+        Fault(times=race["held_page"] - 1, tenant=MAIN.domain, resource="invoice", action="list")
+    )
+    held = scenario.emulator.faults.add(
+        Fault(delay=HOLD_SECONDS, tenant=MAIN.domain, resource="invoice", action="list")
+    )
     touched = {str(victim)}
 
     def change_the_api() -> None:
@@ -537,12 +614,17 @@ def race_during_a_walk(scenario: Scenario, race: dict) -> tuple[set[str], str]:
     return touched, f"page {race['held_page']} of {size} held: deleted {victim}, added {added}"
 
 
-@settings(max_examples=3, deadline=None, derandomize=True, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(race=RACE)
 @example(race={"mode": "full", "page_size": 10, "held_page": 2, "deleted": 3, "added": 1, "hours_behind": 0})
-@example(race={"mode": "incremental", "page_size": 10, "held_page": 2, "deleted": 3, "added": 1,
-               "hours_behind": 2})
+@example(race={"mode": "incremental", "page_size": 10, "held_page": 2, "deleted": 3, "added": 1, "hours_behind": 2})
 def test_changes_made_while_a_run_pages_through_the_list_are_neither_lost_nor_taken_for_deletions(race):
     with tempfile.TemporaryDirectory(prefix="property-race-") as folder:
         scenario = Scenario(Path(folder), [])

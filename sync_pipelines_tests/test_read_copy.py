@@ -69,9 +69,7 @@ def test_a_run_that_loaded_something_replaces_the_read_copy(emulator, warehouse)
     assert contents(read_copy_path(warehouse)) == contents(warehouse)
 
 
-def test_a_read_copy_removed_behind_the_syncs_back_is_published_again_even_if_nothing_changed(
-    emulator, warehouse
-):
+def test_a_read_copy_removed_behind_the_syncs_back_is_published_again_even_if_nothing_changed(emulator, warehouse):
     run_entity_job(MAIN_TENANT, INVOICES)
     os.remove(read_copy_path(warehouse))
 

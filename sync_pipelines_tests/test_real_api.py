@@ -36,27 +36,37 @@ def point_at(emulator: Emulator, specs: dict[str, TenantSpec], monkeypatch: pyte
 # -- rate windows ----------------------------------------------------------------------------------------------
 
 # Small tenants: the main one needs two windows of 40 requests for its first sync, HEC one.
-SMALL_MAIN = TenantSpec("small", "small-key", "Europe/Paris",
-                        {"customer": 20, "site": 20, "job": 45, "invoice": 30, "quotation": 12, "creditnote": 8}, 31)
-SMALL_HEC = TenantSpec("small-hec", "small-hec-key", "Europe/Paris",
-                       {"customer": 5, "site": 5, "invoice": 20, "creditnote": 6}, 32)
+SMALL_MAIN = TenantSpec(
+    "small",
+    "small-key",
+    "Europe/Paris",
+    {"customer": 20, "site": 20, "job": 45, "invoice": 30, "quotation": 12, "creditnote": 8},
+    31,
+)
+SMALL_HEC = TenantSpec(
+    "small-hec", "small-hec-key", "Europe/Paris", {"customer": 5, "site": 5, "invoice": 20, "creditnote": 6}, 32
+)
 
 
 @pytest.fixture
 def windowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Emulator, Path]]:
     with Emulator([SMALL_MAIN, SMALL_HEC]) as emulator:
-        point_at(emulator, {"synchroteam": SMALL_MAIN, "synchroteam_hec": SMALL_HEC}, monkeypatch,
-                 tmp_path / "warehouse.duckdb")
+        point_at(
+            emulator,
+            {"synchroteam": SMALL_MAIN, "synchroteam_hec": SMALL_HEC},
+            monkeypatch,
+            tmp_path / "warehouse.duckdb",
+        )
         yield emulator, tmp_path / "warehouse.duckdb"
 
 
+@pytest.mark.slow  # about 4 minutes: one real wait for a 4-minute window
 def test_a_first_sync_all_under_40_requests_per_4_minutes_completes_in_one_run_within_one_window_of_the_least(
     windowed,
 ):
     emulator, path = windowed
     # a fixed window per tenant, announced in X-RateLimit-*; its 429s carry no Retry-After and speak of a quota
-    emulator.set_rate_limit(40, window_seconds=240, fixed=True, headers=True, retry_after=False,
-                            message=QUOTA_SOUNDING)
+    emulator.set_rate_limit(40, window_seconds=240, fixed=True, headers=True, retry_after=False, message=QUOTA_SOUNDING)
     started = time.monotonic()
 
     result = run_sync_all(raise_on_error=False)
@@ -72,12 +82,16 @@ def test_a_first_sync_all_under_40_requests_per_4_minutes_completes_in_one_run_w
     assert windows == 2  # the main tenant needed a second window: the test waited for one reset
     least = (windows - 1) * 240  # the shortest time the limit allows
     assert elapsed <= least + 240
-    waits = [m.metadata["rate_limit_wait_seconds"].value for m in result.get_asset_materialization_events()
-             for m in [m.materialization]]
+    waits = [
+        m.metadata["rate_limit_wait_seconds"].value
+        for m in result.get_asset_materialization_events()
+        for m in [m.materialization]
+    ]
     assert 0 < sum(waits) <= 241 + 1
 
 
 # -- filters the API ignores ---------------------------------------------------------------------------------------
+
 
 def test_after_5_job_changes_an_api_ignoring_changed_since_costs_5_details_calls_and_stays_exact(emulator, warehouse):
     run_entity_job(MAIN_TENANT, JOBS)
@@ -118,6 +132,7 @@ def test_an_api_ignoring_status_re_reads_only_the_quotations_in_those_statuses(e
 
 # -- errors that point the right way ----------------------------------------------------------------------------
 
+
 def test_an_html_403_from_the_firewall_ends_as_not_json_and_the_next_run_is_exact(emulator, warehouse):
     emulator.faults.add(Fault.firewall(status=403, tenant=MAIN.domain, resource="invoice", action="list"))
 
@@ -143,16 +158,26 @@ def test_a_tenant_without_a_time_zone_fails_before_any_request(emulator, warehou
 
 # -- an explicit cap is a promise from the first run on ---------------------------------------------------------------
 
+
 def capped_config(cap: int) -> dict:
-    return {"ops": {pipeline_name(tenant, entity): {"config": {"max_records": cap}}
-                    for tenant in TENANTS.values() for entity in tenant_entities(tenant)}}
+    return {
+        "ops": {
+            pipeline_name(tenant, entity): {"config": {"max_records": cap}}
+            for tenant in TENANTS.values()
+            for entity in tenant_entities(tenant)
+        }
+    }
 
 
 def table_counts(path: Path) -> dict[str, int]:
     with duckdb.connect(str(path), read_only=True) as con:
-        return {f"{tenant.name}.{entity.name}": con.execute(
-            f"SELECT count(*) FROM {tenant.name}.{entity.name}").fetchone()[0]
-            for tenant in TENANTS.values() for entity in tenant_entities(tenant)}
+        return {
+            f"{tenant.name}.{entity.name}": con.execute(f"SELECT count(*) FROM {tenant.name}.{entity.name}").fetchone()[
+                0
+            ]
+            for tenant in TENANTS.values()
+            for entity in tenant_entities(tenant)
+        }
 
 
 def test_max_records_given_holds_on_a_first_load_and_capped_runs_converge(windowed):
@@ -172,6 +197,7 @@ def test_max_records_given_holds_on_a_first_load_and_capped_runs_converge(window
 
 
 # -- list rows without children ------------------------------------------------------------------------------------
+
 
 def test_billing_list_rows_without_lines_are_read_from_details_once_per_changed_document(emulator, warehouse):
     emulator.set_lean_lists("invoice", "quotation", "creditnote")

@@ -1,6 +1,6 @@
 """Normalising records and reading settings: messy values in, typed values out, nothing dropped."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -45,13 +45,13 @@ def test_unreadable_numbers_are_reported_as_none(raw):
 def test_timestamps_are_read_in_the_tenant_zone_with_or_without_seconds():
     winter = parse_timestamp("2026-01-15 08:05", PARIS)
     summer = parse_timestamp("2026-07-15 08:05:30", PARIS)
-    assert winter.astimezone(timezone.utc) == datetime(2026, 1, 15, 7, 5, tzinfo=timezone.utc)
-    assert summer.astimezone(timezone.utc) == datetime(2026, 7, 15, 6, 5, 30, tzinfo=timezone.utc)
+    assert winter.astimezone(UTC) == datetime(2026, 1, 15, 7, 5, tzinfo=UTC)
+    assert summer.astimezone(UTC) == datetime(2026, 7, 15, 6, 5, 30, tzinfo=UTC)
     assert parse_timestamp("not a date", PARIS) is None
 
 
 def test_change_window_is_written_back_in_tenant_local_time():
-    instant = datetime(2026, 7, 15, 6, 5, 30, tzinfo=timezone.utc)
+    instant = datetime(2026, 7, 15, 6, 5, 30, tzinfo=UTC)
     assert to_api_timestamp(instant, PARIS) == "2026-07-15 08:05:30"
 
 
@@ -93,8 +93,9 @@ def test_unknown_time_zone_is_a_configuration_error():
 
 def test_a_tenant_without_a_time_zone_is_a_configuration_error_naming_the_variable():
     with pytest.raises(ConfigurationError) as err:
-        TenantSettings.from_env(TENANTS["synchroteam_hec"], {"SYNCHROTEAM_HEC_DOMAIN": "d",
-                                                              "SYNCHROTEAM_HEC_API_KEY": "k"})
+        TenantSettings.from_env(
+            TENANTS["synchroteam_hec"], {"SYNCHROTEAM_HEC_DOMAIN": "d", "SYNCHROTEAM_HEC_API_KEY": "k"}
+        )
     assert "SYNCHROTEAM_HEC_TIMEZONE is not set" in str(err.value) and "Europe/Paris" in err.value.action
 
 
@@ -103,8 +104,12 @@ def test_settings_default_to_the_public_endpoint_and_an_hour_long_rate_wait():
     s = TenantSettings.from_env(TENANTS["synchroteam"], env)
     assert s.base_url == "https://ws.synchroteam.com/Api/v3" and s.timezone == ZoneInfo("Europe/Paris")
     assert s.max_rate_wait == 3600 and s.requests_per_minute is None
-    assert TenantSettings.from_env(TENANTS["synchroteam"], {**env, "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS": "90"}
-                                   ).max_rate_wait == 90
+    assert (
+        TenantSettings.from_env(
+            TENANTS["synchroteam"], {**env, "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS": "90"}
+        ).max_rate_wait
+        == 90
+    )
     assert "api_key" not in repr(s)
 
 
@@ -122,8 +127,18 @@ def test_an_unreadable_duckdb_setting_is_a_configuration_error(name, value):
         duckdb_settings({name: value})
 
 
-@pytest.mark.parametrize("limit, accepted", [("96MB", True), ("0.1GB", True), ("92MiB", True), ("95MB", False),
-                                             ("90MiB", False), ("96000KB", True), ("93749KiB", False)])
+@pytest.mark.parametrize(
+    "limit, accepted",
+    [
+        ("96MB", True),
+        ("0.1GB", True),
+        ("92MiB", True),
+        ("95MB", False),
+        ("90MiB", False),
+        ("96000KB", True),
+        ("93749KiB", False),
+    ],
+)
 def test_the_duckdb_memory_limit_has_a_floor_in_duckdbs_own_units(limit, accepted):
     env = {"SYNC_DUCKDB_MEMORY_LIMIT": limit}
     if accepted:

@@ -34,6 +34,8 @@ from sync_pipelines_tests.processes import (
 )
 from synchroteam_emulator import Fault
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
+
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]
 
@@ -175,8 +177,14 @@ def test_a_quota_that_runs_out_mid_run_stops_cleanly_and_the_next_run_completes(
         [Fault(status=429, retry_after=None, times=4)],
         [Fault(status=429, retry_after=1, times=3)],
         [Fault(delay=1.5, times=3)],
-        [Fault(status=200, body='{"page": 1, "pageSize": 100, "data": [{"id": 1', times=2,
-               content_type="application/json")],
+        [
+            Fault(
+                status=200,
+                body='{"page": 1, "pageSize": 100, "data": [{"id": 1',
+                times=2,
+                content_type="application/json",
+            )
+        ],
     ],
     ids=["5xx-burst", "429-storm-without-retry-after", "429-with-retry-after", "slow-answers", "truncated-body"],
 )
@@ -192,8 +200,16 @@ def test_bursts_of_broken_answers_end_in_an_exact_warehouse(emulator, warehouse,
 
 
 def test_a_firewall_page_fails_the_run_and_the_next_run_completes(emulator, warehouse):
-    emulator.faults.add(Fault(status=200, body="<html>blocked</html>", content_type="text/html", times=1,
-                              tenant=MAIN.domain, resource="invoice"))
+    emulator.faults.add(
+        Fault(
+            status=200,
+            body="<html>blocked</html>",
+            content_type="text/html",
+            times=1,
+            tenant=MAIN.domain,
+            resource="invoice",
+        )
+    )
 
     assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
     assert run_entity_job(MAIN_TENANT, INVOICES).success
@@ -238,8 +254,9 @@ def test_records_shifting_while_the_list_is_walked_are_neither_lost_nor_doubled(
 
     # records edited after their page was read come with the next run's look-back: exact in the end
     assert run_entity_job(MAIN_TENANT, INVOICES).success
-    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"],
-                                     extra_ids_allowed=True)  # the deleted record waits for a full run's sweep
+    assert_warehouse_equals_emulator(
+        emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"], extra_ids_allowed=True
+    )  # the deleted record waits for a full run's sweep
 
 
 # -- secrets -------------------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterInvalidConfigError
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.defs.run_config import config_class, to_plan
+from sync_pipelines.defs.run_config import Mode, config_class, to_plan
 from sync_pipelines.errors import ConfigurationError
+from sync_pipelines.synchroteam.plan import MODES
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
     local_time,
@@ -43,7 +44,6 @@ def value_of(path, table: str, record_id, column: str):
     [
         ("invoices", {"page_size": 0}, "page_size"),
         ("invoices", {"page_size": 101}, "page_size"),
-        ("invoices", {"mode": "sometimes"}, "mode"),
         ("customers", {"max_records": -1}, "max_records"),
         ("jobs", {"revisit_days": -2}, "revisit_days"),
         ("jobs", {"lookback_minutes": -5}, "lookback_minutes"),
@@ -60,6 +60,14 @@ def test_invalid_run_config_is_refused_naming_the_field(entity, config, field):
     with pytest.raises(ConfigurationError) as err:
         to_plan(config_class(ENTITIES[entity])(**config), ENTITIES[entity], PARIS)
     assert f"{field}=" in str(err.value)
+
+
+def test_mode_is_a_choice_the_launchpad_offers_and_an_unknown_one_is_refused_before_the_run(emulator, warehouse):
+    assert tuple(mode.value for mode in Mode) == MODES  # the launchpad's choices are the plan's modes
+    with pytest.raises(DagsterInvalidConfigError, match="sometimes") as err:
+        run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "sometimes"})
+    assert "config:mode not in enum type Mode" in str(err.value)
+    assert emulator.requests == []
 
 
 def test_an_invalid_value_fails_the_run_before_any_api_request(emulator, warehouse):
@@ -175,8 +183,11 @@ def test_capped_runs_over_unsorted_changes_converge_without_skipping_any(emulato
         result = run_entity_job(MAIN_TENANT, customers, {"max_records": 20, "lookback_minutes": 0})
         metadata = result.asset_materializations_for_node("synchroteam__customers")[0].metadata
         capped_per_run.append(metadata["capped"].value)
-        landed = [i for i in changed if value_of(warehouse, "customers", i, "contact_mobile") == store.get(
-            "customer", i)["contactMobile"]]
+        landed = [
+            i
+            for i in changed
+            if value_of(warehouse, "customers", i, "contact_mobile") == store.get("customer", i)["contactMobile"]
+        ]
         assert sorted(landed, key=by_age.index) == by_age[: len(landed)], "a capped run skipped an older change"
         landed_per_run.append(len(landed))
     assert landed_per_run == [20, 40, 45, 45]
@@ -246,7 +257,8 @@ def test_a_backfilled_range_runs_as_one_run_over_the_whole_window(emulator, ware
     assert [r.params.get("changedSince") for r in sync_requests(emulator)] == ["2025-06-08 00:00:00"]
     materialization = result.asset_materializations_for_node("synchroteam__invoices_reconciliation")[0]
     expected = [
-        r for r in emulator.tenant(MAIN.domain).records("invoice")
+        r
+        for r in emulator.tenant(MAIN.domain).records("invoice")
         if datetime(2025, 6, 8) <= local_time(r["dateModified"]) < datetime(2025, 6, 12)
     ]
     assert materialization.metadata["loaded"].value == len(expected)
@@ -273,12 +285,15 @@ def test_runs_are_tagged_and_materializations_carry_the_numbers(emulator, wareho
     assert metadata["updated"].value == metadata["loaded"].value - 2 >= 1
     assert metadata["api_requests"].value == len(sync_requests(emulator))
     assert metadata["retries_429"].value == 0
-    assert metadata["row_count"].value == MAIN.counts["invoice"] + 2
+    assert metadata["dagster/row_count"].value == MAIN.counts["invoice"] + 2
     assert metadata["quota_remaining"].value > 0
     assert metadata["window_start"].value < metadata["cursor_after"].value <= metadata["window_end"].value
     tags = instance.get_run_by_id(result.run_id).tags
     assert (tags["sync/mode"], tags["sync/max_records"], tags["synchroteam/tenant"]) == (
-        "incremental", "500", "synchroteam")
+        "incremental",
+        "500",
+        "synchroteam",
+    )
     assert datetime.fromisoformat(tags["sync/window_start"]).timestamp() == metadata["window_start"].value
 
 

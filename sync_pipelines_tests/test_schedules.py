@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,7 @@ def test_a_run_not_yet_started_also_blocks_the_next_tick():
 def test_the_nightly_reconciliation_runs_yesterdays_partition():
     schedule = schedule_named("reconcile_synchroteam_nightly")
     with instance_for_test() as instance:
-        tick = datetime(2026, 3, 15, 2, 30, tzinfo=timezone.utc)
+        tick = datetime(2026, 3, 15, 2, 30, tzinfo=UTC)
         (request,) = schedule.evaluate_tick(
             build_schedule_context(
                 instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()

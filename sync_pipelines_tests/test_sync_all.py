@@ -35,12 +35,18 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
             assert requests_by(emulator, DOMAINS[tenant.name], entity.resource) == expected, entity.name
     with duckdb.connect(str(warehouse), read_only=True) as con:
         child_tables = {
-            name for (name,) in con.execute(
+            name
+            for (name,) in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'synchroteam'"
             ).fetchall()
         }
-        assert {"jobs__parts", "jobs__time_entries", "invoices__lines", "quotations__lines",
-                "credit_notes__lines"} <= child_tables
+        assert {
+            "jobs__parts",
+            "jobs__time_entries",
+            "invoices__lines",
+            "quotations__lines",
+            "credit_notes__lines",
+        } <= child_tables
         id_types = con.execute(
             "SELECT DISTINCT data_type FROM information_schema.columns WHERE column_name = 'id' "
             "AND table_name IN ('jobs', 'invoices', 'customers')"
@@ -95,8 +101,12 @@ def test_second_run_fetches_only_what_changed_and_the_warehouse_follows(emulator
     # An edit that lands late with a timestamp before the stored cursor, inside the look-back window.
     sites_cursor = max_modified(main.records("site"))
     back_dated = main.records("site")[5]
-    main.edit("site", back_dated["id"], {"contactPhone": "+33 1 23 45 67 89"},
-              modified_at=sites_cursor - timedelta(minutes=10))
+    main.edit(
+        "site",
+        back_dated["id"],
+        {"contactPhone": "+33 1 23 45 67 89"},
+        modified_at=sites_cursor - timedelta(minutes=10),
+    )
     emulator.clear_requests()
 
     run_sync_all()
@@ -171,8 +181,9 @@ def test_a_tenant_without_credentials_fails_naming_the_missing_variables(emulato
 
 def test_429s_with_and_without_retry_after_still_end_in_a_complete_warehouse(emulator, warehouse):
     emulator.faults.add(Fault(status=429, retry_after=1, times=2, tenant=MAIN.domain, resource="invoice"))
-    emulator.faults.add(Fault(status=429, retry_after=None, times=3, tenant=MAIN.domain, resource="job",
-                              action="details"))
+    emulator.faults.add(
+        Fault(status=429, retry_after=None, times=3, tenant=MAIN.domain, resource="job", action="details")
+    )
     emulator.faults.add(Fault(status=429, retry_after=0, times=2, tenant=HEC.domain))
 
     result = run_sync_all()

@@ -1,4 +1,5 @@
 """Serve the demo tenants: `python -m synchroteam_emulator --port 8765 --scale 1 --seed 1 [API habits]`."""
+
 from __future__ import annotations
 
 import argparse

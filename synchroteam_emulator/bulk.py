@@ -1,4 +1,5 @@
 """The seeded bulk: every resource of a tenant, consistent references, generated in one pass."""
+
 from __future__ import annotations
 
 import gc
@@ -27,12 +28,12 @@ def _generate(spec: TenantSpec, f: RecordFactory) -> dict[str, list[dict]]:
     counts = spec.counts
     r = f.rng.random
     times = f.times
-    customers = [f.customer(FIRST_ID["customer"] + i, *times())
-                 for i in range(counts.get("customer", HIDDEN_CUSTOMERS))]
+    customers = [
+        f.customer(FIRST_ID["customer"] + i, *times()) for i in range(counts.get("customer", HIDDEN_CUSTOMERS))
+    ]
     cust_by_id = {c["id"]: c for c in customers}
     n_c = len(customers)
-    sites = [f.site(FIRST_ID["site"] + i, customers[int(r() * n_c)], *times())
-             for i in range(counts.get("site", 0))]
+    sites = [f.site(FIRST_ID["site"] + i, customers[int(r() * n_c)], *times()) for i in range(counts.get("site", 0))]
     n_s = len(sites)
 
     def place() -> tuple[dict, dict | None]:
@@ -69,5 +70,11 @@ def _generate(spec: TenantSpec, f: RecordFactory) -> dict[str, list[dict]]:
         inv = invoices[int(r() * n_i)] if n_i else None
         cust, site = (inv["customer"], inv["site"]) if inv else place()
         notes.append(f.creditnote(FIRST_ID["creditnote"] + i, 100 + i, cust, site, inv, *times()))
-    return {"customer": customers, "site": sites, "job": jobs, "invoice": invoices,
-            "quotation": quotations, "creditnote": notes}
+    return {
+        "customer": customers,
+        "site": sites,
+        "job": jobs,
+        "invoice": invoices,
+        "quotation": quotations,
+        "creditnote": notes,
+    }

@@ -1,8 +1,9 @@
 """Tenant-local time: minute arithmetic, timestamp formatting, the tenant clock."""
+
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -59,7 +60,7 @@ def gap_hours(tz_name: str) -> frozenset[int]:
     """Local hours (since EPOCH) that do not exist in the zone (spring-forward gaps)."""
     tz = ZoneInfo(tz_name)
     gaps = set()
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     prev = None
     for h in range(0, 24 * 366 * 8):  # 2024 .. 2031
         off = (start + timedelta(hours=h)).astimezone(tz).utcoffset()
@@ -81,7 +82,7 @@ class TenantClock:
         self._lock = threading.Lock()
 
     def _real(self) -> datetime:
-        return datetime.now(timezone.utc).astimezone(self._tz).replace(tzinfo=None)
+        return datetime.now(UTC).astimezone(self._tz).replace(tzinfo=None)
 
     def now(self) -> datetime:
         with self._lock:
@@ -92,9 +93,9 @@ class TenantClock:
         """The same clock in UTC, to the second (frozen: the frozen local time): what the `Date` header says."""
         with self._lock:
             if self._frozen is None:
-                return datetime.now(timezone.utc)
+                return datetime.now(UTC)
             local = self._frozen
-        return local.replace(tzinfo=self._tz).astimezone(timezone.utc)
+        return local.replace(tzinfo=self._tz).astimezone(UTC)
 
     def set(self, local: datetime) -> None:
         with self._lock:
@@ -108,4 +109,3 @@ class TenantClock:
     def follow_real_time(self) -> None:
         with self._lock:
             self._frozen = None
-

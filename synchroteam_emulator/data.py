@@ -1,4 +1,5 @@
 """Deterministic, seeded record generator (one random.Random per tenant, no wall clock)."""
+
 from __future__ import annotations
 
 import random
@@ -31,16 +32,18 @@ class TenantSpec:
         return {k: max(1, round(v * scale)) for k, v in counts.items()}
 
     @classmethod
-    def demo_main(cls, scale: float = 1.0) -> "TenantSpec":
+    def demo_main(cls, scale: float = 1.0) -> TenantSpec:
         return cls("demo", "demo-api-key-0000-main", "Europe/Paris", cls._scaled(_MAIN_COUNTS, scale), 1)
 
     @classmethod
-    def demo_hec(cls, scale: float = 1.0) -> "TenantSpec":
+    def demo_hec(cls, scale: float = 1.0) -> TenantSpec:
         return cls("demo-hec", "demo-api-key-0000-hec", "Europe/Paris", cls._scaled(_HEC_COUNTS, scale), 2)
 
 
 def _ascii(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace(" ", "").replace("'", "")
+    return (
+        unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace(" ", "").replace("'", "")
+    )
 
 
 _CITY = {c[0]: c for c in P.CITIES}
@@ -59,8 +62,11 @@ class RecordFactory:
         self._cref: dict[tuple, dict] = {}
         self._pref: dict[tuple, dict] = {}
         self._pos: dict[tuple, dict] = {}
-        self._cfv = [None, None] + [[{"label": "Segment", "value": s}, {"label": "Priorité", "value": p}]
-                                    for s in P.SEGMENTS for p in ("haute", "normale")]
+        self._cfv = [None, None] + [
+            [{"label": "Segment", "value": s}, {"label": "Priorité", "value": p}]
+            for s in P.SEGMENTS
+            for p in ("haute", "normale")
+        ]
 
     # -- small helpers -------------------------------------------------------------------
     def _pick(self, seq):
@@ -100,16 +106,34 @@ class RecordFactory:
         x, my_prefix = r(), kind[0].upper()
         my_id = f"{my_prefix}-{rid - FIRST_ID[kind] + 1}" if x < 0.7 else ("" if x < 0.85 else None)
         tags = [] if r() < 0.4 else sorted({pick(P.TAGS) for _ in range(1 + int(r() * 3))})
-        custom = None if r() < 0.3 else [{"label": "Segment", "value": pick(P.SEGMENTS)},
-                                         {"label": "Contrat", "value": f"CT-{int(r() * 9000) + 1000}"}]
+        custom = (
+            None
+            if r() < 0.3
+            else [
+                {"label": "Segment", "value": pick(P.SEGMENTS)},
+                {"label": "Contrat", "value": f"CT-{int(r() * 9000) + 1000}"},
+            ]
+        )
         key, custom = self._cfv_pair(custom)
-        return {"id": rid, "myId": my_id, "name": name, "address": f"{1 + int(r() * 180)} {pick(P.STREETS)}",
-                "addressCity": city, "addressZIP": zipc, "addressCountry": P.COUNTRY_OF.get(city, "France"),
-                "contactFirstName": first, "contactLastName": last,
-                "contactEmail": f"{_ascii(first)}.{_ascii(last)}@{pick(P.MAIL_DOMAINS)}",
-                "contactPhone": self._phone(False), "contactMobile": self._phone(True),
-                "active": r() < 0.9, "tags": tags, key: custom,
-                "dateCreated": fmt(c, secs), "dateModified": fmt(m, secs)}
+        return {
+            "id": rid,
+            "myId": my_id,
+            "name": name,
+            "address": f"{1 + int(r() * 180)} {pick(P.STREETS)}",
+            "addressCity": city,
+            "addressZIP": zipc,
+            "addressCountry": P.COUNTRY_OF.get(city, "France"),
+            "contactFirstName": first,
+            "contactLastName": last,
+            "contactEmail": f"{_ascii(first)}.{_ascii(last)}@{pick(P.MAIL_DOMAINS)}",
+            "contactPhone": self._phone(False),
+            "contactMobile": self._phone(True),
+            "active": r() < 0.9,
+            "tags": tags,
+            key: custom,
+            "dateCreated": fmt(c, secs),
+            "dateModified": fmt(m, secs),
+        }
 
     def phone(self) -> str:
         return self._phone(False)
@@ -146,8 +170,10 @@ class RecordFactory:
         if pos is None:
             city = _CITY.get(place.get("addressCity") or "", P.CITIES[0])
             h = (place["id"] * 2654435761) % 1000003
-            pos = self._pos[k] = {"latitude": f"{city[2] + (h % 1000) / 10000 - 0.05:.6f}",
-                                  "longitude": f"{city[3] + (h // 1000) / 10000 - 0.05:.6f}"}
+            pos = self._pos[k] = {
+                "latitude": f"{city[2] + (h % 1000) / 10000 - 0.05:.6f}",
+                "longitude": f"{city[3] + (h // 1000) / 10000 - 0.05:.6f}",
+            }
         return pos
 
     def job_id(self, index: int) -> str:
@@ -155,8 +181,18 @@ class RecordFactory:
         r = self.rng.random
         return f"{100000 + int(r() * 900000)}_{2101010000000 + index * 7919 + int(r() * 7919)}"
 
-    def job(self, jid: str, index: int, num: int | None, cust: dict, site: dict | None, c: int, secs: bool,
-            m: int | None = None, ref: int = ANCHOR_MINUTE) -> dict:
+    def job(
+        self,
+        jid: str,
+        index: int,
+        num: int | None,
+        cust: dict,
+        site: dict | None,
+        c: int,
+        secs: bool,
+        m: int | None = None,
+        ref: int = ANCHOR_MINUTE,
+    ) -> dict:
         r, pick = self.rng.random, self._pick
         place = site or cust
         s = (c // DAY + int(r() * 30)) * DAY + 7 * 60 + 30 * int(r() * 22)
@@ -172,20 +208,34 @@ class RecordFactory:
             if r() < 0.05 and (busy := [h for h in self.hot if h >= c]):
                 m = pick(busy)
         key, custom = self._cfv_pair(pick(self._cfv))
-        return {"id": jid, "num": num, "myId": (f"J-{index + 1}" if r() < 0.6 else pick(("", None))),
-                "status": status, "customer": self._cust_ref(cust),
-                "site": self.short_ref(site) if site else None,
-                "technician": pick(P.TECHNICIANS), "type": pick(P.JOB_TYPES),
-                "address": place.get("address"), "addressCity": place.get("addressCity"),
-                "addressZIP": place.get("addressZIP"), "addressCountry": place.get("addressCountry"),
-                "contactFirstName": place.get("contactFirstName"), "contactLastName": place.get("contactLastName"),
-                "contactPhone": place.get("contactPhone"), "contactMobile": place.get("contactMobile"),
-                "contactEmail": place.get("contactEmail"),
-                "scheduledStart": fmt(s), "scheduledEnd": fmt(end),
-                "actualStart": None if a_start is None else fmt(a_start),
-                "actualEnd": None if a_end is None else fmt(a_end),
-                "position": self._position(place), key: custom, "description": pick(P.DESCRIPTIONS),
-                "dateCreated": fmt(c, secs), "dateModified": fmt(max(m, c), secs)}
+        return {
+            "id": jid,
+            "num": num,
+            "myId": (f"J-{index + 1}" if r() < 0.6 else pick(("", None))),
+            "status": status,
+            "customer": self._cust_ref(cust),
+            "site": self.short_ref(site) if site else None,
+            "technician": pick(P.TECHNICIANS),
+            "type": pick(P.JOB_TYPES),
+            "address": place.get("address"),
+            "addressCity": place.get("addressCity"),
+            "addressZIP": place.get("addressZIP"),
+            "addressCountry": place.get("addressCountry"),
+            "contactFirstName": place.get("contactFirstName"),
+            "contactLastName": place.get("contactLastName"),
+            "contactPhone": place.get("contactPhone"),
+            "contactMobile": place.get("contactMobile"),
+            "contactEmail": place.get("contactEmail"),
+            "scheduledStart": fmt(s),
+            "scheduledEnd": fmt(end),
+            "actualStart": None if a_start is None else fmt(a_start),
+            "actualEnd": None if a_end is None else fmt(a_end),
+            "position": self._position(place),
+            key: custom,
+            "description": pick(P.DESCRIPTIONS),
+            "dateCreated": fmt(c, secs),
+            "dateModified": fmt(max(m, c), secs),
+        }
 
     def job_extras(self, job: dict) -> tuple[list, list]:
         """parts and timeEntries of a job, derived from its id (stable, generated on demand)."""
@@ -204,8 +254,16 @@ class RecordFactory:
             for k in range(1 + int(r() * 3)):
                 kind = "travel" if k == 0 and r() < 0.7 else "work"
                 dur = 10 + int(r() * (40 if kind == "travel" else 240))
-                entries.append({"id": int(r() * 9e8) + 100000000, "technician": {"id": tech["id"], "name": tech["name"]},
-                                "start": fmt(t), "end": fmt(t + dur), "durationMinutes": dur, "type": kind})
+                entries.append(
+                    {
+                        "id": int(r() * 9e8) + 100000000,
+                        "technician": {"id": tech["id"], "name": tech["name"]},
+                        "start": fmt(t),
+                        "end": fmt(t + dur),
+                        "durationMinutes": dur,
+                        "type": kind,
+                    }
+                )
                 t += dur + int(r() * 20)
         return parts, entries
 
@@ -223,23 +281,62 @@ class RecordFactory:
             total = round(q * price, 2)
             excl += total
             tax += total * rate / 100
-            lines.append({"partProductCode": code, "description": desc, "quantity": qty,
-                          "unitPrice": price, "taxRate": rate, "total": total})
+            lines.append(
+                {
+                    "partProductCode": code,
+                    "description": desc,
+                    "quantity": qty,
+                    "unitPrice": price,
+                    "taxRate": rate,
+                    "total": total,
+                }
+            )
         excl, tax = round(excl, 2), round(tax, 2)
         return lines, excl, tax, round(excl + tax, 2)
 
-    def _money_doc(self, rid: int, num: int | None, status: str, cust: dict, site: dict | None,
-                   c: int, m: int, secs: bool, prefix: str) -> dict:
+    def _money_doc(
+        self,
+        rid: int,
+        num: int | None,
+        status: str,
+        cust: dict,
+        site: dict | None,
+        c: int,
+        m: int,
+        secs: bool,
+        prefix: str,
+    ) -> dict:
         lines, excl, tax, incl = self.lines()
         r = self.rng.random
-        return {"id": rid, "num": None if status == "draft" else num,
-                "myId": f"{prefix}-{rid}" if r() < 0.5 else self._pick(("", None)), "status": status,
-                "customer": self.short_ref(cust), "site": self.short_ref(site) if site else None,
-                "dateCreated": fmt(c, secs), "dateModified": fmt(m, secs), "currency": "EUR",
-                "totalExclTax": excl, "totalTax": tax, "totalInclTax": incl, "lines": lines}
+        return {
+            "id": rid,
+            "num": None if status == "draft" else num,
+            "myId": f"{prefix}-{rid}" if r() < 0.5 else self._pick(("", None)),
+            "status": status,
+            "customer": self.short_ref(cust),
+            "site": self.short_ref(site) if site else None,
+            "dateCreated": fmt(c, secs),
+            "dateModified": fmt(m, secs),
+            "currency": "EUR",
+            "totalExclTax": excl,
+            "totalTax": tax,
+            "totalInclTax": incl,
+            "lines": lines,
+        }
 
-    def invoice(self, rid: int, num: int, cust: dict, site: dict | None, job: dict | None,
-                c: int, m: int, secs: bool, status: str | None = None, kind: str = "invoice") -> dict:
+    def invoice(
+        self,
+        rid: int,
+        num: int,
+        cust: dict,
+        site: dict | None,
+        job: dict | None,
+        c: int,
+        m: int,
+        secs: bool,
+        status: str | None = None,
+        kind: str = "invoice",
+    ) -> dict:
         r = self.rng.random
         status = status or self._pick(P.INVOICE_STATUS)
         paid = None
@@ -252,16 +349,27 @@ class RecordFactory:
         doc["datePaid"] = None if paid is None else fmt(paid)
         return doc
 
-    def quotation(self, rid: int, num: int, cust: dict, site: dict | None, c: int, m: int, secs: bool,
-                  status: str | None = None) -> dict:
+    def quotation(
+        self, rid: int, num: int, cust: dict, site: dict | None, c: int, m: int, secs: bool, status: str | None = None
+    ) -> dict:
         doc = self._money_doc(rid, num, status or self._pick(P.QUOTATION_STATUS), cust, site, c, m, secs, "D")
         doc["validUntil"] = fmt_date(c + 30 * DAY)
         return doc
 
-    def creditnote(self, rid: int, num: int, cust: dict, site: dict | None, invoice: dict | None,
-                   c: int, m: int, secs: bool, status: str | None = None) -> dict:
-        doc = self.invoice(rid, num, cust, site, None, c, m, secs, status or self._pick(P.CREDITNOTE_STATUS),
-                           kind="creditnote")
+    def creditnote(
+        self,
+        rid: int,
+        num: int,
+        cust: dict,
+        site: dict | None,
+        invoice: dict | None,
+        c: int,
+        m: int,
+        secs: bool,
+        status: str | None = None,
+    ) -> dict:
+        doc = self.invoice(
+            rid, num, cust, site, None, c, m, secs, status or self._pick(P.CREDITNOTE_STATUS), kind="creditnote"
+        )
         doc["invoice"] = {"id": invoice["id"], "num": invoice.get("num")} if invoice else None
         return doc
-

@@ -1,5 +1,6 @@
 """The environment that points the product's tenants at an emulator: each tenant's variables, named by the
 catalogue (`<PREFIX>BASE_URL`, `DOMAIN`, `API_KEY`, `TIMEZONE`)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

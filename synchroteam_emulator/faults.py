@@ -1,4 +1,5 @@
 """Fault injection queue, per-tenant rate-limit window (sliding or fixed) and daily quota."""
+
 from __future__ import annotations
 
 import math
@@ -35,16 +36,25 @@ class Fault:
     api_headers: bool = True
 
     @classmethod
-    def firewall(cls, status: int = 403, times: int = 1, **match: str | None) -> "Fault":
+    def firewall(cls, status: int = 403, times: int = 1, **match: str | None) -> Fault:
         """An Imperva Incapsula HTML block page (cookies, no JSON, no API headers) for the next `times` matches."""
         body, headers = firewall_page()
-        return cls(status=status, times=times, body=body.decode("utf-8"), content_type=HTML, headers=headers,
-                   api_headers=False, **match)
+        return cls(
+            status=status,
+            times=times,
+            body=body.decode("utf-8"),
+            content_type=HTML,
+            headers=headers,
+            api_headers=False,
+            **match,
+        )
 
     def matches(self, tenant: str | None, resource: str | None, action: str | None) -> bool:
-        return ((self.tenant is None or self.tenant == tenant)
-                and (self.resource is None or self.resource == resource)
-                and (self.action is None or self.action == action))
+        return (
+            (self.tenant is None or self.tenant == tenant)
+            and (self.resource is None or self.resource == resource)
+            and (self.action is None or self.action == action)
+        )
 
 
 class FaultQueue:
@@ -105,8 +115,16 @@ class RateLimiter:
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def configure(self, limit: int | None, *, retry_after: bool = True, window_seconds: float = 60.0,
-                  fixed: bool = False, headers: bool = False, message: str = TOO_MANY) -> None:
+    def configure(
+        self,
+        limit: int | None,
+        *,
+        retry_after: bool = True,
+        window_seconds: float = 60.0,
+        fixed: bool = False,
+        headers: bool = False,
+        message: str = TOO_MANY,
+    ) -> None:
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         with self._lock:
@@ -132,8 +150,13 @@ class RateLimiter:
             if take and admitted:
                 hits.append(now)
             ends = hits[0] + self.window_seconds if hits else now + self.window_seconds
-            return Window(admitted, 0.0 if admitted else ends - now, self.limit,
-                          max(0, self.limit - len(hits)), math.ceil(time.time() + ends - now))
+            return Window(
+                admitted,
+                0.0 if admitted else ends - now,
+                self.limit,
+                max(0, self.limit - len(hits)),
+                math.ceil(time.time() + ends - now),
+            )
 
     def _current(self, tenant: str, now: float) -> deque[float]:
         """The tenant's admitted requests still in its window at `now`."""

@@ -3,6 +3,7 @@
 Shared by `python -m synchroteam_emulator` and `python -m synchroteam_emulator.demo run|ui`:
 `add_api_habit_arguments(parser)`, then `check_api_habits(parser, args)` and `apply_api_habits(emulator, args)`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,24 +46,54 @@ def _positive(value: str) -> float:
 def add_api_habit_arguments(parser: argparse.ArgumentParser) -> None:
     """The switches, in their own group of `--help`."""
     g = parser.add_argument_group("API habits", "behaviours of the real API to imitate (all off by default)")
-    g.add_argument("--rate-limit", type=int, default=None, metavar="N",
-                   help="requests admitted per window per tenant, then 429 (default window: a sliding minute)")
-    g.add_argument("--rate-window", type=_positive, default=None, metavar="SECONDS",
-                   help=f"length of the rate-limit window (default {DEFAULT_WINDOW:g})")
-    g.add_argument("--fixed-window", action="store_true",
-                   help="a fixed window starting at the first request after the previous one ended")
-    g.add_argument("--rate-headers", action="store_true",
-                   help="X-RateLimit-Limit/-Remaining/-Reset and X-Quota-Limit on every answer")
+    g.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests admitted per window per tenant, then 429 (default window: a sliding minute)",
+    )
+    g.add_argument(
+        "--rate-window",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help=f"length of the rate-limit window (default {DEFAULT_WINDOW:g})",
+    )
+    g.add_argument(
+        "--fixed-window",
+        action="store_true",
+        help="a fixed window starting at the first request after the previous one ended",
+    )
+    g.add_argument(
+        "--rate-headers",
+        action="store_true",
+        help="X-RateLimit-Limit/-Remaining/-Reset and X-Quota-Limit on every answer",
+    )
     g.add_argument("--no-retry-after", action="store_true", help="the rate limit's 429s carry no Retry-After")
-    g.add_argument("--quota-message", action="store_true",
-                   help="the rate limit's 429 message speaks of a quota (the daily quota is not spent)")
-    g.add_argument("--ignore-filter", type=_resource_filter, action="append", default=[],
-                   metavar="RESOURCE:PARAMETER",
-                   help="list requests of RESOURCE ignore that query parameter, e.g. job:changedSince (repeatable)")
-    g.add_argument("--firewall", action="store_true",
-                   help="answer every request with an Imperva Incapsula HTML page, status 403")
-    g.add_argument("--lean-lists", type=_resources, default=(), metavar="RESOURCE[,RESOURCE...]",
-                   help="list rows of these resources come without lines, e.g. invoice,creditnote")
+    g.add_argument(
+        "--quota-message",
+        action="store_true",
+        help="the rate limit's 429 message speaks of a quota (the daily quota is not spent)",
+    )
+    g.add_argument(
+        "--ignore-filter",
+        type=_resource_filter,
+        action="append",
+        default=[],
+        metavar="RESOURCE:PARAMETER",
+        help="list requests of RESOURCE ignore that query parameter, e.g. job:changedSince (repeatable)",
+    )
+    g.add_argument(
+        "--firewall", action="store_true", help="answer every request with an Imperva Incapsula HTML page, status 403"
+    )
+    g.add_argument(
+        "--lean-lists",
+        type=_resources,
+        default=(),
+        metavar="RESOURCE[,RESOURCE...]",
+        help="list rows of these resources come without lines, e.g. invoice,creditnote",
+    )
 
 
 def check_api_habits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -85,8 +116,14 @@ def apply_api_habits(emulator: Emulator, args: argparse.Namespace) -> None:
     if args.rate_limit is not None:
         window = args.rate_window or DEFAULT_WINDOW
         message = quota_message(args.rate_limit, window) if args.quota_message else TOO_MANY
-        emulator.set_rate_limit(args.rate_limit, retry_after=not args.no_retry_after, window_seconds=window,
-                                fixed=args.fixed_window, headers=args.rate_headers, message=message)
+        emulator.set_rate_limit(
+            args.rate_limit,
+            retry_after=not args.no_retry_after,
+            window_seconds=window,
+            fixed=args.fixed_window,
+            headers=args.rate_headers,
+            message=message,
+        )
     ignored: dict[str, list[str]] = {}
     for resource, name in args.ignore_filter:
         ignored.setdefault(resource, []).append(name)
@@ -104,8 +141,15 @@ def describe_api_habits(args: argparse.Namespace) -> list[str]:
     if args.rate_limit is not None:
         window = args.rate_window or DEFAULT_WINDOW
         kind = "fixed" if args.fixed_window else "sliding"
-        extras = [x for x, on in (("rate headers", args.rate_headers), ("no Retry-After", args.no_retry_after),
-                                  ("quota-sounding message", args.quota_message)) if on]
+        extras = [
+            x
+            for x, on in (
+                ("rate headers", args.rate_headers),
+                ("no Retry-After", args.no_retry_after),
+                ("quota-sounding message", args.quota_message),
+            )
+            if on
+        ]
         lines.append(f"rate limit {args.rate_limit} per {window:g}s ({', '.join([kind, *extras])})")
     lines += [f"ignores {resource}/list?{name}=" for resource, name in args.ignore_filter]
     if args.firewall:

@@ -1,4 +1,5 @@
 """Wire details of the API: routes, list parameters and their validation, JSON encoding."""
+
 from __future__ import annotations
 
 import base64
@@ -85,17 +86,22 @@ def firewall_page() -> tuple[bytes, list[tuple[str, str]]]:
     """
     incident = next(_incidents)
     ident = f"{1_287_000_030_000 + incident}-{(incident * 7_919_339) % 10**17:017d}"
-    page = ('<html style="height:100%"><head><META NAME="ROBOTS" CONTENT="NOINDEX, NOFOLLOW">'
-            '<meta name="format-detection" content="telephone=no">'
-            f"<title>Request unsuccessful. Incapsula incident ID: {ident}</title></head>"
-            '<body style="margin:0px;height:100%"><iframe id="main-iframe" '
-            f'src="/_Incapsula_Resource?SWUDNSAI=31&xinfo=8-{incident}-0%200NNN%20RT&incident_id={ident}" '
-            'frameborder=0 width="100%" height="100%" marginheight="0px" marginwidth="0px">'
-            f"Request unsuccessful. Incapsula incident ID: {ident}</iframe></body></html>")
+    page = (
+        '<html style="height:100%"><head><META NAME="ROBOTS" CONTENT="NOINDEX, NOFOLLOW">'
+        '<meta name="format-detection" content="telephone=no">'
+        f"<title>Request unsuccessful. Incapsula incident ID: {ident}</title></head>"
+        '<body style="margin:0px;height:100%"><iframe id="main-iframe" '
+        f'src="/_Incapsula_Resource?SWUDNSAI=31&xinfo=8-{incident}-0%200NNN%20RT&incident_id={ident}" '
+        'frameborder=0 width="100%" height="100%" marginheight="0px" marginwidth="0px">'
+        f"Request unsuccessful. Incapsula incident ID: {ident}</iframe></body></html>"
+    )
     token = base64.b64encode(hashlib.sha256(ident.encode()).digest()).decode()
     headers = [
-        ("Set-Cookie", f"visid_incap_{_IMPERVA_SITE}={token}; expires=Fri, 31 Dec 2027 23:59:59 GMT; HttpOnly; "
-                       "path=/; SameSite=None; Secure"),
+        (
+            "Set-Cookie",
+            f"visid_incap_{_IMPERVA_SITE}={token}; expires=Fri, 31 Dec 2027 23:59:59 GMT; HttpOnly; "
+            "path=/; SameSite=None; Secure",
+        ),
         ("Set-Cookie", f"incap_ses_1287_{_IMPERVA_SITE}={token[::-1]}; path=/; SameSite=None; Secure"),
         ("X-CDN", "Imperva"),
         ("X-Iinfo", f"8-{incident}-0 0NNN RT(1700000000000 0) q(0 -1 -1 -1) r(0 -1)"),

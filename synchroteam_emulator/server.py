@@ -1,4 +1,5 @@
 """The HTTP side: a threading http.server speaking the Synchroteam API v3 contract, and `Emulator`."""
+
 from __future__ import annotations
 
 import base64
@@ -107,8 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
 
-    def reply(self, status: int, body: bytes, headers: Iterable[tuple[str, str]], content_type: str = JSON,
-              retry_after: int | None = None) -> None:
+    def reply(
+        self,
+        status: int,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        content_type: str = JSON,
+        retry_after: int | None = None,
+    ) -> None:
         """Send one answer; `headers` are the extra ones (X-Quota-Remaining..., cookies), repeats allowed."""
         self.before_reply(status)  # log first: a client may inspect the log as soon as it has the answer
         self.send_response(status)
@@ -128,7 +135,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr, emulator: "Emulator") -> None:
+    def __init__(self, addr, emulator: Emulator) -> None:
         self.emulator = emulator
         self.conns: set[socket.socket] = set()
         super().__init__(addr, _Handler)
@@ -153,12 +160,16 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         if self._server is None:
             self._server = _Server((self.host, self._port), self)
             self._port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name="synchroteam-emulator", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="synchroteam-emulator",
+                daemon=True,
+            )
             self._thread.start()
         return self
 
@@ -176,7 +187,7 @@ class Emulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -198,16 +209,25 @@ class Emulator:
     def tenants(self) -> list[TenantStore]:
         return list(self._stores.values())
 
-    def set_rate_limit(self, limit: int | None, *, retry_after: bool = True, window_seconds: float = 60.0,
-                       fixed: bool = False, headers: bool = False, message: str = TOO_MANY) -> None:
+    def set_rate_limit(
+        self,
+        limit: int | None,
+        *,
+        retry_after: bool = True,
+        window_seconds: float = 60.0,
+        fixed: bool = False,
+        headers: bool = False,
+        message: str = TOO_MANY,
+    ) -> None:
         """`limit` requests per window per tenant (None = no limit), then 429 `{"message": message}`.
 
         The window slides over the last `window_seconds`, or with fixed=True starts at the tenant's first
         request after its previous window ended. headers=True puts X-RateLimit-Limit/-Remaining/-Reset and
         X-Quota-Limit on every answer to a known tenant; retry_after=False leaves Retry-After off the 429s.
         """
-        self._rate.configure(limit, retry_after=retry_after, window_seconds=window_seconds, fixed=fixed,
-                             headers=headers, message=message)
+        self._rate.configure(
+            limit, retry_after=retry_after, window_seconds=window_seconds, fixed=fixed, headers=headers, message=message
+        )
 
     def ignore_filters(self, resource: str, *names: str) -> None:
         """List requests of `resource` act as if the query parameters `names` were absent (no names = none).
@@ -236,10 +256,16 @@ class Emulator:
         with self._req_lock:
             return list(self._requests)
 
-    def request_count(self, *, tenant: str | None = None, resource: str | None = None,
-                      action: str | None = None) -> int:
-        return sum(1 for r in self.requests if (tenant is None or r.tenant == tenant)
-                   and (resource is None or r.resource == resource) and (action is None or r.action == action))
+    def request_count(
+        self, *, tenant: str | None = None, resource: str | None = None, action: str | None = None
+    ) -> int:
+        return sum(
+            1
+            for r in self.requests
+            if (tenant is None or r.tenant == tenant)
+            and (resource is None or r.resource == resource)
+            and (action is None or r.action == action)
+        )
 
     def clear_requests(self) -> None:
         with self._req_lock:
@@ -305,13 +331,24 @@ class Emulator:
         window = window or self._rate.peek(tenant)
         if window is None:
             return headers
-        return headers + [("X-Quota-Limit", str(self._quota.total(tenant))),
-                          ("X-RateLimit-Limit", str(window.limit)),
-                          ("X-RateLimit-Remaining", str(window.remaining)),
-                          ("X-RateLimit-Reset", str(window.reset))]
+        return headers + [
+            ("X-Quota-Limit", str(self._quota.total(tenant))),
+            ("X-RateLimit-Limit", str(window.limit)),
+            ("X-RateLimit-Remaining", str(window.remaining)),
+            ("X-RateLimit-Reset", str(window.reset)),
+        ]
 
-    def _respond(self, h: _Handler, method: str, path: str, params: dict[str, str], store: TenantStore | None,
-                 resource: str | None, action: str | None, quota_of: str | None) -> int:
+    def _respond(
+        self,
+        h: _Handler,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        store: TenantStore | None,
+        resource: str | None,
+        action: str | None,
+        quota_of: str | None,
+    ) -> int:
         """Faults, then auth, quota, rate limit, routing, and the answer; returns the status sent."""
         left = self._quota.remaining(quota_of) if quota_of else DEFAULT_QUOTA
         window: Window | None = None  # the rate window this request was counted in, once it is
@@ -324,8 +361,12 @@ class Emulator:
                 return self._fault_reply(h, fault, headers + fault.headers)
 
         def error(status: int, message: str, retry: int | None = None, **extra) -> int:
-            h.reply(status, dump({"message": message, **extra}), self._api_headers(quota_of, left, window),
-                    retry_after=retry)
+            h.reply(
+                status,
+                dump({"message": message, **extra}),
+                self._api_headers(quota_of, left, window),
+                retry_after=retry,
+            )
             return status
 
         if not PREFIX.match(path):
@@ -364,8 +405,11 @@ class Emulator:
         total, rows = store.list_page(resource, page, size, filters)
         if resource in self._lean:
             rows = [{k: v for k, v in r.items() if k != "lines"} for r in rows]
-        h.reply(200, dump({"page": page, "pageSize": size, "records": len(rows), "recordsTotal": total,
-                            "data": rows}), self._api_headers(quota_of, left, window))
+        h.reply(
+            200,
+            dump({"page": page, "pageSize": size, "records": len(rows), "recordsTotal": total, "data": rows}),
+            self._api_headers(quota_of, left, window),
+        )
         return 200
 
     def _heeded(self, resource: str, params: dict[str, str]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 Records are copy-on-write: a stored dict (and anything nested in it) is never changed in place, so the
 server may serialize references it took under the lock after releasing it.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -64,8 +65,12 @@ class TenantStore:
                 self._rows[res] = list(lst)
         self._hidden_customers = data["customer"] if "customer" not in spec.counts else []
         self._next_id = {res: FIRST_ID[res] + len(data[res]) for res in FIRST_ID}
-        self._next_num = {"job": 10000 + len(data["job"]), "invoice": 1000 + len(data["invoice"]),
-                          "quotation": 500 + len(data["quotation"]), "creditnote": 100 + len(data["creditnote"])}
+        self._next_num = {
+            "job": 10000 + len(data["job"]),
+            "invoice": 1000 + len(data["invoice"]),
+            "quotation": 500 + len(data["quotation"]),
+            "creditnote": 100 + len(data["creditnote"]),
+        }
         self._next_job = len(data["job"])
         self._cache: OrderedDict[tuple, tuple[int, list]] = OrderedDict()
         self.version = 0
@@ -116,8 +121,11 @@ class TenantStore:
             out = [r for r in out if r.get("status") == status]
         if (since := filters.get("changedSince")) is not None:
             s16, sec = since[:16], since[16:]  # compare 'YYYY-MM-DD HH:mm' then ':ss' (absent = ':00')
-            out = [r for r in out if (d := r.get("dateModified"))
-                   and ((p := d[:16]) > s16 or (p == s16 and (d[16:] or ":00") >= sec))]
+            out = [
+                r
+                for r in out
+                if (d := r.get("dateModified")) and ((p := d[:16]) > s16 or (p == s16 and (d[16:] or ":00") >= sec))
+            ]
         field = "scheduledStart" if resource == "job" else "dateCreated"
         if (lo := filters.get("dateFrom")) is not None:
             out = [r for r in out if (r.get(field) or "")[:10] >= lo]
@@ -133,11 +141,15 @@ class TenantStore:
         with self._lock:
             matching = self._matching(resource, filters)
             start = (page - 1) * size
-            rows = matching[start:start + size]
+            rows = matching[start : start + size]
             total = len(matching)
         if resource == "job":
-            rows = [r if "parts" not in r and "timeEntries" not in r else
-                    {k: v for k, v in r.items() if k not in ("parts", "timeEntries")} for r in rows]
+            rows = [
+                r
+                if "parts" not in r and "timeEntries" not in r
+                else {k: v for k, v in r.items() if k not in ("parts", "timeEntries")}
+                for r in rows
+            ]
         return total, rows
 
     # -- clock -------------------------------------------------------------------------
@@ -171,8 +183,16 @@ class TenantStore:
             return {"validUntil": until.strftime("%Y-%m-%d")}
         lines = list(rec.get("lines") or [])
         if not lines:
-            lines = [{"partProductCode": "DIV", "description": "Ajustement", "quantity": 1,
-                      "unitPrice": 0.0, "taxRate": 20.0, "total": 0.0}]
+            lines = [
+                {
+                    "partProductCode": "DIV",
+                    "description": "Ajustement",
+                    "quantity": 1,
+                    "unitPrice": 0.0,
+                    "taxRate": 20.0,
+                    "total": 0.0,
+                }
+            ]
         first = dict(lines[0])
         first["unitPrice"] = round(first["unitPrice"] + 10, 2)
         first["total"] = round(_qty(first["quantity"]) * first["unitPrice"], 2)
@@ -180,8 +200,9 @@ class TenantStore:
         new = with_totals(rec, lines)
         return {k: new[k] for k in ("lines", "totalExclTax", "totalTax", "totalInclTax")}
 
-    def edit(self, resource: str, rid, changes: dict | None = None, *, bump: bool = True,
-             modified_at: datetime | None = None) -> dict:
+    def edit(
+        self, resource: str, rid, changes: dict | None = None, *, bump: bool = True, modified_at: datetime | None = None
+    ) -> dict:
         """Merge `changes` (None = a visible default edit); bump dateModified unless bump=False."""
         with self._lock:
             key = self._key(resource, rid)
@@ -275,4 +296,3 @@ class TenantStore:
             del self._order[resource][pos]
             del self._rows[resource][pos]
             self.version += 1
-

@@ -6,8 +6,8 @@ its own from the environment, so credentials and the warehouse path are read whe
 
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping
-from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, cast
 
 import duckdb
 from dagster import (
@@ -27,7 +27,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant
-from sync_pipelines.defs.run_config import SyncConfig, config_class, to_plan
+from sync_pipelines.defs.run_config import Mode, SyncConfig, config_class, to_plan
 from sync_pipelines.errors import (
     SyncError,
     WarehouseOutOfMemory,
@@ -90,12 +90,16 @@ class SynchroteamTranslator(DagsterDltTranslator):
                 f"Days of {self.tenant.name}.{self.entity.name} re-read and merged (one partition per day, in the "
                 f"tenant's time zone); the incremental cursor is not moved."
             )
-        return super().get_asset_spec(data).replace_attributes(
-            key=AssetKey([self.tenant.name, name]),
-            deps=[],
-            group_name=self.tenant.name,
-            description=description,
-            tags={"tenant": self.tenant.name},
+        return (
+            super()
+            .get_asset_spec(data)
+            .replace_attributes(
+                key=AssetKey([self.tenant.name, name]),
+                deps=[],
+                group_name=self.tenant.name,
+                description=description,
+                tags={"tenant": self.tenant.name},
+            )
         )
 
 
@@ -111,7 +115,9 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
         pool=DUCKDB_POOL,
     )
     def _sync(
-        context: AssetExecutionContext, dlt: DagsterDltResource, config: entity_config  # type: ignore[valid-type]
+        context: AssetExecutionContext,
+        dlt: DagsterDltResource,
+        config: entity_config,  # type: ignore[valid-type]
     ) -> Iterator[MaterializeResult]:
         given = _given_fields(context, pipeline_name(tenant, entity))
         yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz, given=given))
@@ -122,7 +128,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
 
 def _given_fields(context: AssetExecutionContext, op_name: str) -> set[str]:
     """The run-config fields the run's launcher set for this step; the rest took their defaults."""
-    ops = (context.run.run_config or {}).get("ops") or {}
+    ops = cast(Mapping[str, Any], (context.run.run_config or {}).get("ops") or {})
     return set(((ops.get(op_name) or {}).get("config")) or {})
 
 
@@ -143,7 +149,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
     ) -> Iterator[MaterializeResult]:
         keys = context.partition_key_range
         window = SyncConfig(
-            mode="reconcile", window_start=keys.start, window_end=keys.end, page_size=config.page_size
+            mode=Mode.reconcile, window_start=keys.start, window_end=keys.end, page_size=config.page_size
         )
         yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(window, entity, tz))
 
@@ -199,7 +205,7 @@ def _sync_entity(
             raise _retry_or_fail(context, error, tenant) from None
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     quarantine = Quarantine(entity.name, context.run_id, started, stored_quarantine)
     stats = ExtractStats()
     try:
@@ -212,15 +218,20 @@ def _sync_entity(
                     dlt_resource.run(context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format="jsonl")
                 )
             except Exception as exc:
-                error = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
-                if error is None:
+                cause = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
+                if cause is None:
                     raise
-                raise _retry_or_fail(context, error, tenant) from None
+                raise _retry_or_fail(context, cause, tenant) from None
         try:
             # seen_ids: a complete full walk; what it no longer listed was deleted (nothing, if the table was empty)
             after = after_load(
-                path, tenant.name, entity.name, stats.seen_ids if rows_before else None, started,
-                plan.max_deleted_share, resolved_before=started - QUARANTINE_RETENTION,
+                path,
+                tenant.name,
+                entity.name,
+                stats.seen_ids if rows_before else None,
+                started,
+                plan.max_deleted_share,
+                resolved_before=started - QUARANTINE_RETENTION,
                 pipeline=pipeline_name(tenant, entity),
             )
         except SyncError as error:
@@ -268,8 +279,10 @@ def _sync_steps_to_come(context: AssetExecutionContext) -> set[str]:
         steps &= set(context.run.step_keys_to_execute)
     if not steps:
         return steps
-    last = {record.step_key: record.dagster_event.event_type
-            for record in context.instance.all_logs(context.run_id, of_type=STEP_EVENTS)}
+    last = {
+        record.step_key: record.dagster_event.event_type
+        for record in context.instance.all_logs(context.run_id, of_type=STEP_EVENTS)
+    }
     waiting = (None, DagsterEventType.STEP_UP_FOR_RETRY)
     return {step for step in steps if last.get(step) in waiting}
 
@@ -300,7 +313,7 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
 
 
 def _selected_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
-    return context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
+    return context.run.asset_selection or set(context.job_def.asset_layer.executable_asset_keys)
 
 
 def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: int, rows_after: int) -> dict:
@@ -322,7 +335,7 @@ def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: i
         "retries_other": MetadataValue.int(client.stats.retries_other),
         "rate_limit_waits": MetadataValue.int(client.stats.rate_waits),
         "rate_limit_wait_seconds": MetadataValue.float(round(client.stats.rate_wait_seconds, 1)),
-        "row_count": MetadataValue.int(rows_after),
+        "dagster/row_count": MetadataValue.int(rows_after),
     }
     if stats.filters_ignored:
         metadata["filters_ignored"] = MetadataValue.text(", ".join(stats.filters_ignored))

@@ -60,8 +60,9 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     key = AssetKey([tenant.name, entity.name])
     schema, table = tenant.name, entity.name
 
-    @asset_check(asset=key, name="no_duplicate_ids", pool=DUCKDB_POOL,
-                 description="Every id appears once in the table.")
+    @asset_check(
+        asset=key, name="no_duplicate_ids", pool=DUCKDB_POOL, description="Every id appears once in the table."
+    )
     def no_duplicate_ids(context: AssetCheckExecutionContext) -> AssetCheckResult:
         with step_turn(context):
             duplicates = duplicate_ids(warehouse_path(), schema, table)
@@ -71,8 +72,12 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
             metadata={"duplicate_ids": len(duplicates), "examples": MetadataValue.json(duplicates[:10])},
         )
 
-    @asset_check(asset=key, name="rejected_records", pool=DUCKDB_POOL,
-                 description="Records this run could not load, quarantined in _rejected_records, by reason.")
+    @asset_check(
+        asset=key,
+        name="rejected_records",
+        pool=DUCKDB_POOL,
+        description="Records this run could not load, quarantined in _rejected_records, by reason.",
+    )
     def rejected_records(context: AssetCheckExecutionContext) -> AssetCheckResult:
         with step_turn(context):
             counts = rejected_counts(warehouse_path(), schema, table, context.run.run_id)
@@ -85,9 +90,13 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
             },
         )
 
-    @asset_check(asset=key, name=ROW_COUNT_CHECK, pool=DUCKDB_POOL,
-                 description="The API's recordsTotal equals the warehouse's live rows (one request); run daily by "
-                 "the check_row_counts job, not by the syncs.")
+    @asset_check(
+        asset=key,
+        name=ROW_COUNT_CHECK,
+        pool=DUCKDB_POOL,
+        description="The API's recordsTotal equals the warehouse's live rows (one request); run daily by "
+        "the check_row_counts job, not by the syncs.",
+    )
     def row_count_matches_api(context: AssetCheckExecutionContext) -> AssetCheckResult:
         settings = TenantSettings.from_env(tenant)
         window = shared_window(settings.base_url, settings.domain)
@@ -124,6 +133,4 @@ def freshness_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinitio
     """Evaluates the freshness checks; on by default (it reads Dagster's own records, never the API)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SupersessionWarning)
-        return build_sensor_for_freshness_checks(
-            freshness_checks=checks, default_status=DefaultSensorStatus.RUNNING
-        )
+        return build_sensor_for_freshness_checks(freshness_checks=checks, default_status=DefaultSensorStatus.RUNNING)

@@ -1,6 +1,7 @@
 """Jobs for the people who fix records: re-read the quarantine, and export it as CSV."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetsDefinition,
@@ -13,9 +14,6 @@ from dagster import (
     job,
     op,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
 from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.defs.assets import DUCKDB_POOL
@@ -23,8 +21,11 @@ from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import warehouse_path
 from sync_pipelines.warehouse.tables import export_rejected
 
+if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
 
-def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> UnresolvedAssetJobDefinition:
+
+def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     """Every entity asset in `retry_rejected` mode: quarantined records (unresolved ones too) re-read by id."""
     ops = {assets_def.op.name: {"config": {"mode": "retry_rejected"}} for assets_def in entity_assets}
     return define_asset_job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date, datetime, time, timedelta, tzinfo
+from enum import StrEnum
 from functools import cache
 
 from dagster import Config
@@ -11,16 +12,25 @@ from pydantic import Field, create_model
 
 from sync_pipelines.catalogue import Entity
 from sync_pipelines.errors import ConfigurationError
-from sync_pipelines.synchroteam.plan import MODES, SyncPlan
+from sync_pipelines.synchroteam.plan import SyncPlan
 
 MAX_PAGE_SIZE = 100
+
+
+class Mode(StrEnum):
+    """How a run reads an entity (`plan.MODES`): the launchpad offers exactly these."""
+
+    incremental = "incremental"
+    reconcile = "reconcile"
+    full = "full"
+    retry_rejected = "retry_rejected"
 
 
 class SyncConfig(Config):
     """Knobs every entity has. Entities add `refetch_recent_days` or `refetch_statuses` (see `config_class`)."""
 
-    mode: str = Field(
-        default="incremental",
+    mode: Mode = Field(
+        default=Mode.incremental,
         description="incremental: from the stored cursor | reconcile: re-read window_start..window_end, cursor "
         "untouched | full: everything, merged, and records the API no longer lists marked deleted | "
         "retry_rejected: only re-read the quarantined records by id",
@@ -59,14 +69,20 @@ def config_class(entity: Entity) -> type[SyncConfig]:
         what = {"scheduledStart": "scheduled", "dateCreated": "created"}.get(entity.recent_field, entity.recent_field)
         fields["refetch_recent_days"] = (
             int,
-            Field(default=0, description=f"Re-read records {what} in the last N days every run, even if their "
-                  "dateModified did not move (0 = off)."),
+            Field(
+                default=0,
+                description=f"Re-read records {what} in the last N days every run, even if their "
+                "dateModified did not move (0 = off).",
+            ),
         )
     if entity.refetch == "statuses":
         fields["refetch_statuses"] = (
             list[str],
-            Field(default_factory=list, description="Re-read records in these statuses every run, even if their "
-                  f"dateModified did not move. One of: {', '.join(entity.statuses)}."),
+            Field(
+                default_factory=list,
+                description="Re-read records in these statuses every run, even if their "
+                f"dateModified did not move. One of: {', '.join(entity.statuses)}.",
+            ),
         )
     for name, default in entity.defaults.items():
         annotation = fields[name][0] if name in fields else SyncConfig.model_fields[name].annotation
@@ -91,8 +107,7 @@ def to_plan(
             action=f"Fix `{field}` in the run config (launchpad or -c file); no API request was made.",
         )
 
-    if config.mode not in MODES:
-        raise fail("mode", config.mode, f"one of {', '.join(MODES)}")
+    mode = Mode(config.mode).value  # a plain string for the plan; an unknown one never gets this far
     if not 1 <= config.page_size <= MAX_PAGE_SIZE:
         raise fail("page_size", config.page_size, f"between 1 and {MAX_PAGE_SIZE}")
     for name in ("max_records", "lookback_minutes", "revisit_days", "refetch_recent_days"):
@@ -106,8 +121,9 @@ def to_plan(
     if unknown:
         raise fail("refetch_statuses", unknown, f"statuses among {', '.join(entity.statuses)}")
     window_start = window_end = None
-    if config.mode == "reconcile":
+    if mode == "reconcile":
         first = _day(config.window_start, "window_start", fail, required=True)
+        assert first is not None  # required: _day raised otherwise
         last = _day(config.window_end, "window_end", fail) or first
         if last < first:
             raise fail("window_end", config.window_end, f"on or after window_start ({first})")
@@ -118,7 +134,7 @@ def to_plan(
     refetch_days = getattr(config, "refetch_recent_days", 0)
     today = today or datetime.now(tz).date()
     return SyncPlan(
-        mode=config.mode,
+        mode=mode,
         page_size=config.page_size,
         max_records=config.max_records,
         cap_first_load=config.max_records > 0 and ("max_records" in given or "max_records" not in entity.defaults),

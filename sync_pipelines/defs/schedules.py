@@ -8,6 +8,7 @@ job's previous run is still queued or running.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetKey,
@@ -23,13 +24,13 @@ from dagster import (
     in_process_executor,
     schedule,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
 from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
-from sync_pipelines.defs.assets import DAILY
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
+
+if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
+
 
 TENANT_TAG = "synchroteam/tenant"
 MAX_RUNTIME_TAG = "dagster/max_runtime"
@@ -54,7 +55,7 @@ def cron_for(tenant: Tenant, entity: Entity) -> str:
     return f"{offset} */{cadence // 60} * * *" if cadence > 60 else f"{offset} * * * *"
 
 
-def entity_job(tenant: Tenant, entity: Entity) -> UnresolvedAssetJobDefinition:
+def entity_job(tenant: Tenant, entity: Entity) -> AssetJob:
     return define_asset_job(
         entity_job_name(tenant, entity),
         selection=sync_selection([(tenant, entity)]),
@@ -64,19 +65,18 @@ def entity_job(tenant: Tenant, entity: Entity) -> UnresolvedAssetJobDefinition:
     )
 
 
-def reconcile_job(tenant: Tenant) -> UnresolvedAssetJobDefinition:
+def reconcile_job(tenant: Tenant) -> AssetJob:
     keys = [AssetKey([tenant.name, f"{entity.name}_reconciliation"]) for entity in tenant_entities(tenant)]
     return define_asset_job(
         f"reconcile_{tenant.name}",
         selection=AssetSelection.assets(*keys),
-        partitions_def=DAILY,
         executor_def=in_process_executor,
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(6 * 3600)},
         description=f"{tenant.label}: re-read one day's (or a range's) changes of every entity; cursors untouched.",
     )
 
 
-def row_counts_job(pairs: list[tuple[Tenant, Entity]]) -> UnresolvedAssetJobDefinition:
+def row_counts_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
     """Every entity's `row_count_matches_api` check: one request of page size 1 each, no sync."""
     return define_asset_job(
         "check_row_counts",
@@ -87,7 +87,7 @@ def row_counts_job(pairs: list[tuple[Tenant, Entity]]) -> UnresolvedAssetJobDefi
     )
 
 
-def row_counts_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def row_counts_schedule(job: AssetJob) -> ScheduleDefinition:
     return ScheduleDefinition(
         name=f"{job.name}_daily",
         job=job,
@@ -102,7 +102,7 @@ def _previous_run_active(context: ScheduleEvaluationContext, job_name: str) -> b
     return bool(runs)
 
 
-def entity_schedule(tenant: Tenant, entity: Entity, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def entity_schedule(tenant: Tenant, entity: Entity, job: AssetJob) -> ScheduleDefinition:
     @schedule(
         name=f"{job.name}_schedule",
         job=job,
@@ -119,7 +119,7 @@ def entity_schedule(tenant: Tenant, entity: Entity, job: UnresolvedAssetJobDefin
     return _tick
 
 
-def reconcile_schedule(tenant: Tenant, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def reconcile_schedule(tenant: Tenant, job: AssetJob) -> ScheduleDefinition:
     @schedule(
         name=f"{job.name}_nightly",
         job=job,

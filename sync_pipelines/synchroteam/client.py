@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
 from typing import Any
 
@@ -179,8 +179,12 @@ class SynchroteamClient:
                 if again < MAX_REWALKS:
                     self._log.info("%s/list changed while it was walked (%s): walking it again", resource, reason)
                 else:
-                    self._log.warning("%s/list still changing after %d walks (%s): the next run reads it again",
-                                      resource, again + 1, reason)
+                    self._log.warning(
+                        "%s/list still changing after %d walks (%s): the next run reads it again",
+                        resource,
+                        again + 1,
+                        reason,
+                    )
 
     def _walk(
         self, resource: str, page_size: int, params: Mapping[str, str], seen: IdSet, walk: _Walk
@@ -210,8 +214,9 @@ class SynchroteamClient:
                 return
             ids = [_record_id(r) for r in data]
             if ids == previous_ids:
-                self._log.warning("%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page,
-                                  page - 1)
+                self._log.warning(
+                    "%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1
+                )
                 return
             previous_ids = ids
             page += 1
@@ -343,7 +348,7 @@ class SynchroteamClient:
     def _announce_wait(self, wait: float, why: str) -> None:
         """One log line per wait for the window, and the wait in the stats; a wait past the bound stops the run."""
         bound = self.settings.max_rate_wait
-        resume = datetime.fromtimestamp(self._wall() + wait, timezone.utc).strftime("%H:%M:%S UTC")
+        resume = datetime.fromtimestamp(self._wall() + wait, UTC).strftime("%H:%M:%S UTC")
         variable = self.settings.tenant.env("MAX_RATE_WAIT_SECONDS")
         if wait > bound + RESET_SLACK:
             raise RateLimited(
@@ -359,7 +364,10 @@ class SynchroteamClient:
             self.stats.rate_wait_seconds += wait
         self._log.info(
             "Tenant '%s': waiting %s, until %s, for the API's rate window to reset (X-RateLimit-Reset): %s.",
-            self.settings.tenant.label, _duration(wait), resume, why,
+            self.settings.tenant.label,
+            _duration(wait),
+            resume,
+            why,
         )
 
     def _wait(self, attempt: int, retry_after: float | None, base: float | None = None) -> None:
@@ -393,7 +401,9 @@ class SynchroteamClient:
             self._log.warning(
                 "Tenant '%s' answered 429 without saying when to come back (no X-RateLimit-Reset, no Retry-After): "
                 "pacing at %.0f requests/minute from now on (set %s to the tenant's limit to avoid the 429s).",
-                self.settings.tenant.label, after, self.settings.tenant.env("REQUESTS_PER_MINUTE"),
+                self.settings.tenant.label,
+                after,
+                self.settings.tenant.env("REQUESTS_PER_MINUTE"),
             )
 
     def _check_quota_floor(self) -> None:
@@ -410,9 +420,7 @@ class SynchroteamClient:
                 ),
             )
 
-    def _error(
-        self, rule: Rule, response: httpx.Response, path: str, params: Mapping[str, str] | None
-    ) -> SyncError:
+    def _error(self, rule: Rule, response: httpx.Response, path: str, params: Mapping[str, str] | None) -> SyncError:
         """The error a FAIL rule names, its message and action filled in (never with the API key)."""
         tenant = self.settings.tenant
         fields = {
@@ -462,15 +470,30 @@ CREDENTIALS = (
 # (status, "list" | "details" | None for any path): the one table of what every answer means.
 STATUS_RULES: dict[tuple[int, str | None], Rule] = {
     (400, None): Rule(Act.FAIL, BadRequest, "{where} {query} answered 400 Bad Request: {said}"),
-    (401, None): Rule(Act.FAIL, AuthRejected, "Synchroteam rejected the credentials of tenant {tenant} with HTTP "
-                      "401 at {base_url}: {said}", CREDENTIALS),
-    (403, None): Rule(Act.FAIL, AuthRejected, "Synchroteam refused tenant {tenant} with HTTP 403 (JSON) at "
-                      "{base_url}: {said}", CREDENTIALS),
-    (404, "list"): Rule(Act.FAIL, ResourceNotFound, "{where} answered 404: this API has no {resource}/list at "
-                        "{base_url} ({said}).", "Check {base_url_var} (now {base_url}) or the resource name "
-                        "'{resource}'; no record was deleted. Not retried."),
-    (404, "details"): Rule(Act.FAIL, RecordNotFound, "{where} {query} answered 404: {said}",
-                           "The record was deleted in Synchroteam after it was listed."),
+    (401, None): Rule(
+        Act.FAIL,
+        AuthRejected,
+        "Synchroteam rejected the credentials of tenant {tenant} with HTTP 401 at {base_url}: {said}",
+        CREDENTIALS,
+    ),
+    (403, None): Rule(
+        Act.FAIL,
+        AuthRejected,
+        "Synchroteam refused tenant {tenant} with HTTP 403 (JSON) at {base_url}: {said}",
+        CREDENTIALS,
+    ),
+    (404, "list"): Rule(
+        Act.FAIL,
+        ResourceNotFound,
+        "{where} answered 404: this API has no {resource}/list at {base_url} ({said}).",
+        "Check {base_url_var} (now {base_url}) or the resource name '{resource}'; no record was deleted. Not retried.",
+    ),
+    (404, "details"): Rule(
+        Act.FAIL,
+        RecordNotFound,
+        "{where} {query} answered 404: {said}",
+        "The record was deleted in Synchroteam after it was listed.",
+    ),
     (404, None): Rule(Act.FAIL, ResourceNotFound, "{where} answered 404: {said}", "Check {base_url_var}."),
     (405, None): Rule(Act.FAIL, BadRequest, "{where} answered 405 Method Not Allowed: {said}"),
     (406, None): Rule(Act.FAIL, BadRequest, "{where} answered 406 Not Acceptable (it wants JSON asked for): {said}"),
@@ -478,9 +501,11 @@ STATUS_RULES: dict[tuple[int, str | None], Rule] = {
 }
 # A web page, whatever its status: the firewall in front of the API (Imperva), never a verdict on the key.
 WEB_PAGE = Rule(
-    Act.FAIL, NotJsonResponse, "Tenant {tenant}: {where} answered HTTP {status} with a web page ({content_type}) "
+    Act.FAIL,
+    NotJsonResponse,
+    "Tenant {tenant}: {where} answered HTTP {status} with a web page ({content_type}) "
     "instead of the API's JSON, so this is the web firewall in front of Synchroteam (or a proxy), not a rejected "
-    "API key. The page says: \"{page}\"",
+    'API key. The page says: "{page}"',
 )
 
 
@@ -563,7 +588,7 @@ class _Walk:
         else:
             moment = parse_timestamp(date_modified, self.tz)
             self.unknowable = moment is None
-            self.modified_during = moment is not None and moment >= self.since_at
+            self.modified_during = moment is not None and self.since_at is not None and moment >= self.since_at
 
     def changed(self) -> str | None:
         """Why the list may have changed under this walk, or None if it held still."""
@@ -585,7 +610,7 @@ def _parse_http_date(value: str | None) -> datetime | None:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _parse_envelope(body: Any, requested_size: int, resource: str) -> tuple[list[Any], int, int | None]:

@@ -112,10 +112,7 @@ class Quarantine:
     def pending(self, include_unresolved: bool = False) -> list[dict[str, Any]]:
         """Stored rows to re-read by id: open ones (and unresolved ones when asked), never id-less ones."""
         wanted = {OPEN, UNRESOLVED} if include_unresolved else {OPEN}
-        return [
-            row for row in self.stored.values()
-            if row["status"] in wanted and row["reason"] != MISSING_ID
-        ]
+        return [row for row in self.stored.values() if row["status"] in wanted and row["reason"] != MISSING_ID]
 
     def reject(self, rejection: Rejection) -> None:
         # one attempt per run, however many times this run met the record (re-read by id, then listed)
@@ -144,7 +141,11 @@ class Quarantine:
         previous = self.stored.get(record_id)
         if previous and previous["status"] != RESOLVED and record_id not in self.rows:
             self.rows[record_id] = {
-                **previous, "run_id": self.run_id, "last_seen": self.now, "status": RESOLVED, "resolved_at": self.now,
+                **previous,
+                "run_id": self.run_id,
+                "last_seen": self.now,
+                "status": RESOLVED,
+                "resolved_at": self.now,
             }
 
     def items(self):

@@ -16,13 +16,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 TIMESTAMP_FIELDS = frozenset(
-    {"dateCreated", "dateModified", "scheduledStart", "scheduledEnd", "actualStart", "actualEnd", "datePaid",
-     "start", "end"}
+    {
+        "dateCreated",
+        "dateModified",
+        "scheduledStart",
+        "scheduledEnd",
+        "actualStart",
+        "actualEnd",
+        "datePaid",
+        "start",
+        "end",
+    }
 )
 DATE_FIELDS = frozenset({"dateDue", "validUntil"})
 DECIMAL_FIELDS = frozenset(
-    {"quantity", "unitPrice", "total", "taxRate", "totalExclTax", "totalTax", "totalInclTax", "latitude",
-     "longitude"}
+    {"quantity", "unitPrice", "total", "taxRate", "totalExclTax", "totalTax", "totalInclTax", "latitude", "longitude"}
 )
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")

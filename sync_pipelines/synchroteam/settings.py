@@ -95,6 +95,7 @@ def _positive_number(tenant: Tenant, env: Mapping[str, str], suffix: str, kind: 
         number = -1
     if number < 0:
         raise ConfigurationError(
-            f"{tenant.env(suffix)}={raw!r} is not a non-negative number.", action=f"Set {tenant.env(suffix)} or unset it."
+            f"{tenant.env(suffix)}={raw!r} is not a non-negative number.",
+            action=f"Set {tenant.env(suffix)} or unset it.",
         )
     return number

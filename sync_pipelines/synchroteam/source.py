@@ -19,6 +19,7 @@ fingerprint of the list row they were loaded from (`details_memo`), committed wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
@@ -26,12 +27,11 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import dlt
-from dlt.common.schema import Schema
-from dlt.extract.source import DltSource
+from dlt.sources import DltSource
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.errors import ConfigurationError, RecordNotFound
@@ -95,7 +95,7 @@ def entity_source(
     """
     plan = plan or SyncPlan()
     stats = stats if stats is not None else ExtractStats()
-    quarantine = quarantine or Quarantine(entity.name, "local", datetime.now(timezone.utc), {})
+    quarantine = quarantine or Quarantine(entity.name, "local", datetime.now(UTC), {})
 
     def read_entity() -> Iterator[Any]:
         if client is None:
@@ -111,7 +111,7 @@ def entity_source(
         write_disposition="merge",
         columns={"id": {"data_type": "text", "nullable": False}},
     )
-    return DltSource(Schema(pipeline_name(tenant, entity)), "synchroteam", [resource])
+    return DltSource(dlt.Schema(pipeline_name(tenant, entity)), "synchroteam", [resource])
 
 
 class _Newest:
@@ -179,19 +179,22 @@ class _EntityReader:
         stats.cursor_before = self.cursor.at
         since, until = self._window()
         # an open window ends when it is read: changes after this instant belong to the next run
-        stats.window_start, stats.window_end = since, until or datetime.now(timezone.utc)
+        stats.window_start, stats.window_end = since, until or datetime.now(UTC)
         params = {"changedSince": to_api_timestamp(since, self.tz)} if since else {}
         # The cap bounds the changes beyond an existing cursor, and an initial load too when the run config gave
         # it (`cap_first_load`); a full run reads everything.
-        capped_mode = plan.mode == "reconcile" or (plan.mode == "incremental" and (self.cursor.at or plan.cap_first_load))
+        capped_mode = plan.mode == "reconcile" or (
+            plan.mode == "incremental" and (self.cursor.at or plan.cap_first_load)
+        )
         cap = plan.max_records if capped_mode else 0
         since_local = None if since is None else _local(since, self.tz)
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
         newest: datetime | None = None
         if plan.mode == "full":
             stats.seen_ids = IdSet()
-        pages = self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params,
-                                       seen=stats.seen_ids)  # a full run's ids: the client's own, not a copy
+        pages = self.client.iter_pages(
+            self.entity.resource, page_size=plan.page_size, params=params, seen=stats.seen_ids
+        )  # a full run's ids: the client's own, not a copy
         for page in pages:
             stats.records_fetched += len(page)
             ready = []
@@ -309,9 +312,9 @@ class _EntityReader:
         walks: list[tuple[dict[str, str], Callable[[Record], bool]]] = []
         if plan.refetch_created_since is not None:
             since = plan.refetch_created_since
-            walks.append(({"dateFrom": since.isoformat()}, lambda r: self._created_on_or_after(r, since)))
+            walks.append(({"dateFrom": since.isoformat()}, functools.partial(self._created_on_or_after, since=since)))
         for status in plan.refetch_statuses:
-            walks.append(({"status": status}, lambda r, s=status: r.get("status") == s))
+            walks.append(({"status": status}, functools.partial(_in_status, status=status)))
         return walks
 
     def _refetch_walks(self) -> Iterator[list[Record]]:
@@ -343,10 +346,11 @@ class _EntityReader:
             self.log.warning(
                 "%s ignored the filter %s: it listed records the filter excludes. They are dropped here (no details "
                 "call, no load, no cursor move); the run stays exact but pays for the extra list pages.",
-                f"{self.entity.resource}/list", name,
+                f"{self.entity.resource}/list",
+                name,
             )
 
-    def _created_on_or_after(self, record: Record, since) -> bool:
+    def _created_on_or_after(self, record: Record, since: date) -> bool:
         value = record.get(self.entity.recent_field)
         parsed = parse_timestamp(value, self.tz) if isinstance(value, str) else None
         return parsed is None or parsed.date() >= since
@@ -363,13 +367,20 @@ class _EntityReader:
         Remembers the ids a re-fetch walk would repeat.
         """
         bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
-        listed = {} if force_details else {
-            str(r.get("id")): _fingerprint(r) for r in page if bound is None or (self._modified(r) or bound) >= bound
-        }
+        listed = (
+            {}
+            if force_details
+            else {
+                str(r.get("id")): _fingerprint(r)
+                for r in page
+                if bound is None or (self._modified(r) or bound) >= bound
+            }
+        )
         complete, missing = _with_details(self.client, self.entity, page, self.pool, self.stats, force_details)
         for record in missing:
-            self.quarantine.reject(Rejection(
-                str(record.get("id")), NOT_FOUND, f"{self.entity.resource}/details answered 404.", record))
+            self.quarantine.reject(
+                Rejection(str(record.get("id")), NOT_FOUND, f"{self.entity.resource}/details answered 404.", record)
+            )
         good = []
         for raw in complete:
             record = normalise_record(raw, self.tz)
@@ -386,7 +397,11 @@ class _EntityReader:
         return good
 
 
-def _local(moment: datetime, tz) -> datetime:
+def _in_status(record: Record, status: str) -> bool:
+    return record.get("status") == status
+
+
+def _local(moment: datetime, tz: tzinfo) -> datetime:
     """The tenant's wall-clock time of an instant, as the API writes and compares it (naive)."""
     return moment.astimezone(tz).replace(tzinfo=None)
 
@@ -411,9 +426,7 @@ def _with_details(
 ) -> tuple[list[Record], list[Record]]:
     """(records, rows whose details answered 404): list rows lacking a child list (jobs: parts and time entries),
     or every row when `force`, are replaced by their `details`."""
-    incomplete = [
-        i for i, record in enumerate(page) if force or any(child not in record for child in entity.children)
-    ]
+    incomplete = [i for i, record in enumerate(page) if force or any(child not in record for child in entity.children)]
     if not incomplete:
         return page, []
 

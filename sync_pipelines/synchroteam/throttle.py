@@ -166,12 +166,13 @@ class RateWindow:
         with self._cond:
             self._in_flight -= 1
             self._cond.notify_all()
-            if not limits.announces_window or limits.reset <= self._passed:
+            reset, remaining = limits.reset, limits.remaining
+            if reset is None or remaining is None or reset <= self._passed:
                 return  # nothing said, or said of a window already waited out
-            if self._reset is None or limits.reset > self._reset:  # a newer window (or a sliding one moved on)
-                self._reset, self._remaining = limits.reset, limits.remaining
-            elif limits.reset == self._reset:
-                self._remaining = min(self._remaining, limits.remaining)  # type: ignore[type-var]
+            if self._reset is None or reset > self._reset:  # a newer window (or a sliding one moved on)
+                self._reset, self._remaining = reset, remaining
+            elif reset == self._reset:
+                self._remaining = remaining if self._remaining is None else min(self._remaining, remaining)
             if limits.limit is not None:
                 self.limit = limits.limit
 

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,13 @@ def warehouse_turn(warehouse: Path, holder: str, log: Callable[[str], object]) -
                 lock.acquire(timeout=NOTICE_EVERY_SECONDS)
                 break
             except Timeout:
-                log(f"Still waiting for the warehouse after {time.monotonic() - started:.0f} s: "
-                    f"{_holder(warehouse)} is using it.")
+                log(
+                    f"Still waiting for the warehouse after {time.monotonic() - started:.0f} s: "
+                    f"{_holder(warehouse)} is using it."
+                )
         log(f"Warehouse free after {time.monotonic() - started:.1f} s of waiting.")
     try:
-        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        since = datetime.now(UTC).isoformat(timespec="seconds")
         _holder_path(warehouse).write_text(f"{holder} (pid {os.getpid()}, since {since})\n")
         yield
     finally:

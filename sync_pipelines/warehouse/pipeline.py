@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.source import pipeline_name
@@ -34,7 +33,7 @@ def build_pipeline(
     """
     path = warehouse_path()
     folder = _definitions_pipelines_dir() if describe_only else pipelines_dir(path)
-    credentials = DuckDbCredentials(str(path), global_config=dict(duckdb_config or {}))
+    credentials = {"database": str(path), "global_config": dict(duckdb_config or {})}
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
         destination=dlt.destinations.duckdb(credentials, loader_parallelism_strategy="sequential"),

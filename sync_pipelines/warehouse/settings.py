@@ -16,9 +16,19 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 DEFAULT_DUCKDB_THREADS = 2
 # DuckDB's JSON reader takes 32 MiB buffers: a first load failed at once below 80MB with 2 threads (88MB with 4)
 MIN_DUCKDB_MEMORY_LIMIT = "96MB"
+MIN_DUCKDB_MEMORY_BYTES = 96 * 10**6  # the same, in DuckDB's units (MB = 1000 KB)
 _MEMORY_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|[KMGT]i?B)", re.IGNORECASE)
-_UNIT_BYTES = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # DuckDB's units: KB is 1000, KiB 1024
+_UNIT_BYTES = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}  # DuckDB's units: KB is 1000, KiB 1024
 
 
 def warehouse_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -48,12 +58,13 @@ def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str |
     (default 128MB) and `SYNC_DUCKDB_THREADS` (default 2). Larger values load faster on big machines."""
     env = os.environ if environ is None else environ
     limit = env.get("SYNC_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
-    if _memory_bytes(limit) is None:
+    size = _memory_bytes(limit)
+    if size is None:
         raise ConfigurationError(
             f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is not a memory size.",
             action=f"Set it like {DEFAULT_DUCKDB_MEMORY_LIMIT} or 1GB, or unset it.",
         )
-    if _memory_bytes(limit) < _memory_bytes(MIN_DUCKDB_MEMORY_LIMIT):
+    if size < MIN_DUCKDB_MEMORY_BYTES:
         raise ConfigurationError(
             f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is below {MIN_DUCKDB_MEMORY_LIMIT}: DuckDB's JSON reader alone "
             "takes 32 MiB buffers, and loads would fail with an out-of-memory error after the whole extract.",

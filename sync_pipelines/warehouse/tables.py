@@ -35,7 +35,7 @@ def read_copy_path(path: Path) -> Path:
 
 def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Every connection to the warehouse, bounded like dlt's loads (`settings.duckdb_settings`)."""
-    return duckdb.connect(str(path), read_only=read_only, config=duckdb_settings())
+    return duckdb.connect(str(path), read_only=read_only, config=dict(duckdb_settings()))
 
 
 @contextmanager
@@ -114,7 +114,7 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
             "AND table_type = 'BASE TABLE'",
             [schema, table],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -138,7 +138,7 @@ def _count(con: duckdb.DuckDBPyConnection, schema: str, table: str, live: bool =
     if not _exists(con, schema, table):
         return 0
     where = f' WHERE "{DELETED_AT}" IS NULL' if live and _has_column(con, schema, table, DELETED_AT) else ""
-    return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"{where}').fetchone()[0])
+    return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"{where}').fetchall()[0][0])
 
 
 def duplicate_ids(path: Path, schema: str, table: str) -> list[str]:
@@ -155,7 +155,7 @@ def _has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column:
             "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "AND column_name = ?",
             [schema, table, column],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -178,7 +178,7 @@ def _mark_deleted(
     gone, live = con.execute(
         f'SELECT count(*) FILTER (WHERE {live_gone}), count(*) FILTER (WHERE "{DELETED_AT}" IS NULL) '
         f'FROM "{schema}"."{table}"'
-    ).fetchone()
+    ).fetchall()[0]
     if gone > max(1, max_share * live):
         raise SuspiciousDeletions(
             f"A full run of {schema}.{table} would mark {gone} of {live} live rows deleted "
@@ -263,7 +263,7 @@ def _prune_resolved(con: duckdb.DuckDBPyConnection, schema: str, before: datetim
     return int(
         con.execute(
             f'DELETE FROM "{schema}"."{REJECTED_TABLE}" WHERE status = ? AND resolved_at < ?', [RESOLVED, before]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -284,7 +284,7 @@ def _prune_pipeline_state(
                     WHERE l.status = 0 AND s.pipeline_name = $name
                     ORDER BY s._dlt_load_id DESC LIMIT $keep))""",
             {"name": pipeline, "keep": keep},
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -295,7 +295,7 @@ def export_rejected(path: Path, schema: str, folder: Path) -> list[Path]:
         if con is None:
             return []
         cursor = con.execute(
-            f'SELECT entity, reason, record_id, status, attempts, message, action, first_seen, last_seen, run_id, '
+            f"SELECT entity, reason, record_id, status, attempts, message, action, first_seen, last_seen, run_id, "
             f'payload FROM "{schema}"."{REJECTED_TABLE}" WHERE status <> ? ORDER BY entity, reason, record_id',
             [RESOLVED],
         )
@@ -328,6 +328,6 @@ def table_summary(path: Path) -> list[tuple[str, str, int]]:
             """
         ).fetchall()
         return [
-            (schema, table, con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0])
+            (schema, table, con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0])
             for schema, table in tables
         ]
