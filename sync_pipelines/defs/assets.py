@@ -5,8 +5,8 @@ its own from the environment, so credentials and the warehouse path are read whe
 """
 
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from collections.abc import Collection, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import duckdb
@@ -120,7 +120,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
         config: entity_config,  # type: ignore[valid-type]
     ) -> Iterator[MaterializeResult]:
         given = _given_fields(context, pipeline_name(tenant, entity))
-        yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(config, entity, tz, given=given))
+        yield from sync_entity(context, dlt, tenant, entity, config, given)
 
     SYNC_STEPS.update(dict.fromkeys(_sync.keys, _sync.op.name))
     return _sync
@@ -151,7 +151,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         window = SyncConfig(
             mode=Mode.reconcile, window_start=keys.start, window_end=keys.end, page_size=config.page_size
         )
-        yield from sync_entity(context, dlt, tenant, entity, lambda tz: to_plan(window, entity, tz))
+        yield from sync_entity(context, dlt, tenant, entity, window)
 
     SYNC_STEPS.update(dict.fromkeys(_reconcile.keys, _reconcile.op.name))
     return _reconcile
@@ -162,11 +162,13 @@ def sync_entity(
     dlt_resource: DagsterDltResource,
     tenant: Tenant,
     entity: Entity,
-    make_plan: Callable[[tzinfo], SyncPlan],
+    config: SyncConfig,
+    given: Collection[str] = (),
 ) -> Iterator[MaterializeResult]:
     """Run one entity's sync and yield its materialization with the run's numbers as metadata.
 
-    Settings and run config are checked before any request. A retryable failure (429s, 5xx, timeouts) is
+    Settings and the run config (`given`: the fields its launcher set) are checked before any request: the
+    config becomes the run's plan once the tenant's time zone is known. A retryable failure (429s, 5xx, timeouts) is
     retried by Dagster up to MAX_RETRIES times with growing waits; any other fails once, saying what to do.
 
     The read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one per
@@ -174,7 +176,7 @@ def sync_entity(
     """
     with step_turn(context):
         try:
-            results = _sync_entity(context, dlt_resource, tenant, entity, make_plan)
+            results = _sync_entity(context, dlt_resource, tenant, entity, config, given)
         except BaseException:
             _refresh_after_failure(context)
             raise
@@ -191,13 +193,14 @@ def _sync_entity(
     dlt_resource: DagsterDltResource,
     tenant: Tenant,
     entity: Entity,
-    make_plan: Callable[[tzinfo], SyncPlan],
+    config: SyncConfig,
+    given: Collection[str],
 ) -> list[MaterializeResult]:
     try:
         settings = TenantSettings.from_env(tenant)
         path = warehouse_path()
         check_warehouse_path(path, TENANTS)
-        plan = make_plan(settings.timezone)
+        plan = to_plan(config, entity, settings.timezone, given=given)
         duckdb_config = duckdb_settings()
         rows_before, stored_quarantine = before_load(path, tenant.name, entity.name)
     except SyncError as error:
