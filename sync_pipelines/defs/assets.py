@@ -209,7 +209,7 @@ def _sync_entity(
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
     started = datetime.now(UTC)
-    quarantine = Quarantine(entity.name, context.run_id, started, stored_quarantine)
+    quarantine = Quarantine(entity.name, context.run.run_id, started, stored_quarantine)
     stats = ExtractStats()
     try:
         window = shared_window(settings.base_url, settings.domain)  # the run's steps share the tenant's window
@@ -277,14 +277,14 @@ def _sync_steps_to_come(context: AssetExecutionContext) -> set[str]:
     """The steps of this run that sync an entity and have not started yet (or wait to be retried): the last of
     them refreshes the read copy. Steps already running do not count (they may have finished their load)."""
     steps = {SYNC_STEPS[key] for key in _selected_keys(context) if key in SYNC_STEPS}
-    steps.discard(str(context.node_handle))
+    steps.discard(str(context.op_execution_context.node_handle))
     if context.run.step_keys_to_execute is not None:
         steps &= set(context.run.step_keys_to_execute)
     if not steps:
         return steps
     last = {
         record.step_key: record.dagster_event.event_type
-        for record in context.instance.all_logs(context.run_id, of_type=STEP_EVENTS)
+        for record in context.instance.all_logs(context.run.run_id, of_type=STEP_EVENTS)
     }
     waiting = (None, DagsterEventType.STEP_UP_FOR_RETRY)
     return {step for step in steps if last.get(step) in waiting}
@@ -312,7 +312,7 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
         tags = {"sync/window_start": stats.window_start.isoformat(timespec="minutes")}
     else:
         return
-    context.instance.add_run_tags(context.run_id, tags)
+    context.instance.add_run_tags(context.run.run_id, tags)
 
 
 def _selected_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
