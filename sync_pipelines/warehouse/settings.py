@@ -16,7 +16,6 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 DEFAULT_DUCKDB_THREADS = 2
 # DuckDB's JSON reader takes 32 MiB buffers: a first load failed at once below 80MB with 2 threads (88MB with 4)
 MIN_DUCKDB_MEMORY_LIMIT = "96MB"
-MIN_DUCKDB_MEMORY_BYTES = 96 * 10**6  # the same, in DuckDB's units (MB = 1000 KB)
 _MEMORY_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|[KMGT]i?B)", re.IGNORECASE)
 _UNIT_BYTES = {
     "B": 1,
@@ -64,7 +63,8 @@ def duckdb_settings(environ: Mapping[str, str] | None = None) -> dict[str, str |
             f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is not a memory size.",
             action=f"Set it like {DEFAULT_DUCKDB_MEMORY_LIMIT} or 1GB, or unset it.",
         )
-    if size < MIN_DUCKDB_MEMORY_BYTES:
+    floor = _memory_bytes(MIN_DUCKDB_MEMORY_LIMIT)
+    if floor is not None and size < floor:
         raise ConfigurationError(
             f"SYNC_DUCKDB_MEMORY_LIMIT={limit!r} is below {MIN_DUCKDB_MEMORY_LIMIT}: DuckDB's JSON reader alone "
             "takes 32 MiB buffers, and loads would fail with an out-of-memory error after the whole extract.",
