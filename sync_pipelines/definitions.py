@@ -4,7 +4,7 @@ from dagster import Definitions, define_asset_job, in_process_executor
 from dagster_dlt import DagsterDltResource
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
-from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
+from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets, retry_policy
 from sync_pipelines.defs.checks import (
     entity_checks,
     freshness_checks,
@@ -33,6 +33,7 @@ sync_all = define_asset_job(
     "sync_all",
     selection=sync_selection(pairs),
     executor_def=in_process_executor,
+    op_retry_policy=retry_policy(),
     description="Every entity of every tenant, incrementally, into DuckDB.",
 )
 fresh_checks = freshness_checks(pairs)

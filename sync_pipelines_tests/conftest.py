@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The jobs' retry policy reads its delay when the definitions load, which is before any test: the tests that make
+# Dagster retry a step (and the processes they start) wait 0 s, not 30 s and 60 s.
+os.environ.setdefault("SYNC_RETRY_DELAY_SECONDS", "0")
 
 from synchroteam_emulator import Emulator, TenantSpec
 from synchroteam_emulator.env import tenant_env

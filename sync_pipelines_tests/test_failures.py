@@ -269,14 +269,9 @@ def test_resolved_quarantine_rows_are_pruned_after_180_days(emulator, warehouse,
 # -- run-level errors: category and action in the message and the failure metadata ---------------------------------
 
 
-@pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("SYNC_RETRY_DELAY_SECONDS", "0")
-
-
 @pytest.mark.parametrize("floor, quota, requests, left", [("0", 1, 2, 0), ("100", 100, 1, 99)])
 def test_a_spent_daily_quota_fails_once_saying_how_much_is_left_and_when_it_resets(
-    emulator, warehouse, fast_retries, monkeypatch, floor, quota, requests, left
+    emulator, warehouse, monkeypatch, floor, quota, requests, left
 ):
     monkeypatch.setenv("SYNCHROTEAM_QUOTA_FLOOR", floor)  # 0: until the API says 429; 100: stop under 100 left
     emulator.set_daily_quota(MAIN.domain, quota)
@@ -291,7 +286,7 @@ def test_a_spent_daily_quota_fails_once_saying_how_much_is_left_and_when_it_rese
     assert emulator.request_count(tenant=MAIN.domain) == requests
 
 
-def test_a_firewall_page_fails_once_as_not_json(emulator, warehouse, fast_retries):
+def test_a_firewall_page_fails_once_as_not_json(emulator, warehouse):
     emulator.faults.add(
         Fault(
             status=200,
@@ -311,7 +306,7 @@ def test_a_firewall_page_fails_once_as_not_json(emulator, warehouse, fast_retrie
     assert emulator.request_count(tenant=MAIN.domain) == 1
 
 
-def test_server_errors_are_retried_then_reported_as_api_errors(emulator, warehouse, fast_retries):
+def test_server_errors_are_retried_then_reported_as_api_errors(emulator, warehouse):
     emulator.faults.add(Fault(status=503, retry_after=0, times=1000, tenant=MAIN.domain))
 
     result = run_entity_job(MAIN_TENANT, ENTITIES["sites"], raise_on_error=False)

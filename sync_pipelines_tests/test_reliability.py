@@ -40,11 +40,6 @@ MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]
 
 
-@pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("SYNC_RETRY_DELAY_SECONDS", "0")
-
-
 def count_invoices(path: Path) -> int:
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute("SELECT count(*) FROM synchroteam.invoices").fetchone()[0]
@@ -70,9 +65,7 @@ def test_an_analyst_reading_the_read_copy_neither_blocks_a_sync_nor_is_interrupt
     assert count_invoices(warehouse) == MAIN.counts["invoice"] + 3
 
 
-def test_an_analyst_holding_the_warehouse_itself_gets_a_clear_message_and_a_bounded_wait(
-    emulator, warehouse, fast_retries
-):
+def test_an_analyst_holding_the_warehouse_itself_gets_a_clear_message_and_a_bounded_wait(emulator, warehouse):
     run_entity_job(MAIN_TENANT, INVOICES)
     emulator.clear_requests()
 
@@ -150,9 +143,7 @@ def test_a_step_waits_while_another_process_holds_the_warehouse_and_says_who(emu
 # -- the API misbehaving -------------------------------------------------------------------------------------------
 
 
-def test_a_quota_that_runs_out_mid_run_stops_cleanly_and_the_next_run_completes(
-    emulator, warehouse, fast_retries, monkeypatch
-):
+def test_a_quota_that_runs_out_mid_run_stops_cleanly_and_the_next_run_completes(emulator, warehouse, monkeypatch):
     monkeypatch.setenv("SYNCHROTEAM_QUOTA_FLOOR", "0")
     run_entity_job(MAIN_TENANT, ENTITIES["jobs"])
     before = stored_cursor(MAIN_TENANT, ENTITIES["jobs"])

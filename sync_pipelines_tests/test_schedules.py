@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import yaml
 from dagster import (
     DagsterRunStatus,
@@ -110,16 +109,11 @@ def test_the_instance_config_throttles_per_tenant_and_serialises_duckdb_writers(
 # -- retries ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("SYNC_RETRY_DELAY_SECONDS", "0")
-
-
 def retries(result) -> int:
     return sum(1 for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY")
 
 
-def test_a_transient_failure_is_retried_automatically_and_the_run_succeeds(emulator, warehouse, fast_retries):
+def test_a_transient_failure_is_retried_automatically_and_the_run_succeeds(emulator, warehouse):
     # six 429s in a row exhaust the client's own attempts: the step fails as retryable, Dagster runs it again
     emulator.faults.add(Fault(status=429, retry_after=0, times=6, tenant=MAIN.domain, resource="customer"))
 
@@ -129,7 +123,7 @@ def test_a_transient_failure_is_retried_automatically_and_the_run_succeeds(emula
     assert emulator.faults.pending() == []
 
 
-def test_a_transient_failure_that_persists_fails_after_two_retries_saying_so(emulator, warehouse, fast_retries):
+def test_a_transient_failure_that_persists_fails_after_two_retries_saying_so(emulator, warehouse):
     emulator.faults.add(Fault(status=429, retry_after=0, times=1000, tenant=MAIN.domain, resource="customer"))
 
     result = run_entity_job(TENANTS["synchroteam"], ENTITIES["customers"], raise_on_error=False)
@@ -140,7 +134,7 @@ def test_a_transient_failure_that_persists_fails_after_two_retries_saying_so(emu
     assert emulator.request_count(tenant=MAIN.domain, resource="customer") == 3 * 6
 
 
-def test_a_non_retryable_failure_fails_once(emulator, warehouse, fast_retries, monkeypatch):
+def test_a_non_retryable_failure_fails_once(emulator, warehouse, monkeypatch):
     monkeypatch.setenv("SYNCHROTEAM_API_KEY", "wrong")
 
     result = run_entity_job(TENANTS["synchroteam"], ENTITIES["customers"], raise_on_error=False)

@@ -15,13 +15,14 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    Backoff,
     Config,
     DagsterEventType,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RetryRequested,
+    RetryPolicy,
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -169,7 +170,7 @@ def sync_entity(
 
     Settings and the run config (`given`: the fields its launcher set) are checked before any request: the
     config becomes the run's plan once the tenant's time zone is known. A retryable failure (429s, 5xx, timeouts) is
-    retried by Dagster up to MAX_RETRIES times with growing waits; any other fails once, saying what to do.
+    retried by the job's `retry_policy()`; any other fails once, saying what to do.
 
     The read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one per
     entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
@@ -295,6 +296,12 @@ def retry_delay_seconds() -> float:
     return float(os.environ.get("SYNC_RETRY_DELAY_SECONDS", "") or DEFAULT_RETRY_DELAY_SECONDS)
 
 
+def retry_policy() -> RetryPolicy:
+    """Every sync job's: a transient failure (`Failure(allow_retries=True)`) runs the step again, up to
+    MAX_RETRIES times, after `SYNC_RETRY_DELAY_SECONDS` then twice that (read when the code location loads)."""
+    return RetryPolicy(max_retries=MAX_RETRIES, delay=retry_delay_seconds(), backoff=Backoff.LINEAR)
+
+
 def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats | None) -> None:
     """Run tags, filterable in the runs list: mode and cap when the run starts, the change window once known.
 
@@ -368,18 +375,17 @@ def _quarantine_metadata(quarantine: Quarantine, deleted: int, live_rows: int) -
     }
 
 
-def _retry_or_fail(context: AssetExecutionContext, error: SyncError, tenant: Tenant) -> Exception:
-    """A retryable error asks Dagster to retry the step (30 s, then 60 s); past MAX_RETRIES, or not
-    retryable, it fails the step with its category and action."""
+def _retry_or_fail(context: AssetExecutionContext, error: SyncError, tenant: Tenant) -> Failure:
+    """The step's failure, with its category and action: a retryable one is run again by the job's
+    `retry_policy()` (past MAX_RETRIES it stays failed); any other never is."""
     if error.retryable and context.retry_number < MAX_RETRIES:
-        wait = retry_delay_seconds() * 2**context.retry_number
-        context.log.warning(f"{error.category}: {error.args[0]} Retrying in {wait:.0f}s.")
-        return RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait)
+        context.log.warning(f"{error.category}: {error.args[0]} The job's retry policy runs the step again.")
     return _failure(error, tenant)
 
 
 def _failure(error: SyncError, tenant: Tenant) -> Failure:
-    """A Dagster failure carrying the error's category and action; never retried by Dagster."""
+    """A Dagster failure carrying the error's category and action; retried by the job's policy only if the
+    error is retryable."""
     return Failure(
         description=f"[{error.category}] {error}",
         metadata={
@@ -388,5 +394,5 @@ def _failure(error: SyncError, tenant: Tenant) -> Failure:
             "retryable": error.retryable,
             "tenant": tenant.name,
         },
-        allow_retries=False,
+        allow_retries=error.retryable,
     )

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.assets import DUCKDB_POOL
+from sync_pipelines.defs.assets import DUCKDB_POOL, retry_policy
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import warehouse_path
 from sync_pipelines.warehouse.tables import export_rejected
@@ -32,6 +32,7 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
         "retry_rejected_records",
         selection=AssetSelection.assets(*entity_assets),
         executor_def=in_process_executor,
+        op_retry_policy=retry_policy(),
         config={"ops": ops},
         description="Re-read every quarantined record by id; those that load now leave the quarantine.",
     )

@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
+from sync_pipelines.defs.assets import retry_policy
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
@@ -60,6 +61,7 @@ def entity_job(tenant: Tenant, entity: Entity) -> AssetJob:
         entity_job_name(tenant, entity),
         selection=sync_selection([(tenant, entity)]),
         executor_def=in_process_executor,
+        op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
         description=f"{tenant.label}: {entity.name}, incremental, with the entity's default run config.",
     )
@@ -71,6 +73,7 @@ def reconcile_job(tenant: Tenant) -> AssetJob:
         f"reconcile_{tenant.name}",
         selection=AssetSelection.assets(*keys),
         executor_def=in_process_executor,
+        op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(6 * 3600)},
         description=f"{tenant.label}: re-read one day's (or a range's) changes of every entity; cursors untouched.",
     )
