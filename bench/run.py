@@ -256,17 +256,7 @@ def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> d
         m, lines, stats = run_rest(
             emu, work / "rest_api.duckdb", work / "rest_api_dlt", [(tenant, entity, resource)], scale.timeout_s
         )
-        out["rest_api"].append(
-            {
-                "tenant": tenant,
-                "entity": entity,
-                "wall_s": m.wall_s,
-                "rss_mb": m.peak_rss_mb,
-                "records": lines[0]["records"],
-                "records_per_s": lines[0]["records"] / m.wall_s,
-                "requests": requests_of(stats, tenant, resource),
-            }
-        )
+        out["rest_api"].append(rest_row(tenant, entity, resource, m, lines, stats))
     # dlt's own default loader format (insert_values), on the smallest invoice table only: see rest_api_source.py
     tenant, entity, resource = "synchroteam_hec", "invoices", "invoice"
     log(f"full sync (rest_api, dlt's default loader format): {tenant}/{entity}")
@@ -278,16 +268,24 @@ def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> d
         scale.timeout_s,
         loader_file_format="default",
     )
-    out["rest_api_default_loader"] = {
+    out["rest_api_default_loader"] = rest_row(tenant, entity, resource, m, lines, stats)
+    return out
+
+
+def rest_row(
+    tenant: str, entity: str, resource: str, m: Any, lines: list[dict[str, Any]], stats: Any
+) -> dict[str, Any]:
+    """One entity's full sync by the rest_api alternative, as the report reads it."""
+    records = lines[0]["records"]
+    return {
         "tenant": tenant,
         "entity": entity,
         "wall_s": m.wall_s,
         "rss_mb": m.peak_rss_mb,
-        "records": lines[0]["records"],
-        "records_per_s": lines[0]["records"] / m.wall_s,
+        "records": records,
+        "records_per_s": records / m.wall_s,
         "requests": requests_of(stats, tenant, resource),
     }
-    return out
 
 
 # -- 2. incremental runs ----------------------------------------------------------------------------------------
