@@ -48,7 +48,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## mypy over the product (configured in pyproject.toml).
+## mypy over the product and the emulator (configured in pyproject.toml).
 typecheck: install
 	$(BIN)/mypy
 

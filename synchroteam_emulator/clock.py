@@ -59,12 +59,12 @@ def norm_ts(text: str) -> str:
 def gap_hours(tz_name: str) -> frozenset[int]:
     """Local hours (since EPOCH) that do not exist in the zone (spring-forward gaps)."""
     tz = ZoneInfo(tz_name)
-    gaps = set()
+    gaps: set[int] = set()
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    prev = None
+    prev: timedelta | None = None
     for h in range(0, 24 * 366 * 8):  # 2024 .. 2031
         off = (start + timedelta(hours=h)).astimezone(tz).utcoffset()
-        if prev is not None and off > prev:  # clocks jump forward at this instant
+        if off is not None and prev is not None and off > prev:  # clocks jump forward at this instant
             local = (start + timedelta(hours=h)).astimezone(tz).replace(tzinfo=None)
             jump = int((off - prev) / timedelta(hours=1)) or 1
             first = (local - EPOCH) // timedelta(hours=1) - jump

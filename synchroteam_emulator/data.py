@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import pools as P
 from .clock import ANCHOR_MINUTE, fmt, fmt_date, gap_hours, parse_ts, to_minute
@@ -96,7 +97,7 @@ class RecordFactory:
             return f"+33 {head[1]} {n[0:2]} {n[2:4]} {n[4:6]} {n[6:8]}"
         return f"{head} {n[0:2]} {n[2:4]} {n[4:6]} {n[6:8]}"
 
-    def _cfv_pair(self, custom: object) -> tuple[str, object]:
+    def _cfv_pair(self, custom: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]] | None]:
         return ("CustomFieldValues" if self.rng.random() < 0.10 else "customFieldValues"), custom
 
     def _party(self, rid: int, name: str, c: int, m: int, secs: bool, kind: str) -> dict:
@@ -272,9 +273,10 @@ class RecordFactory:
         lines, excl, tax = [], 0.0, 0.0
         for _ in range(1 + int(r() * max_lines)):
             code, desc, price = P.PRODUCTS[int(r() * len(P.PRODUCTS))]
+            qty: str | float
             if r() < 0.15:
-                qty = P.LOCALIZED_QTY[int(r() * 6)]
-                q = float(qty.replace(",", "."))
+                localized = P.LOCALIZED_QTY[int(r() * 6)]
+                qty, q = localized, float(localized.replace(",", "."))
             else:
                 qty = q = P.NUMERIC_QTY[int(r() * 9)]
             rate = P.TAX_RATES[int(r() * 5)]

@@ -36,7 +36,15 @@ class Fault:
     api_headers: bool = True
 
     @classmethod
-    def firewall(cls, status: int = 403, times: int = 1, **match: str | None) -> Fault:
+    def firewall(
+        cls,
+        status: int = 403,
+        times: int = 1,
+        *,
+        tenant: str | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+    ) -> Fault:
         """An Imperva Incapsula HTML block page (cookies, no JSON, no API headers) for the next `times` matches."""
         body, headers = firewall_page()
         return cls(
@@ -46,7 +54,9 @@ class Fault:
             content_type=HTML,
             headers=headers,
             api_headers=False,
-            **match,
+            tenant=tenant,
+            resource=resource,
+            action=action,
         )
 
     def matches(self, tenant: str | None, resource: str | None, action: str | None) -> bool:

@@ -11,8 +11,9 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -58,8 +59,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "SynchroteamEmulator/3"
     wbufsize = -1  # buffer header + body, one flush per response (no Nagle/delayed-ACK stall)
     disable_nagle_algorithm = True
-    before_reply = staticmethod(lambda status: None)  # set per request by Emulator._handle
-    server_clock = None  # the tenant's clock (UTC), set per request by Emulator._handle: the `Date` header
+    server: _Server
+    before_reply: Callable[[int], None] = staticmethod(lambda status: None)  # set per request by Emulator._handle
+    # the tenant's clock (UTC), set per request by Emulator._handle: the `Date` header
+    server_clock: Callable[[], datetime] | None = None
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         """`Date` follows the tenant clock (the one that stamps `dateModified`), frozen or not."""
@@ -421,6 +424,7 @@ class Emulator:
 
     def _fault_reply(self, h: _Handler, fault: Fault, headers: list[tuple[str, str]]) -> int:
         status = fault.status
+        assert status is not None  # a fault without a status only delays the answer
         if fault.body is not None:
             body = fault.body.encode("utf-8")
         elif status == 429:
