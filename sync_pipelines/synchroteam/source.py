@@ -324,8 +324,8 @@ class _EntityReader:
             for page in self.client.iter_pages(self.entity.resource, page_size=plan.page_size, params=params):
                 self.stats.records_fetched += len(page)
                 wanted = [r for r in page if matches(r)]
-                for _ in range(len(page) - len(wanted)):
-                    self._filtered_out(" ".join(params))
+                if len(wanted) < len(page):
+                    self._filtered_out(" ".join(params), len(page) - len(wanted))
                 fresh = [r for r in wanted if str(r.get("id")) not in self.refetch_candidates]
                 if room is not None:
                     fresh = fresh[: max(0, room)]
@@ -336,10 +336,10 @@ class _EntityReader:
                 if room is not None and room <= 0:
                     return
 
-    def _filtered_out(self, name: str) -> None:
-        """A listed record the filter `name` excludes: it costs its list row only. The first one of a run says
-        that the API ignored the filter."""
-        self.stats.filtered_out += 1
+    def _filtered_out(self, name: str, count: int = 1) -> None:
+        """`count` listed records the filter `name` excludes: they cost their list rows only. The first of a run
+        say that the API ignored the filter."""
+        self.stats.filtered_out += count
         ignored = f"{self.entity.resource}/list {name}"
         if ignored not in self.stats.filters_ignored:
             self.stats.filters_ignored.append(ignored)
