@@ -40,7 +40,6 @@ from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
-from sync_pipelines.synchroteam.throttle import shared_window
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
@@ -213,8 +212,7 @@ def _sync_entity(
     quarantine = Quarantine(entity.name, context.run.run_id, started, stored_quarantine)
     stats = ExtractStats()
     try:
-        window = shared_window(settings.base_url, settings.domain)  # the run's steps share the tenant's window
-        with SynchroteamClient(settings, window=window, logger=context.log) as client:
+        with SynchroteamClient.in_process(settings, logger=context.log) as client:
             source = entity_source(tenant, entity, client, plan, stats, quarantine, logger=context.log)
             pipeline = build_pipeline(tenant, entity, duckdb_config)
             try:

@@ -33,7 +33,6 @@ from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.defs.assets import DUCKDB_POOL
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.throttle import shared_window
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import warehouse_path
 from sync_pipelines.warehouse.tables import count_rows, duplicate_ids, rejected_counts
@@ -99,8 +98,7 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     )
     def row_count_matches_api(context: AssetCheckExecutionContext) -> AssetCheckResult:
         settings = TenantSettings.from_env(tenant)
-        window = shared_window(settings.base_url, settings.domain)
-        with SynchroteamClient(settings, window=window, logger=context.log) as client:
+        with SynchroteamClient.in_process(settings, logger=context.log) as client:
             api_total = client.records_total(entity.resource)
         with step_turn(context):
             live = count_rows(warehouse_path(), schema, table, live=True)

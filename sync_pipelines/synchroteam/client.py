@@ -43,6 +43,7 @@ from sync_pipelines.synchroteam.throttle import (
     Limits,
     RateWindow,
     RequestPacer,
+    shared_window,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ClientStats:
 class SynchroteamClient:
     """A client for one tenant. Thread-safe; use as a context manager.
 
-    `window`: the tenant's rate window, shared by every client of the tenant in the process (`shared_window`);
+    `window`: the tenant's rate window, shared by every client of the tenant in the process (`in_process`);
     a client of its own by default. `wall_clock` reads the instants the API's `X-RateLimit-Reset` is given in.
     `logger` receives the waits and warnings (a Dagster step passes `context.log`).
     """
@@ -126,6 +127,13 @@ class SynchroteamClient:
             transport=transport,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         )
+
+    @classmethod
+    def in_process(cls, settings: TenantSettings, logger: logging.Logger | None = None) -> SynchroteamClient:
+        """A client drawing on the tenant's one rate window in this process, with every other client of the
+        tenant (the steps of a run, their `details` threads): a step that starts after another used up the
+        window waits instead of earning a 429."""
+        return cls(settings, window=shared_window(settings.base_url, settings.domain), logger=logger)
 
     def __enter__(self) -> SynchroteamClient:
         return self
