@@ -287,15 +287,7 @@ def test_a_spent_daily_quota_fails_once_saying_how_much_is_left_and_when_it_rese
 
 
 def test_a_firewall_page_fails_once_as_not_json(emulator, warehouse):
-    emulator.faults.add(
-        Fault(
-            status=200,
-            body="<html><h1>Request blocked</h1></html>",
-            content_type="text/html",
-            times=100,
-            tenant=MAIN.domain,
-        )
-    )
+    emulator.faults.add(Fault.firewall(status=200, times=100, tenant=MAIN.domain))
 
     result = run_entity_job(MAIN_TENANT, ENTITIES["sites"], raise_on_error=False)
 

@@ -191,16 +191,7 @@ def test_bursts_of_broken_answers_end_in_an_exact_warehouse(emulator, warehouse,
 
 
 def test_a_firewall_page_fails_the_run_and_the_next_run_completes(emulator, warehouse):
-    emulator.faults.add(
-        Fault(
-            status=200,
-            body="<html>blocked</html>",
-            content_type="text/html",
-            times=1,
-            tenant=MAIN.domain,
-            resource="invoice",
-        )
-    )
+    emulator.faults.add(Fault.firewall(status=200, times=1, tenant=MAIN.domain, resource="invoice"))
 
     assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
     assert run_entity_job(MAIN_TENANT, INVOICES).success
