@@ -83,6 +83,13 @@ class WarehouseLocked(SyncError):
     retryable = True
 
 
+class WarehouseUnavailable(SyncError):
+    """The PostgreSQL warehouse does not answer (refused, timed out): it may be restarting."""
+
+    category = "warehouse_unavailable"
+    retryable = True
+
+
 class WarehouseOutOfMemory(SyncError):
     category = "warehouse_memory"
     action = (

@@ -471,7 +471,7 @@ def recover_and_compare(emulator: Emulator, path: Path, entity: Entity, monkeypa
 
 def read_copy_of(path: Path) -> Path | None:
     try:
-        from sync_pipelines.warehouse.tables import read_copy_path
+        from sync_pipelines.warehouse.settings import read_copy_path
     except ImportError:  # a warehouse without a read copy
         return None
     copy = read_copy_path(path)

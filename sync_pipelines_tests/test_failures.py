@@ -12,6 +12,7 @@ import pytest
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.quarantine_jobs import rejected_folder
+from sync_pipelines.warehouse.settings import DuckDBWarehouse
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
     run_entity_job,
@@ -149,7 +150,7 @@ def test_the_export_writes_one_csv_per_entity_and_reason(emulator, warehouse, ba
 
     result = defs.resolve_job_def("export_rejected_records").execute_in_process()
 
-    folder = rejected_folder(warehouse) / "synchroteam"
+    folder = rejected_folder(DuckDBWarehouse(warehouse)) / "synchroteam"
     assert sorted(p.name for p in folder.glob("*.csv")) == [
         "customers__bad_date_modified.csv",
         "invoices__type_mismatch.csv",

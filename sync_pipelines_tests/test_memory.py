@@ -3,8 +3,8 @@
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.defs.assets import build_pipeline
 from sync_pipelines.warehouse import settings
-from sync_pipelines.warehouse.settings import duckdb_settings
-from sync_pipelines.warehouse.tables import writer
+from sync_pipelines.warehouse.dialect import duckdb_connection
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, duckdb_settings
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
 from sync_pipelines_tests.helpers import run_entity_job, step_failures
@@ -31,7 +31,7 @@ def test_the_limits_follow_the_environment(tmp_path, monkeypatch):
 
 def test_the_warehouse_helpers_connect_with_the_same_limits(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNC_DUCKDB_MEMORY_LIMIT", "256MB")
-    with writer(tmp_path / "warehouse.duckdb") as con:
+    with duckdb_connection(DuckDBWarehouse(tmp_path / "warehouse.duckdb")) as con:
         row = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
     assert (row[0], int(row[1])) == ("244.1 MiB", 2)
 

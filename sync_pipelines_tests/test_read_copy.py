@@ -10,7 +10,7 @@ import duckdb
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.warehouse.tables import read_copy_path
+from sync_pipelines.warehouse.settings import read_copy_path
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
 
 MAIN_TENANT = TENANTS["synchroteam"]

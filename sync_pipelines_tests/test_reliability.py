@@ -12,8 +12,7 @@ from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.warehouse import lock as warehouse_lock
-from sync_pipelines.warehouse.settings import pipelines_dir
-from sync_pipelines.warehouse.tables import read_copy_path
+from sync_pipelines.warehouse.settings import pipelines_dir, read_copy_path
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sync_pipelines.warehouse.settings import warehouse_path
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
 from sync_pipelines.warehouse.tables import table_summary
 from synchroteam_emulator import (
     Emulator,
@@ -52,18 +52,18 @@ def run(scale: float, habits: argparse.Namespace | None = None) -> int:
                 env=env,
             )
         requests = len(emulator.requests)
-    path = warehouse_path(env)
-    if path.exists():
-        print_summary(path, requests)
+    target = warehouse(env)
+    if not isinstance(target, DuckDBWarehouse) or target.path.exists():
+        print_summary(target, requests)
     if code:
         print(f"sync_all failed (exit {code}); see the Dagster log above.", file=sys.stderr)
     return code
 
 
-def print_summary(path: Path, requests: int) -> None:
-    rows = table_summary(path)
+def print_summary(target: Warehouse, requests: int) -> None:
+    rows = table_summary(target)
     width = max((len(f"{schema}.{table}") for schema, table, _ in rows), default=10)
-    print(f"\nWhat landed in {path} ({requests} API requests):")
+    print(f"\nWhat landed in {target} ({requests} API requests):")
     for schema, table, count in rows:
         print(f"  {schema + '.' + table:<{width}}  {count:>8,}")
 

@@ -44,9 +44,12 @@ from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import (
+    WAREHOUSE_URL,
+    DuckDBWarehouse,
+    Warehouse,
     check_warehouse_path,
     duckdb_settings,
-    warehouse_path,
+    warehouse,
 )
 from sync_pipelines.warehouse.tables import after_load, before_load
 
@@ -112,7 +115,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
         dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
         name=pipeline_name(tenant, entity),
         dagster_dlt_translator=SynchroteamTranslator(tenant, entity),
-        pool=DUCKDB_POOL,
+        pool=writer_pool(tenant),
     )
     def _sync(
         context: AssetExecutionContext,
@@ -142,7 +145,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         name=f"{pipeline_name(tenant, entity)}_reconciliation",
         dagster_dlt_translator=SynchroteamTranslator(tenant, entity, reconciliation=True),
         partitions_def=DAILY,
-        pool=DUCKDB_POOL,
+        pool=writer_pool(tenant),
     )
     def _reconcile(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: ReconciliationConfig
@@ -171,20 +174,25 @@ def sync_entity(
     config becomes the run's plan once the tenant's time zone is known. A retryable failure (429s, 5xx, timeouts) is
     retried by the job's `retry_policy()`; any other fails once, saying what to do.
 
-    The read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one per
-    entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
+    On DuckDB, the read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one
+    per entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
+    PostgreSQL has no read copy: analysts read the database itself.
     """
-    with step_turn(context):
-        try:
-            results = _sync_entity(context, dlt_resource, tenant, entity, config, given)
-        except BaseException:
-            _refresh_after_failure(context)
-            raise
-        later = _sync_steps_to_come(context)
-        if later:
-            context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
-        elif refresh_read_copy(warehouse_path()):
-            context.log.info("Read copy refreshed.")
+    try:
+        target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
+        with step_turn(context, tenant.name):
+            try:
+                results = _sync_entity(context, dlt_resource, tenant, entity, config, given, target)
+            except BaseException:
+                _refresh_after_failure(context, target)
+                raise
+            later = _sync_steps_to_come(context) if isinstance(target, DuckDBWarehouse) else set()
+            if later:
+                context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
+            elif isinstance(target, DuckDBWarehouse) and refresh_read_copy(target.path):
+                context.log.info("Read copy refreshed.")
+    except SyncError as error:  # the warehouse's settings, or its turn: nothing was requested from the API
+        raise _retry_or_fail(context, error, tenant) from None
     yield from results
 
 
@@ -195,14 +203,15 @@ def _sync_entity(
     entity: Entity,
     config: SyncConfig,
     given: Collection[str],
+    target: Warehouse,
 ) -> list[MaterializeResult]:
     try:
         settings = TenantSettings.from_env(tenant)
-        path = warehouse_path()
-        check_warehouse_path(path, TENANTS)
+        if isinstance(target, DuckDBWarehouse):
+            check_warehouse_path(target.path, TENANTS)
         plan = to_plan(config, entity, settings.timezone, given=given)
         duckdb_config = duckdb_settings()
-        rows_before, stored_quarantine = before_load(path, tenant.name, entity.name)
+        rows_before, stored_quarantine = before_load(target, tenant.name, entity.name)
     except SyncError as error:
         if error.retryable:
             raise _retry_or_fail(context, error, tenant) from None
@@ -227,7 +236,7 @@ def _sync_entity(
         try:
             # seen_ids: a complete full walk; what it no longer listed was deleted (nothing, if the table was empty)
             after = after_load(
-                path,
+                target,
                 tenant.name,
                 entity.name,
                 stats.seen_ids if rows_before else None,
@@ -263,11 +272,13 @@ def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> Ware
     )
 
 
-def _refresh_after_failure(context: AssetExecutionContext) -> None:
+def _refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
     """Whatever this run loaded before failing reaches the read copy; a failure to copy must not hide the
     step's own error, so it is only logged."""
+    if not isinstance(target, DuckDBWarehouse):
+        return
     try:
-        refresh_read_copy(warehouse_path())
+        refresh_read_copy(target.path)
     except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
         context.log.warning(f"Read copy not refreshed after the failure: {exc}")
 
@@ -287,6 +298,16 @@ def _sync_steps_to_come(context: AssetExecutionContext) -> set[str]:
     }
     waiting = (None, DagsterEventType.STEP_UP_FOR_RETRY)
     return {step for step in steps if last.get(step) in waiting}
+
+
+def writer_pool(tenant: Tenant | None) -> str | None:
+    """The Dagster pool of the steps that write `tenant`'s schema (None: every schema), read when the code location
+    loads: one pool for the whole DuckDB file (`duckdb_writer`), one per tenant schema on PostgreSQL
+    (`<tenant>_writer`), so tenants load in parallel there. The pool orders steps and shows the wait in the UI;
+    the warehouse lock (`lock.step_turn`) is the guarantee."""
+    if not os.environ.get(WAREHOUSE_URL, "").strip():
+        return DUCKDB_POOL
+    return None if tenant is None else f"{tenant.name}_writer"
 
 
 def retry_delay_seconds() -> float:

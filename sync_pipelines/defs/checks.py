@@ -30,11 +30,11 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import Entity, Tenant
-from sync_pipelines.defs.assets import DUCKDB_POOL
+from sync_pipelines.defs.assets import writer_pool
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.settings import warehouse_path
+from sync_pipelines.warehouse.settings import warehouse
 from sync_pipelines.warehouse.tables import count_rows, duplicate_ids, rejected_counts
 
 FRESHNESS_CADENCES = 3
@@ -60,11 +60,11 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     schema, table = tenant.name, entity.name
 
     @asset_check(
-        asset=key, name="no_duplicate_ids", pool=DUCKDB_POOL, description="Every id appears once in the table."
+        asset=key, name="no_duplicate_ids", pool=writer_pool(tenant), description="Every id appears once in the table."
     )
     def no_duplicate_ids(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        with step_turn(context):
-            duplicates = duplicate_ids(warehouse_path(), schema, table)
+        with step_turn(context, schema):
+            duplicates = duplicate_ids(warehouse(), schema, table)
         return AssetCheckResult(
             passed=not duplicates,
             severity=AssetCheckSeverity.ERROR,
@@ -74,12 +74,12 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     @asset_check(
         asset=key,
         name="rejected_records",
-        pool=DUCKDB_POOL,
+        pool=writer_pool(tenant),
         description="Records this run could not load, quarantined in _rejected_records, by reason.",
     )
     def rejected_records(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        with step_turn(context):
-            counts = rejected_counts(warehouse_path(), schema, table, context.run.run_id)
+        with step_turn(context, schema):
+            counts = rejected_counts(warehouse(), schema, table, context.run.run_id)
         return AssetCheckResult(
             passed=not counts,
             severity=AssetCheckSeverity.WARN,
@@ -92,7 +92,7 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
     @asset_check(
         asset=key,
         name=ROW_COUNT_CHECK,
-        pool=DUCKDB_POOL,
+        pool=writer_pool(tenant),
         description="The API's recordsTotal equals the warehouse's live rows (one request); run daily by "
         "the check_row_counts job, not by the syncs.",
     )
@@ -100,8 +100,8 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
         settings = TenantSettings.from_env(tenant)
         with SynchroteamClient.in_process(settings, logger=context.log) as client:
             api_total = client.records_total(entity.resource)
-        with step_turn(context):
-            live = count_rows(warehouse_path(), schema, table, live=True)
+        with step_turn(context, schema):
+            live = count_rows(warehouse(), schema, table, live=True)
         return AssetCheckResult(
             passed=api_total == live,
             severity=AssetCheckSeverity.WARN,

@@ -16,9 +16,9 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.assets import DUCKDB_POOL, retry_policy
+from sync_pipelines.defs.assets import retry_policy, writer_pool
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.settings import warehouse_path
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
 from sync_pipelines.warehouse.tables import export_rejected
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
@@ -38,22 +38,24 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     )
 
 
-def rejected_folder(path: Path) -> Path:
-    """Where the CSV exports go: `rejected/<schema>/` beside the warehouse file."""
-    return path.parent / "rejected"
+def rejected_folder(target: Warehouse) -> Path:
+    """Where the CSV exports go: `rejected/<schema>/` beside the DuckDB file, or under `data/` (PostgreSQL)."""
+    if isinstance(target, DuckDBWarehouse):
+        return target.path.parent / "rejected"
+    return Path("data").absolute() / "rejected"
 
 
-@op(pool=DUCKDB_POOL, description="One CSV per entity and reason of the records still in quarantine.")
+@op(pool=writer_pool(None), description="One CSV per entity and reason of the records still in quarantine.")
 def write_rejected_csv(context: OpExecutionContext):
-    path = warehouse_path()
+    target = warehouse()
     files: list[Path] = []
-    with step_turn(context):
-        for tenant in TENANTS.values():
-            folder = rejected_folder(path) / tenant.name
+    for tenant in TENANTS.values():
+        folder = rejected_folder(target) / tenant.name
+        with step_turn(context, tenant.name):
             for stale in folder.glob("*.csv"):
                 stale.unlink()  # a reason with nothing left in quarantine has no file
-            files.extend(export_rejected(path, tenant.name, folder))
-    context.log.info(f"Wrote {len(files)} CSV files under {rejected_folder(path)}")
+            files.extend(export_rejected(target, tenant.name, folder))
+    context.log.info(f"Wrote {len(files)} CSV files under {rejected_folder(target)}")
     yield Output(
         None,
         metadata={

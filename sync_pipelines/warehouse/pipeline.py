@@ -1,4 +1,5 @@
-"""The dlt pipeline of one entity: its destination (the DuckDB warehouse) and its working folder."""
+"""The dlt pipeline of one entity: its destination (the DuckDB file or the PostgreSQL database) and its working
+folder."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ import dlt
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.source import pipeline_name
-from sync_pipelines.warehouse.settings import pipelines_dir, warehouse_path
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
+
+# A local folder per PostgreSQL database, for dlt's scratch files only: the state lives in the database
+POSTGRES_PIPELINES_ROOT = Path("data") / ".dlt_pipelines"
 
 
 def build_pipeline(
     tenant: Tenant, entity: Entity, duckdb_config: Mapping[str, Any] | None = None, *, describe_only: bool = False
 ) -> dlt.Pipeline:
-    """The dlt pipeline of one entity, writing the warehouse named by `SYNC_DUCKDB_PATH`.
+    """The dlt pipeline of one entity, writing the warehouse (`SYNC_WAREHOUSE_URL`, else `SYNC_DUCKDB_PATH`).
 
     `duckdb_config` (`settings.duckdb_settings()`) bounds DuckDB's memory and threads during the load. Load
     files are copied one at a time: each copy's JSON reader takes 32 MB a thread, so copying a parent table and
@@ -31,15 +35,29 @@ def build_pipeline(
     processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
     state file and one would fail to import the code location.
     """
-    path = warehouse_path()
-    folder = _definitions_pipelines_dir() if describe_only else pipelines_dir(path)
-    credentials = {"database": str(path), "global_config": dict(duckdb_config or {})}
+    target = warehouse()
+    folder = _definitions_pipelines_dir() if describe_only else _working_folder(target)
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
-        destination=dlt.destinations.duckdb(credentials, loader_parallelism_strategy="sequential"),
+        destination=destination(target, duckdb_config),
         dataset_name=tenant.name,
         pipelines_dir=str(folder),
     )
+
+
+def destination(target: Warehouse, duckdb_config: Mapping[str, Any] | None = None) -> Any:
+    """dlt's destination for the warehouse. On PostgreSQL, dlt merges each table chain in one transaction:
+    readers see a load entirely or not at all."""
+    if isinstance(target, DuckDBWarehouse):
+        credentials = {"database": str(target.path), "global_config": dict(duckdb_config or {})}
+        return dlt.destinations.duckdb(credentials, loader_parallelism_strategy="sequential")
+    return dlt.destinations.postgres(target.credentials())
+
+
+def _working_folder(target: Warehouse) -> Path:
+    if isinstance(target, DuckDBWarehouse):
+        return pipelines_dir(target.path)
+    return POSTGRES_PIPELINES_ROOT.absolute() / f"postgres_{target.host}_{target.port}_{target.database}"
 
 
 @functools.cache

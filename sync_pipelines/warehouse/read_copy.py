@@ -14,7 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from sync_pipelines.warehouse.tables import read_copy_path, writer
+from sync_pipelines.warehouse.dialect import duckdb_connection
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, read_copy_path
 
 # DuckDB's main header and its two database headers: every checkpoint that writes anything rewrites one of
 # the latter with a higher checkpoint counter.
@@ -24,7 +25,7 @@ HEADERS_BYTES = 3 * 4096
 def publish_read_copy(path: Path) -> Path:
     """Checkpoint the warehouse and atomically replace its read copy, whatever it holds."""
     target = read_copy_path(path)
-    with writer(path) as con:
+    with duckdb_connection(DuckDBWarehouse(path)) as con:
         con.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
     _replace(path, target, _file_state(path, headers=True))
     return target
@@ -40,7 +41,7 @@ def refresh_read_copy(path: Path) -> bool:
     if not path.exists():
         return False
     target = read_copy_path(path)
-    with writer(path) as con:
+    with duckdb_connection(DuckDBWarehouse(path)) as con:
         con.execute("CHECKPOINT")
     source = _file_state(path, headers=True)
     if target.exists() and _read_stamp(target) == {"source": source, "copy": _file_state(target)}:

@@ -1,13 +1,20 @@
-"""The warehouse's settings, read from the environment at run time: where it is and how DuckDB is bounded."""
+"""The warehouse's settings, read from the environment at run time: which warehouse (a DuckDB file, the default,
+or a PostgreSQL database) and how DuckDB is bounded."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from sync_pipelines.errors import ConfigurationError
+
+WAREHOUSE_URL = "SYNC_WAREHOUSE_URL"
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
+DEFAULT_POSTGRES_PORT = 5432
 
 DEFAULT_DUCKDB_PATH = Path("data") / "warehouse.duckdb"
 # DuckDB's own defaults (80% of RAM, a thread per core) let a first load of a million records take over a GB;
@@ -30,11 +37,135 @@ _UNIT_BYTES = {
 }  # DuckDB's units: KB is 1000, KiB 1024
 
 
+@dataclass(frozen=True)
+class DuckDBWarehouse:
+    """The default: one DuckDB file, one writing process at a time, a read copy for analysts."""
+
+    path: Path
+    kind = "duckdb"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def lock_scope(self, schema: str) -> str:
+        """What one writer holds: the whole file (DuckDB takes one writing process)."""
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class PostgresWarehouse:
+    """A PostgreSQL database (`SYNC_WAREHOUSE_URL`): tenants load in parallel, analysts connect to it directly.
+
+    The password is kept out of `repr` and `str`: both name the database as `postgresql://user@host:port/db`.
+    """
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+    query: str = ""
+    kind = "postgres"
+
+    def __str__(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def lock_scope(self, schema: str) -> str:
+        """What one writer holds: the tenant's schema (each has its own tables and dlt state)."""
+        return f"{self}/{schema}"
+
+    def options(self) -> dict[str, str]:
+        """The URL's query (`?sslmode=require&...`): libpq's connection options."""
+        return dict(parse_qsl(self.query))
+
+    def credentials(self) -> dict[str, object]:
+        """dlt's postgres credentials."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "username": self.user,
+            "password": self.password,
+            "query": self.options(),
+        }
+
+
+Warehouse = DuckDBWarehouse | PostgresWarehouse
+
+
+def warehouse(environ: Mapping[str, str] | None = None) -> Warehouse:
+    """The warehouse every pipeline writes: `SYNC_WAREHOUSE_URL` (a PostgreSQL database) when set, else the
+    DuckDB file `SYNC_DUCKDB_PATH`. A URL that cannot name a database raises `ConfigurationError` naming the
+    variable; the password is never repeated."""
+    env = os.environ if environ is None else environ
+    raw = env.get(WAREHOUSE_URL, "").strip()
+    if not raw:
+        return DuckDBWarehouse(warehouse_path(env))
+    if env.get("SYNC_DUCKDB_PATH", "").strip():
+        raise ConfigurationError(
+            f"Both {WAREHOUSE_URL} and SYNC_DUCKDB_PATH are set: the warehouse would be ambiguous.",
+            action=f"Unset SYNC_DUCKDB_PATH to load into PostgreSQL, or {WAREHOUSE_URL} to load into DuckDB.",
+        )
+    return _postgres(raw)
+
+
+def _postgres(raw: str) -> PostgresWarehouse:
+    try:
+        url = urlsplit(raw)
+        port = url.port
+    except ValueError:
+        url, port = None, None
+    shown = _redacted(url) if url is not None else "(not a URL)"
+    example = "postgresql://sync:PASSWORD@db.example.com:5432/warehouse"
+    if url is None or url.scheme.lower() not in POSTGRES_SCHEMES:
+        scheme = url.scheme if url is not None and url.scheme else "none"
+        raise ConfigurationError(
+            f"{WAREHOUSE_URL}={shown}: unknown scheme {scheme!r}; the warehouse is a PostgreSQL database.",
+            action=f"Set it like {example}, or unset it to use the DuckDB file SYNC_DUCKDB_PATH.",
+        )
+    missing = [
+        name
+        for name, value in (("user", url.username), ("password", url.password), ("host", url.hostname))
+        if not value
+    ]
+    database = unquote(url.path.lstrip("/"))
+    if not database or "/" in database:
+        missing.append("database")
+    if missing:
+        raise ConfigurationError(
+            f"{WAREHOUSE_URL}={shown} has no {', no '.join(missing)}.",
+            action=f"Set it like {example} (dlt's loads need the password in the URL; quote special characters "
+            "with %XX).",
+        )
+    return PostgresWarehouse(
+        host=url.hostname or "",
+        port=port or DEFAULT_POSTGRES_PORT,
+        database=database,
+        user=unquote(url.username or ""),
+        password=unquote(url.password or ""),
+        query=url.query,
+    )
+
+
+def _redacted(url: SplitResult) -> str:
+    """The URL with its password replaced by `***`, for messages."""
+    netloc = url.netloc
+    if url.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    return f"{url.scheme}://{netloc}{url.path}"
+
+
 def warehouse_path(environ: Mapping[str, str] | None = None) -> Path:
     """The DuckDB file every pipeline writes: `SYNC_DUCKDB_PATH`, default `data/warehouse.duckdb`."""
     env = os.environ if environ is None else environ
     raw = env.get("SYNC_DUCKDB_PATH", "").strip()
     return Path(raw).expanduser().absolute() if raw else DEFAULT_DUCKDB_PATH.absolute()
+
+
+def read_copy_path(path: Path) -> Path:
+    """Where analysts read a DuckDB warehouse: `<stem>_read.duckdb` beside it (see `read_copy.py`)."""
+    return path.with_name(f"{path.stem}_read{path.suffix}")
 
 
 def check_warehouse_path(path: Path, schemas: Iterable[str]) -> None:

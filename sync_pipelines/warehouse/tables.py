@@ -1,9 +1,10 @@
-"""The DuckDB warehouse, outside dlt's loads: counts, deletions, live views, the quarantine table, exports.
+"""The warehouse, outside dlt's loads: counts, deletions, live views, the quarantine table, exports.
 
-Every function opens its own short connection and is called by the single writer (the `duckdb_writer` pool) or
-on a warehouse no sync is writing. A sync opens one before its load (`before_load`) and one after it
-(`after_load`): each connection to a file of hundreds of MB costs tens of milliseconds. Every connection is
-bounded like dlt's loads (`settings.duckdb_settings`), so a deletion sweep over a million rows stays small.
+The SQL is written once for DuckDB and PostgreSQL; `dialect.session` is the seam. Every function opens its own
+short session and is called by the warehouse's one writer (`lock.step_turn`) or on a warehouse no sync is writing.
+A sync opens one before its load (`before_load`) and one after it (`after_load`): each connection to a DuckDB file
+of hundreds of MB costs tens of milliseconds, and on PostgreSQL `after_load` is one transaction, so an analyst
+never sees a load whose deletions are not marked yet.
 """
 
 from __future__ import annotations
@@ -18,59 +19,27 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from sync_pipelines.errors import SuspiciousDeletions, WarehouseLocked
+from sync_pipelines.errors import SuspiciousDeletions
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
-from sync_pipelines.warehouse.settings import duckdb_settings
+from sync_pipelines.warehouse.dialect import Session, session
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse
 
 DELETED_AT = "_deleted_at"
 STATE_VERSIONS_KEPT = 10
 
 
-def read_copy_path(path: Path) -> Path:
-    """Where analysts read: `<stem>_read.duckdb` beside the warehouse (see `read_copy.py`)."""
-    return path.with_name(f"{path.stem}_read{path.suffix}")
+def _exists_yet(target: Warehouse) -> bool:
+    """False for a DuckDB file not created yet (reading would create it); a PostgreSQL database exists."""
+    return not isinstance(target, DuckDBWarehouse) or target.path.exists()
 
 
-def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Every connection to the warehouse, bounded like dlt's loads (`settings.duckdb_settings`)."""
-    return duckdb.connect(str(path), read_only=read_only, config=dict(duckdb_settings()))
-
-
-@contextmanager
-def writer(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-write connection; `WarehouseLocked` if another process holds the file (DuckDB allows one writing
-    process)."""
-    try:
-        con = _connect(path)
-    except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
-            raise
-        raise WarehouseLocked(
-            f"{path} is held by another process ({str(exc).splitlines()[0][:200]}).",
-            action=(
-                f"Close that connection: analysts should open the read copy {read_copy_path(path)} (refreshed after "
-                "every sync) instead of the warehouse itself. The run retries, with growing waits."
-            ),
-        ) from None
-    with con:
-        yield con
-
-
-def check_writable(path: Path) -> None:
-    """Raise `WarehouseLocked` if another process holds the DuckDB file."""
-    if path.exists():
-        with writer(path):
-            pass
-
-
-def before_load(path: Path, schema: str, table: str) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Before a sync's load, in one connection: the rows of `schema.table` and its stored quarantine rows (see
-    `read_quarantine`). Raises `WarehouseLocked` like `check_writable`; (0, {}) when there is no warehouse yet."""
-    if not path.exists():
+def before_load(target: Warehouse, schema: str, table: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Before a sync's load, in one connection: the rows of `schema.table` and its stored quarantine rows. Raises
+    `WarehouseLocked` if another process holds the DuckDB file, and a `SYNC_WAREHOUSE_URL` error if PostgreSQL
+    cannot be reached; (0, {}) when there is no warehouse yet."""
+    if not _exists_yet(target):
         return 0, {}
-    with writer(path) as con:
+    with session(target) as con:
         return _count(con, schema, table), _quarantine(con, schema, table)
 
 
@@ -82,7 +51,7 @@ class AfterLoad:
 
 
 def after_load(
-    path: Path,
+    target: Warehouse,
     schema: str,
     table: str,
     seen_ids: Iterable[str] | None,
@@ -94,9 +63,9 @@ def after_load(
     """After a sync's load, in one connection: count the rows, mark what a full walk (`seen_ids`) no longer saw
     as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), prune the quarantine
     (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows."""
-    if not path.exists():
+    if not _exists_yet(target):
         return AfterLoad(0, 0, 0)
-    with writer(path) as con:
+    with session(target) as con:
         rows = _count(con, schema, table)
         deleted = 0
         if seen_ids is not None:
@@ -108,59 +77,61 @@ def after_load(
         return AfterLoad(rows, _count(con, schema, table, live=True), deleted)
 
 
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+def _exists(con: Session, schema: str, table: str) -> bool:
     return bool(
-        con.execute(
+        con.rows(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
             "AND table_type = 'BASE TABLE'",
             [schema, table],
-        ).fetchall()[0][0]
+        )[0][0]
     )
 
 
 @contextmanager
-def _table(path: Path, schema: str, table: str, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """A connection when `schema.table` exists; None when the warehouse or the table does not exist yet."""
-    if not path.exists():
+def _table(target: Warehouse, schema: str, table: str, read_only: bool = True) -> Iterator[Session | None]:
+    """A session when `schema.table` exists; None when the warehouse or the table does not exist yet."""
+    if not _exists_yet(target):
         yield None
         return
-    with _connect(path, read_only=read_only) as con:
+    with session(target, read_only=read_only) as con:
         yield con if _exists(con, schema, table) else None
 
 
-def count_rows(path: Path, schema: str, table: str, live: bool = False) -> int:
+def count_rows(target: Warehouse, schema: str, table: str, live: bool = False) -> int:
     """Rows in `schema.table` (only rows not marked deleted when `live`); 0 when it does not exist yet."""
-    with _table(path, schema, table, read_only=False) as con:
+    with _table(target, schema, table, read_only=False) as con:
         return 0 if con is None else _count(con, schema, table, live)
 
 
-def _count(con: duckdb.DuckDBPyConnection, schema: str, table: str, live: bool = False) -> int:
+def _count(con: Session, schema: str, table: str, live: bool = False) -> int:
     if not _exists(con, schema, table):
         return 0
     where = f' WHERE "{DELETED_AT}" IS NULL' if live and _has_column(con, schema, table, DELETED_AT) else ""
-    return int(con.execute(f'SELECT count(*) FROM "{schema}"."{table}"{where}').fetchall()[0][0])
+    return int(con.rows(f'SELECT count(*) FROM "{schema}"."{table}"{where}')[0][0])
 
 
-def duplicate_ids(path: Path, schema: str, table: str) -> list[str]:
-    with _table(path, schema, table) as con:
+def duplicate_ids(target: Warehouse, schema: str, table: str) -> list[str]:
+    with _table(target, schema, table) as con:
         if con is None:
             return []
-        rows = con.execute(f'SELECT id FROM "{schema}"."{table}" GROUP BY id HAVING count(*) > 1 LIMIT 20')
-        return [r[0] for r in rows.fetchall()]
+        return [r[0] for r in con.rows(f'SELECT id FROM "{schema}"."{table}" GROUP BY id HAVING count(*) > 1 LIMIT 20')]
 
 
-def _has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "AND column_name = ?",
-            [schema, table, column],
-        ).fetchall()[0][0]
-    )
+def _has_column(con: Session, schema: str, table: str, column: str) -> bool:
+    return bool(_columns(con, schema, table, column))
+
+
+def _columns(con: Session, schema: str, table: str, only: str | None = None) -> list[str]:
+    """The columns of `schema.table` in their order (or just `only`, if it is one of them)."""
+    sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?"
+    params = [schema, table]
+    if only is not None:
+        sql, params = f"{sql} AND column_name = ?", [*params, only]
+    return [r[0] for r in con.rows(f"{sql} ORDER BY ordinal_position", params)]
 
 
 def _mark_deleted(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, seen_ids: Iterable[str], when: datetime, max_share: float
+    con: Session, schema: str, table: str, seen_ids: Iterable[str], when: datetime, max_share: float
 ) -> int:
     """After a full walk: rows whose id the API no longer lists get `_deleted_at` (kept, not erased).
 
@@ -170,15 +141,17 @@ def _mark_deleted(
     if not _exists(con, schema, table):
         return 0
     _ensure_deleted_column(con, schema, table)
-    con.execute("CREATE OR REPLACE TEMP TABLE seen_ids (id VARCHAR)")
+    con.execute("CREATE TEMP TABLE seen_ids (id VARCHAR)")  # each session is a connection of its own
     ids = iter(seen_ids)
     while chunk := list(islice(ids, 100_000)):  # never a second million-long copy of the ids at once
         con.execute("INSERT INTO seen_ids SELECT unnest(?::VARCHAR[])", [chunk])
-    live_gone = f'"{DELETED_AT}" IS NULL AND id NOT IN (SELECT id FROM seen_ids)'
-    gone, live = con.execute(
+    con.execute("ANALYZE seen_ids")  # PostgreSQL then plans a hashed anti-join, not a nested loop
+    # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join however many ids there are
+    live_gone = f'"{DELETED_AT}" IS NULL AND NOT EXISTS (SELECT 1 FROM seen_ids s WHERE s.id = "{schema}"."{table}".id)'
+    gone, live = con.rows(
         f'SELECT count(*) FILTER (WHERE {live_gone}), count(*) FILTER (WHERE "{DELETED_AT}" IS NULL) '
         f'FROM "{schema}"."{table}"'
-    ).fetchall()[0]
+    )[0]
     if gone > max(1, max_share * live):
         raise SuspiciousDeletions(
             f"A full run of {schema}.{table} would mark {gone} of {live} live rows deleted "
@@ -190,144 +163,139 @@ def _mark_deleted(
     return int(gone)
 
 
-def _ensure_deleted_column(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
-    con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN IF NOT EXISTS "{DELETED_AT}" TIMESTAMPTZ')
+def _ensure_deleted_column(con: Session, schema: str, table: str) -> None:
+    # looked up first: on PostgreSQL, ALTER TABLE waits for every reader of the table, even when it adds nothing
+    if not _has_column(con, schema, table, DELETED_AT):
+        con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN IF NOT EXISTS "{DELETED_AT}" TIMESTAMPTZ')
 
 
-def _ensure_live_views(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+def _ensure_live_views(con: Session, schema: str, table: str) -> list[str]:
     """`<table>_live` and `<table>__<child>_live`: the rows not marked deleted; children follow their parent.
 
-    A view is (re)created only when missing or defined otherwise: each carries a comment naming its definition,
-    so a run that changed nothing writes nothing (and leaves the read copy current).
+    Columns are listed (a new column re-defines the view). A view is (re)created only when missing or defined
+    otherwise: each carries a comment naming its definition, so a run that changed nothing writes nothing (it
+    leaves DuckDB's read copy current, and on PostgreSQL waits for no reader of the view).
     """
     if not _exists(con, schema, table):
         return []
     _ensure_deleted_column(con, schema, table)
+    kept = ", ".join(f'"{c}"' for c in _columns(con, schema, table) if c != DELETED_AT)
     views = {
         f"{table}_live": (
-            f'SELECT * EXCLUDE ("{DELETED_AT}") FROM "{schema}"."{table}" WHERE "{DELETED_AT}" IS NULL',
+            f'SELECT {kept} FROM "{schema}"."{table}" WHERE "{DELETED_AT}" IS NULL',
             f"Rows of {schema}.{table} not marked deleted",
         )
     }
-    children = con.execute(
+    children = con.rows(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' "
-        "AND starts_with(table_name, ?)",
+        "AND starts_with(table_name, ?) ORDER BY table_name",
         [schema, f"{table}__"],
-    ).fetchall()
+    )
     for (child,) in children:
+        columns = ", ".join(f'c."{c}"' for c in _columns(con, schema, child))
         views[f"{child}_live"] = (
-            f'SELECT c.* FROM "{schema}"."{child}" c JOIN "{schema}"."{table}" p ON c._dlt_root_id = p._dlt_id '
+            f'SELECT {columns} FROM "{schema}"."{child}" c JOIN "{schema}"."{table}" p ON c._dlt_root_id = p._dlt_id '
             f'WHERE p."{DELETED_AT}" IS NULL',
             f"Rows of {schema}.{child} whose parent is not marked deleted",
         )
-    comments = dict(
-        con.execute(
-            "SELECT view_name, comment FROM duckdb_views() WHERE schema_name = ? AND NOT internal", [schema]
-        ).fetchall()
-    )
+    comments = con.view_comments(schema)
     for name, (select, description) in views.items():
         comment = f"{description} (definition {hashlib.sha256(select.encode()).hexdigest()[:12]})"
         if comments.get(name) != comment:
-            con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS {select}')
+            con.execute(f'DROP VIEW IF EXISTS "{schema}"."{name}"')  # a column may have moved: not OR REPLACE
+            con.execute(f'CREATE VIEW "{schema}"."{name}" AS {select}')
             quoted = comment.replace("'", "''")  # COMMENT takes no parameter
             con.execute(f'COMMENT ON VIEW "{schema}"."{name}" IS \'{quoted}\'')
     return list(views)
 
 
-def _quarantine(con: duckdb.DuckDBPyConnection, schema: str, entity: str) -> dict[str, dict[str, Any]]:
+def _quarantine(con: Session, schema: str, entity: str) -> dict[str, dict[str, Any]]:
     """The stored quarantine rows of `entity`, by record id."""
     if not _exists(con, schema, REJECTED_TABLE):
         return {}
-    cursor = con.execute(f'SELECT * FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ?', [entity])
-    names = [d[0] for d in cursor.description]
-    return {row["record_id"]: row for row in (dict(zip(names, r)) for r in cursor.fetchall())}
+    names, rows = con.named_rows(f'SELECT * FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ?', [entity])
+    return {row["record_id"]: row for row in (dict(zip(names, r)) for r in rows)}
 
 
-def rejected_counts(path: Path, schema: str, entity: str, run_id: str) -> dict[str, int]:
+def rejected_counts(target: Warehouse, schema: str, entity: str, run_id: str) -> dict[str, int]:
     """Records `run_id` quarantined for `entity` and did not resolve, by reason."""
-    with _table(path, schema, REJECTED_TABLE) as con:
+    with _table(target, schema, REJECTED_TABLE) as con:
         if con is None:
             return {}
-        rows = con.execute(
+        rows = con.rows(
             f'SELECT reason, count(*) FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ? AND run_id = ? '
             "AND status <> ? GROUP BY reason",
             [entity, run_id, RESOLVED],
-        ).fetchall()
+        )
         return {reason: int(count) for reason, count in rows}
 
 
-def _prune_resolved(con: duckdb.DuckDBPyConnection, schema: str, before: datetime) -> int:
+def _prune_resolved(con: Session, schema: str, before: datetime) -> int:
     """Retention: quarantine rows resolved before `before` are deleted."""
     if not _exists(con, schema, REJECTED_TABLE):
         return 0
-    return int(
-        con.execute(
-            f'DELETE FROM "{schema}"."{REJECTED_TABLE}" WHERE status = ? AND resolved_at < ?', [RESOLVED, before]
-        ).fetchall()[0][0]
+    return con.execute(
+        f'DELETE FROM "{schema}"."{REJECTED_TABLE}" WHERE status = ? AND resolved_at < ?', [RESOLVED, before]
     )
 
 
-def _prune_pipeline_state(
-    con: duckdb.DuckDBPyConnection, schema: str, pipeline: str, keep: int = STATE_VERSIONS_KEPT
-) -> int:
+def _prune_pipeline_state(con: Session, schema: str, pipeline: str, keep: int = STATE_VERSIONS_KEPT) -> int:
     """Retention: dlt adds a `_dlt_pipeline_state` row at every load that changes the state (cursor, memo) and
     never removes one; all but the newest `keep` completed versions of `pipeline` are deleted (dlt restores
     the newest completed one)."""
     if not _exists(con, schema, "_dlt_pipeline_state") or not _exists(con, schema, "_dlt_loads"):
         return 0
-    return int(
-        con.execute(
-            f"""DELETE FROM "{schema}"._dlt_pipeline_state WHERE pipeline_name = $name AND _dlt_load_id < (
-                SELECT min(load_id) FROM (
-                    SELECT s._dlt_load_id AS load_id FROM "{schema}"._dlt_pipeline_state s
-                    JOIN "{schema}"._dlt_loads l ON l.load_id = s._dlt_load_id
-                    WHERE l.status = 0 AND s.pipeline_name = $name
-                    ORDER BY s._dlt_load_id DESC LIMIT $keep))""",
-            {"name": pipeline, "keep": keep},
-        ).fetchall()[0][0]
+    return con.execute(
+        f"""DELETE FROM "{schema}"._dlt_pipeline_state WHERE pipeline_name = ? AND _dlt_load_id < (
+            SELECT min(load_id) FROM (
+                SELECT s._dlt_load_id AS load_id FROM "{schema}"._dlt_pipeline_state s
+                JOIN "{schema}"._dlt_loads l ON l.load_id = s._dlt_load_id
+                WHERE l.status = 0 AND s.pipeline_name = ?
+                ORDER BY s._dlt_load_id DESC LIMIT ?) AS newest)""",
+        [pipeline, pipeline, keep],
     )
 
 
-def export_rejected(path: Path, schema: str, folder: Path) -> list[Path]:
+def export_rejected(target: Warehouse, schema: str, folder: Path) -> list[Path]:
     """One CSV per entity and reason of the records still in quarantine (open or unresolved)."""
     written = []
-    with _table(path, schema, REJECTED_TABLE) as con:
+    with _table(target, schema, REJECTED_TABLE) as con:
         if con is None:
             return []
-        cursor = con.execute(
+        names, rows = con.named_rows(
             f"SELECT entity, reason, record_id, status, attempts, message, action, first_seen, last_seen, run_id, "
             f'payload FROM "{schema}"."{REJECTED_TABLE}" WHERE status <> ? ORDER BY entity, reason, record_id',
             [RESOLVED],
         )
-        names = [d[0] for d in cursor.description]
         groups: dict[tuple[str, str], list[tuple]] = {}
-        for row in cursor.fetchall():
+        for row in rows:
             groups.setdefault((row[0], row[1]), []).append(row)
     folder.mkdir(parents=True, exist_ok=True)
-    for (entity, reason), rows in sorted(groups.items()):
-        target = folder / f"{entity}__{reason}.csv"
-        with target.open("w", newline="", encoding="utf-8") as handle:
+    for (entity, reason), group in sorted(groups.items()):
+        file = folder / f"{entity}__{reason}.csv"
+        with file.open("w", newline="", encoding="utf-8") as handle:
             out = csv.writer(handle)
             out.writerow(names)
-            out.writerows(rows)
-        written.append(target)
+            out.writerows(group)
+        written.append(file)
     return written
 
 
-def table_summary(path: Path) -> list[tuple[str, str, int]]:
+def table_summary(target: Warehouse) -> list[tuple[str, str, int]]:
     """(schema, table, rows) of every data table in the warehouse, dlt's bookkeeping tables and views left out."""
-    with _connect(path, read_only=True) as con:
-        tables = con.execute(
+    with session(target, read_only=True) as con:
+        tables = con.rows(
             """
             SELECT table_schema, table_name FROM information_schema.tables
             WHERE table_type = 'BASE TABLE'
               AND table_schema NOT LIKE '%\\_staging' ESCAPE '\\'
               AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\'
-              AND table_schema NOT IN ('information_schema', 'main', 'pg_catalog')
+              AND table_schema NOT IN ('information_schema', 'main', 'pg_catalog', 'public')
+              AND table_schema NOT LIKE 'pg\\_%' ESCAPE '\\'
             ORDER BY table_schema, table_name
             """
-        ).fetchall()
+        )
         return [
-            (schema, table, con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0])
+            (schema, table, int(con.rows(f'SELECT count(*) FROM "{schema}"."{table}"')[0][0]))
             for schema, table in tables
         ]
