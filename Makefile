@@ -16,9 +16,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
 
 install: $(VENV)/.installed
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+## The instance's settings: dagster.yaml, plus a PostgreSQL storage block when SYNC_DAGSTER_POSTGRES_URL is set
+## (written every time: the variable may have changed).
+.PHONY: $(DAGSTER_HOME)/dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: install
+	$(BIN)/python -m sync_pipelines.instance dagster.yaml $(DAGSTER_HOME)
 
 ## Serve the bundled emulator, run sync_all into DuckDB, print what landed, stop the emulator.
 ## ARGS passes the emulator's API-habit switches to demo, ui and emulator, e.g.

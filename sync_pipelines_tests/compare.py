@@ -12,6 +12,8 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
 from sync_pipelines.synchroteam.records import normalise_record
+from sync_pipelines.warehouse.dialect import Session, session
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse
 from synchroteam_emulator import Emulator
 
 NAMING = NamingConvention()
@@ -42,23 +44,27 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def warehouse_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[dict[str, Any]]:
-    cursor = con.execute(f'SELECT * FROM "{schema}"."{table}"')
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+def warehouse_rows(con: duckdb.DuckDBPyConnection | Session, schema: str, table: str) -> list[dict[str, Any]]:
+    """Every row of `schema.table`, over a DuckDB connection or a warehouse session (DuckDB or PostgreSQL)."""
+    sql = f'SELECT * FROM "{schema}"."{table}"'
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        cursor = con.execute(sql)
+        names, rows = [d[0] for d in cursor.description], cursor.fetchall()
+    else:
+        names, rows = con.named_rows(sql)
+    return [dict(zip(names, row)) for row in rows]
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-        ).fetchall()
-    )
+def table_exists(con: duckdb.DuckDBPyConnection | Session, schema: str, table: str) -> bool:
+    sql = "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?"
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return bool(con.execute(sql, [schema, table]).fetchall())
+    return bool(con.rows(sql, [schema, table]))
 
 
 def assert_warehouse_equals_emulator(
     emulator: Emulator,
-    path: Path,
+    path: Path | Warehouse,
     domains: dict[str, str],
     tenants: list[str] | None = None,
     entities: list[str] | None = None,
@@ -69,7 +75,8 @@ def assert_warehouse_equals_emulator(
     `tenants`/`entities` restrict the comparison; `extra_ids_allowed` tolerates rows of records deleted from the
     API that no full run has swept yet.
     """
-    with duckdb.connect(str(path), read_only=True) as con:
+    target = DuckDBWarehouse(path) if isinstance(path, Path) else path
+    with session(target, read_only=True) as con:
         for tenant in TENANTS.values():
             if tenants is not None and tenant.name not in tenants:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 # Dagster retry a step (and the processes they start) wait 0 s, not 30 s and 60 s.
 os.environ.setdefault("SYNC_RETRY_DELAY_SECONDS", "0")
 
+from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
+from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
+from sync_pipelines_tests.postgres_server import PostgresServer, running_postgres
 from synchroteam_emulator import Emulator, TenantSpec
 from synchroteam_emulator.env import tenant_env
 
@@ -39,11 +43,44 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
+def _point_tenants_at(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, value in tenant_env(emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}).items():
+        monkeypatch.setenv(variable, value)
+
+
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> Path:
     """Points both tenants at the emulator and the warehouse at a fresh DuckDB file; returns its path."""
-    for variable, value in tenant_env(emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}).items():
-        monkeypatch.setenv(variable, value)
+    _point_tenants_at(emulator, monkeypatch)
     path = tmp_path / "warehouse.duckdb"
+    monkeypatch.delenv("SYNC_WAREHOUSE_URL", raising=False)
     monkeypatch.setenv("SYNC_DUCKDB_PATH", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster on 127.0.0.1 for the whole session (started in about a second), stopped at the end."""
+    with running_postgres(tmp_path_factory.mktemp("postgres") / "cluster") as server:
+        yield server
+
+
+@pytest.fixture
+def pg_warehouse(
+    request: pytest.FixtureRequest, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch, emulator: Emulator
+) -> PostgresWarehouse:
+    """Points both tenants at the emulator and the warehouse at a fresh PostgreSQL database (SYNC_WAREHOUSE_URL)."""
+    _point_tenants_at(emulator, monkeypatch)
+    name = "wh_" + re.sub(r"\W+", "_", request.node.name).lower()[-40:]
+    monkeypatch.delenv("SYNC_DUCKDB_PATH", raising=False)
+    monkeypatch.setenv("SYNC_WAREHOUSE_URL", postgres.create_database(name))
+    target = configured_warehouse()
+    assert isinstance(target, PostgresWarehouse)
+    return target
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def any_warehouse(request: pytest.FixtureRequest) -> Warehouse:
+    """Each test using it runs twice: on a fresh DuckDB file, then on a fresh PostgreSQL database."""
+    request.getfixturevalue("warehouse" if request.param == "duckdb" else "pg_warehouse")
+    return configured_warehouse()

@@ -16,6 +16,7 @@ from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import entity_source, pipeline_name
+from sync_pipelines.warehouse.pipeline import load_file_format
 from synchroteam_emulator import Emulator
 
 
@@ -27,8 +28,9 @@ def run_sync_all(raise_on_error: bool = True, instance: DagsterInstance | None =
 def run_entity(tenant: Tenant, entity: Entity, plan: SyncPlan) -> None:
     """One entity through dlt alone, with an explicit plan (no Dagster)."""
     with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
-        build_pipeline(tenant, entity).run(
-            entity_source(tenant, entity, client, plan), loader_file_format="jsonl"
+        pipeline = build_pipeline(tenant, entity)
+        pipeline.run(
+            entity_source(tenant, entity, client, plan), loader_file_format=load_file_format(pipeline)
         ).raise_on_failed_jobs()
 
 

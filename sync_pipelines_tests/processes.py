@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import DagsterInstance
+
+from sync_pipelines.instance import write_dagster_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,10 +66,10 @@ def analyst(path: Path) -> Iterator[Analyst]:
 
 
 def dagster_home(tmp_path: Path, name: str = "dagster_home") -> Path:
-    """A DAGSTER_HOME with the project's committed dagster.yaml."""
+    """A DAGSTER_HOME as `make` writes it: the project's dagster.yaml, on PostgreSQL when the environment has
+    SYNC_DAGSTER_POSTGRES_URL."""
     home = tmp_path / name
-    home.mkdir(exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    write_dagster_yaml(REPO / "dagster.yaml", home)
     # create the instance's storage once, as a deployed DAGSTER_HOME has it: two processes creating a fresh
     # SQLite store at the same moment race on its schema
     with DagsterInstance.from_config(str(home)):

@@ -41,7 +41,7 @@ from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.pipeline import build_pipeline
+from sync_pipelines.warehouse.pipeline import build_pipeline, load_file_format
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import (
     WAREHOUSE_URL,
@@ -226,7 +226,9 @@ def _sync_entity(
             pipeline = build_pipeline(tenant, entity, duckdb_config)
             try:
                 results = list(
-                    dlt_resource.run(context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format="jsonl")
+                    dlt_resource.run(
+                        context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format=load_file_format(pipeline)
+                    )
                 )
             except Exception as exc:
                 cause = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)

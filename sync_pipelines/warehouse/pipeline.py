@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -15,10 +16,11 @@ import dlt
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.source import pipeline_name
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
+from sync_pipelines.warehouse.settings import WAREHOUSE_URL, DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
 
-# A local folder per PostgreSQL database, for dlt's scratch files only: the state lives in the database
-POSTGRES_PIPELINES_ROOT = Path("data") / ".dlt_pipelines"
+# A local folder per PostgreSQL database, for dlt's scratch files only: the state lives in the database, and a
+# run on another host (or after this folder is gone) restores it from there
+POSTGRES_PIPELINES_ROOT = Path(tempfile.gettempdir()) / "sync_pipelines" / "dlt_pipelines"
 
 
 def build_pipeline(
@@ -35,11 +37,15 @@ def build_pipeline(
     processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
     state file and one would fail to import the code location.
     """
-    target = warehouse()
-    folder = _definitions_pipelines_dir() if describe_only else _working_folder(target)
+    if describe_only:  # reads no setting: a bad one fails the run that needs it, not the code location's load
+        folder = _definitions_pipelines_dir()
+        kind = dlt.destinations.postgres() if os.environ.get(WAREHOUSE_URL, "").strip() else dlt.destinations.duckdb()
+    else:
+        target = warehouse()
+        folder, kind = _working_folder(target), destination(target, duckdb_config)
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
-        destination=destination(target, duckdb_config),
+        destination=kind,
         dataset_name=tenant.name,
         pipelines_dir=str(folder),
     )
@@ -54,10 +60,17 @@ def destination(target: Warehouse, duckdb_config: Mapping[str, Any] | None = Non
     return dlt.destinations.postgres(target.credentials())
 
 
+def load_file_format(pipeline: dlt.Pipeline) -> str:
+    """DuckDB reads jsonl load files fastest (BENCHMARKS.md). PostgreSQL gets dlt's default, INSERT statements:
+    its csv COPY loads every empty string as NULL (`FORCE_NULL` on nullable columns), and the warehouse must
+    hold what the API said."""
+    return "jsonl" if pipeline.destination.destination_name == "duckdb" else "insert_values"
+
+
 def _working_folder(target: Warehouse) -> Path:
     if isinstance(target, DuckDBWarehouse):
         return pipelines_dir(target.path)
-    return POSTGRES_PIPELINES_ROOT.absolute() / f"postgres_{target.host}_{target.port}_{target.database}"
+    return POSTGRES_PIPELINES_ROOT / f"postgres_{target.host}_{target.port}_{target.database}"
 
 
 @functools.cache

@@ -1,0 +1,355 @@
+"""The warehouse on PostgreSQL (`SYNC_WAREHOUSE_URL`), against a real server the tests start (conftest `postgres`).
+
+The exactness scenarios run on both warehouses (`any_warehouse`); what only PostgreSQL has (an analyst's snapshot,
+the advisory lock per tenant schema, connection errors) runs on it alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.warehouse.dialect import session
+from sync_pipelines.warehouse.lock import advisory_key
+from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
+from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
+from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
+from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
+from sync_pipelines_tests.postgres_server import PASSWORD, PostgresServer
+from synchroteam_emulator import Emulator
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
+INVOICES = ENTITIES["invoices"]
+WAIT_SECONDS = 120
+
+
+def run_every_entity(config: dict) -> None:
+    for tenant in TENANTS.values():
+        for entity in tenant_entities(tenant):
+            assert run_entity_job(tenant, entity, config).success, f"{tenant.name}.{entity.name}"
+
+
+def live_ids(target: Warehouse, schema: str, view: str) -> set[str]:
+    with session(target, read_only=True) as con:
+        return {row[0] for row in con.rows(f'SELECT id FROM "{schema}"."{view}"')}
+
+
+def change_both_tenants(emulator: Emulator) -> dict[str, list[str]]:
+    """Edits (new child lists), additions and deletions in both tenants; the ids deleted, by schema.table."""
+    main, hec = emulator.tenant(MAIN.domain), emulator.tenant(HEC.domain)
+    main.edit("invoice", main.records("invoice")[0]["id"])
+    main.edit("job", main.records("job")[3]["id"], {"description": "Replace the boiler valve"})
+    main.add("customer")
+    main.add("job")
+    hec.edit("creditnote", hec.records("creditnote")[-1]["id"])
+    hec.add("invoice")
+    deleted = {
+        "synchroteam.invoices": [str(main.records("invoice")[5]["id"])],
+        "synchroteam.jobs": [str(main.records("job")[7]["id"])],
+        "synchroteam_hec.invoices": [str(hec.records("invoice")[2]["id"])],
+    }
+    main.delete("invoice", deleted["synchroteam.invoices"][0])
+    main.delete("job", deleted["synchroteam.jobs"][0])
+    hec.delete("invoice", deleted["synchroteam_hec.invoices"][0])
+    return deleted
+
+
+# -- exactness, on both warehouses ------------------------------------------------------------------------------
+
+
+def test_sync_all_then_changes_then_a_full_run_leave_the_warehouse_equal_to_the_emulator(emulator, any_warehouse):
+    assert run_sync_all().success
+    assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS)
+
+    deleted = change_both_tenants(emulator)
+    assert run_sync_all().success  # incremental: edits and additions, deletions not seen yet
+    assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS, extra_ids_allowed=True)
+
+    run_every_entity({"mode": "full"})
+    assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS, extra_ids_allowed=True)
+    for table, ids in deleted.items():
+        schema, name = table.split(".")
+        with session(any_warehouse, read_only=True) as con:
+            marked = dict(con.rows(f'SELECT id, "_deleted_at" IS NOT NULL FROM "{schema}"."{name}"'))
+        assert {i for i, gone in marked.items() if gone} == set(ids), table
+        api = {str(r["id"]) for r in emulator.tenant(DOMAINS[schema]).records(ENTITIES[name].resource)}
+        assert live_ids(any_warehouse, schema, f"{name}_live") == api, table
+    with session(any_warehouse, read_only=True) as con:  # child rows follow their parent out of the live view
+        (orphans,) = con.rows(
+            "SELECT count(*) FROM synchroteam.jobs__parts_live l JOIN synchroteam.jobs j ON j._dlt_id = l._dlt_root_id "
+            "WHERE j._deleted_at IS NOT NULL"
+        )[0]
+    assert orphans == 0
+
+
+def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(emulator, any_warehouse, tmp_path):
+    """Three `dagster job execute` processes, three DAGSTER_HOMEs (no pool between them): two of the same
+    tenant's invoices, one of the other tenant's. The warehouse lock alone orders them."""
+    from sync_pipelines_tests.processes import dagster_home, start_job, wait
+    from synchroteam_emulator import Fault
+
+    # every list page answers late, so that each run holds its turn for seconds
+    emulator.faults.add(Fault(delay=0.3, times=1000, resource="invoice", action="list"))
+    jobs = ["sync_synchroteam__invoices", "sync_synchroteam__invoices", "sync_synchroteam_hec__invoices"]
+    runs = [start_job(job, dagster_home(tmp_path, f"home{i}"), tmp_path / f"run{i}.log") for i, job in enumerate(jobs)]
+    codes = [wait(run, timeout=300) for run in runs]
+    logs = [(tmp_path / f"run{i}.log").read_text() for i in range(len(jobs))]
+    assert codes == [0, 0, 0], "\n\n".join(log[-6000:] for log, code in zip(logs, codes) if code)
+
+    same_tenant = [log for log in logs[:2] if "Waiting for the warehouse" in log]
+    assert same_tenant  # one waited for the other (and maybe the other for its checks)
+    if isinstance(any_warehouse, PostgresWarehouse):
+        assert "Waiting for the warehouse" not in logs[2]  # the other tenant's schema was free
+        assert re.search(
+            r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices", same_tenant[0]
+        )
+    assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS, entities=["invoices"])
+
+
+# -- only on PostgreSQL ------------------------------------------------------------------------------------------
+
+
+def analyst_connection(target: PostgresWarehouse) -> psycopg2.extensions.connection:
+    con = psycopg2.connect(
+        host=target.host, port=target.port, dbname=target.database, user=target.user, password=target.password
+    )
+    con.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    return con
+
+
+def snapshot(cur) -> tuple:
+    cur.execute(
+        "SELECT (SELECT count(*) FROM synchroteam.invoices_live), (SELECT count(*) FROM synchroteam.invoices__lines_live),"
+        " (SELECT count(*) FROM synchroteam.invoices WHERE _deleted_at IS NOT NULL),"
+        " (SELECT string_agg(md5(i::text), '' ORDER BY i.id) FROM synchroteam.invoices i)"
+    )
+    return cur.fetchone()
+
+
+def test_an_analysts_snapshot_is_neither_blocked_nor_shown_a_half_loaded_state(emulator, pg_warehouse):
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    main = emulator.tenant(MAIN.domain)
+    for invoice in main.records("invoice")[:20]:
+        main.edit("invoice", invoice["id"])
+    for _ in range(5):
+        main.add("invoice")
+    main.delete("invoice", main.records("invoice")[10]["id"])
+
+    analyst = analyst_connection(pg_warehouse)
+    cur = analyst.cursor()
+    cur.execute("SET statement_timeout = '5s'")  # a read the sync blocked would fail here
+    before = snapshot(cur)
+    results: list[ExecuteInProcessResult] = []
+    sync = threading.Thread(target=lambda: results.append(run_entity_job(MAIN_TENANT, INVOICES, {"mode": "full"})))
+    sync.start()
+    reads = 0
+    while sync.is_alive():  # the analyst keeps reading while the sync loads
+        assert snapshot(cur) == before
+        reads += 1
+        time.sleep(0.05)
+    sync.join(WAIT_SECONDS)
+    assert results and results[0].success  # the open snapshot did not block the load
+    assert snapshot(cur) == before and reads > 0
+    analyst.commit()  # a new snapshot sees the whole load: the edits, additions and the deletion marked
+    after = snapshot(cur)
+    analyst.close()
+    assert after[0] == len(main.records("invoice")) and after[2] == 1 and after != before
+
+
+@pytest.mark.parametrize(
+    ("url", "category", "says"),
+    [
+        ("mysql://sync:{password}@127.0.0.1:{port}/warehouse", "configuration", "unknown scheme 'mysql'"),
+        ("postgresql://sync@127.0.0.1:{port}/warehouse", "configuration", "has no password"),
+        ("postgresql://sync_admin:{password}@127.0.0.1:{closed}/warehouse", "warehouse_unavailable", "no answer"),
+        ("postgresql://sync_admin:{wrong}@127.0.0.1:{port}/{db}", "configuration", "refused the user"),
+        ("postgresql://sync_admin:{password}@127.0.0.1:{port}/no_such_db", "configuration", "CREATE DATABASE"),
+        ("postgresql://sync_admin:{password}@no-such-host.invalid:{port}/{db}", "configuration", "unknown host"),
+    ],
+    ids=["scheme", "no-password", "unreachable", "wrong-password", "missing-database", "unknown-host"],
+)
+def test_a_bad_warehouse_url_fails_before_any_request_naming_the_variable_never_the_password(
+    url, category, says, emulator, pg_warehouse, postgres, monkeypatch
+):
+    from sync_pipelines_tests.postgres_server import free_port
+
+    wrong = "Wrong-" + PASSWORD
+    filled = url.format(
+        password=quoted(PASSWORD), wrong=quoted(wrong), port=postgres.port, closed=free_port(), db=pg_warehouse.database
+    )
+    monkeypatch.setenv("SYNC_WAREHOUSE_URL", filled)
+    result = run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False)
+    assert not result.success
+    (message,) = step_failures(result).values()
+    assert message.startswith(f"[{category}]") and "SYNC_WAREHOUSE_URL" in message and says in message, message
+    for secret in (PASSWORD, wrong, quoted(PASSWORD), quoted(wrong)):
+        assert secret not in message
+    assert emulator.requests == []
+
+
+@contextmanager
+def holding_schema(target: PostgresWarehouse, schema: str) -> Iterator[subprocess.Popen]:
+    """Another process holding `schema`'s advisory lock, named "the test's holder", until killed or released."""
+    code = (
+        "import sys\n"
+        "from sync_pipelines.warehouse.lock import schema_turn\n"
+        "from sync_pipelines.warehouse.settings import warehouse\n"
+        'with schema_turn(warehouse(), sys.argv[1], "the test\'s holder", print):\n'
+        "    print('holding', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, schema], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert process.stdout.readline() == "holding\n"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def waiting_for(target: PostgresWarehouse, schema: str) -> bool:
+    key = advisory_key(schema) & 0xFFFFFFFFFFFFFFFF
+    with session(target, read_only=True) as con:
+        return bool(
+            con.rows(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid::bigint = ? AND objid::bigint = ?",
+                [key >> 32, key & 0xFFFFFFFF],
+            )[0][0]
+        )
+
+
+def test_the_schema_lock_holds_one_tenant_says_who_holds_it_and_dies_with_its_process(emulator, pg_warehouse):
+    instance = DagsterInstance.ephemeral()
+    with holding_schema(pg_warehouse, "synchroteam") as holder:
+        # the other tenant's schema is free: its sync runs to the end while the first is held
+        assert run_entity_job(HEC_TENANT, INVOICES, instance=instance).success
+        results: list[ExecuteInProcessResult] = []
+        sync = threading.Thread(target=lambda: results.append(run_entity_job(MAIN_TENANT, INVOICES, instance=instance)))
+        sync.start()
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not waiting_for(pg_warehouse, "synchroteam"):
+            assert time.monotonic() < deadline and sync.is_alive(), "the sync never waited for the lock"
+            time.sleep(0.1)
+        assert not results  # still waiting
+        os.kill(holder.pid, signal.SIGKILL)  # a holder that dies releases the lock with its connection
+        sync.join(WAIT_SECONDS)
+    assert results and results[0].success
+    messages = [e.user_message for e in instance.all_logs(results[0].run_id)]
+    assert any(
+        m.startswith("Waiting for the warehouse schema synchroteam") and "the test's holder" in m for m in messages
+    )
+    assert_warehouse_equals_emulator(emulator, pg_warehouse, DOMAINS, entities=["invoices"])
+
+
+def test_the_documented_analyst_role_reads_every_tenant_and_writes_nothing(emulator, pg_warehouse, postgres):
+    assert run_sync_all().success
+    sql = readme_block("analyst role")
+    admin = postgres.connect(pg_warehouse.database)
+    with admin.cursor() as cur:
+        cur.execute(
+            sql.replace("CHANGE-ME", "analyst-pw")
+            .replace("DATABASE warehouse", f"DATABASE {pg_warehouse.database}")
+            .replace("FOR ROLE sync ", f"FOR ROLE {pg_warehouse.user} ")
+        )
+    admin.close()
+    analyst = psycopg2.connect(
+        host="127.0.0.1", port=postgres.port, dbname=pg_warehouse.database, user="analyst", password="analyst-pw"
+    )
+    analyst.autocommit = True
+    with analyst.cursor() as cur:
+        for schema in ("synchroteam", "synchroteam_hec"):
+            cur.execute(f"SELECT count(*) FROM {schema}.invoices_live")
+            assert cur.fetchone()[0] == len(emulator.tenant(DOMAINS[schema]).records("invoice"))
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("DELETE FROM synchroteam.invoices")
+    analyst.close()
+    assert run_entity_job(MAIN_TENANT, INVOICES, {"mode": "full"}).success  # a load re-creating nothing keeps grants
+
+
+def readme_block(name: str) -> str:
+    """The SQL block of the README that follows `<!-- sql: name -->`."""
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- sql: {name} -->\s*```sql\n(.*?)```", text, re.S)
+    assert match, f"README has no SQL block '{name}'"
+    return match.group(1)
+
+
+def test_sync_all_through_a_postgres_instance_keeps_its_runs_there_and_no_password_anywhere(
+    emulator, pg_warehouse, postgres: PostgresServer, tmp_path, monkeypatch
+):
+    from sync_pipelines_tests.processes import dagster_home, start_job, wait
+
+    monkeypatch.setenv("SYNC_DAGSTER_POSTGRES_URL", postgres.create_database("dagster_instance"))
+    home = dagster_home(tmp_path)
+    assert "env: SYNC_DAGSTER_POSTGRES_URL" in (home / "dagster.yaml").read_text()
+    assert wait(start_job("sync_all", home, tmp_path / "ok.log"), timeout=300) == 0, (tmp_path / "ok.log").read_text()[
+        -6000:
+    ]
+    monkeypatch.setenv("SYNC_WAREHOUSE_URL", pg_warehouse_url_with(pg_warehouse, password="Wrong-" + PASSWORD))
+    assert wait(start_job("sync_synchroteam__invoices", home, tmp_path / "failed.log"), timeout=300) != 0
+    assert "SYNC_WAREHOUSE_URL" in (tmp_path / "failed.log").read_text()
+
+    instance_db = postgres.connect("dagster_instance")
+    with instance_db.cursor() as cur:
+        cur.execute("SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
+        assert cur.fetchall() == [("sync_all", "SUCCESS"), ("sync_synchroteam__invoices", "FAILURE")]
+        cur.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
+        assert cur.fetchone()[0] == sum(len(tenant_entities(t)) for t in TENANTS.values())
+    assert_warehouse_equals_emulator(emulator, pg_warehouse, DOMAINS)
+
+    secrets = [PASSWORD, "Wrong-" + PASSWORD, quoted(PASSWORD)]
+    for database in ("dagster_instance", pg_warehouse.database):
+        dump = database_text(postgres, database)
+        for secret in secrets:
+            assert secret not in dump, f"a password is in the database {database}"
+    from sync_pipelines.warehouse.pipeline import POSTGRES_PIPELINES_ROOT
+    from sync_pipelines_tests.test_reliability import files_containing
+
+    for root in (tmp_path, POSTGRES_PIPELINES_ROOT):  # DAGSTER_HOME (compute logs, yaml) and dlt's scratch folder
+        for secret in secrets:
+            assert files_containing(root, secret.encode()) == [], f"a password is in a file under {root}"
+
+
+def quoted(password: str) -> str:
+    from urllib.parse import quote
+
+    return quote(password, safe="")
+
+
+def pg_warehouse_url_with(target: PostgresWarehouse, password: str) -> str:
+    return f"postgresql://{target.user}:{quoted(password)}@{target.host}:{target.port}/{target.database}"
+
+
+def database_text(postgres: PostgresServer, database: str) -> str:
+    """Every text-like value of every table of `database`, as one string."""
+    con = postgres.connect(database)
+    parts: list[str] = []
+    with con.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+        )
+        for schema, table in cur.fetchall():
+            cur.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
+            parts.extend(row[0] for row in cur.fetchall())
+    con.close()
+    return "\n".join(parts)
