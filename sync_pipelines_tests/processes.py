@@ -77,8 +77,8 @@ def dagster_home(tmp_path: Path, name: str = "dagster_home") -> Path:
     return home
 
 
-def start_job(job: str, home: Path, log: Path) -> subprocess.Popen:
-    """`dagster job execute -m sync_pipelines.definitions -j <job>` with the test's environment."""
+def start_job(job: str, home: Path, log: Path, config: Path | None = None) -> subprocess.Popen:
+    """`dagster job execute -m sync_pipelines.definitions -j <job> [-c config]` with the test's environment."""
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     return subprocess.Popen(
         [
@@ -89,6 +89,7 @@ def start_job(job: str, home: Path, log: Path) -> subprocess.Popen:
             "sync_pipelines.definitions",
             "-j",
             job,
+            *(["-c", str(config)] if config is not None else []),
         ],
         env=env,
         cwd=str(home.parent),

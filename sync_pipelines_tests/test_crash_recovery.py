@@ -127,11 +127,16 @@ class Worker:
                 self._changed.wait(min(left, 0.05))
 
     def go(
-        self, entity: Entity, path: Path, config: dict | None = None, pause_at: str | None = None, skip: int = 0
+        self, entity: Entity, path: Path | str, config: dict | None = None, pause_at: str | None = None, skip: int = 0
     ) -> None:
+        """Run `entity`'s job on the DuckDB file `path`, or on the PostgreSQL database of the URL `path`."""
         self.wait_for(lambda: any(kind == "STANDBY" for kind, _, _ in self.events), "standby")
         env = {k: v for k, v in os.environ.items() if k.startswith("SYNCHROTEAM_")}
-        env.update({"SYNC_DUCKDB_PATH": str(path), "CRASH_PAUSE_AT": pause_at or "", "CRASH_PAUSE_SKIP": str(skip)})
+        if isinstance(path, Path):
+            env.update({"SYNC_DUCKDB_PATH": str(path), "SYNC_WAREHOUSE_URL": ""})
+        else:
+            env.update({"SYNC_DUCKDB_PATH": "", "SYNC_WAREHOUSE_URL": path})
+        env.update({"CRASH_PAUSE_AT": pause_at or "", "CRASH_PAUSE_SKIP": str(skip)})
         order = {"tenant": TENANT.name, "entity": entity.name, "config": config or {}, "env": env}
         self.proc.stdin.write(json.dumps(order) + "\n")
         self.proc.stdin.flush()

@@ -6,6 +6,7 @@ the advisory lock per tenant schema, connection errors) runs on it alone.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -21,8 +22,11 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
+from dlt.common.versioned_state import decompress_state
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.synchroteam.plan import Cursor
+from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.lock import advisory_key
 from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
@@ -121,6 +125,26 @@ def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(em
     assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS, entities=["invoices"])
 
 
+def test_a_third_tenant_is_a_catalogue_row_and_its_variables(any_warehouse):
+    done = subprocess.run(
+        [sys.executable, "-m", "sync_pipelines_tests.third_tenant"],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "THIRD-TENANT OK" in done.stdout, done.stderr[-4000:]
+    with session(any_warehouse, read_only=True) as con:
+        tables = {
+            name
+            for (name,) in con.rows(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'synchroteam_north'"
+            )
+        }
+    assert {"invoices", "invoices__lines", "customers", "invoices_live", "customers_live"} <= tables
+
+
 # -- only on PostgreSQL ------------------------------------------------------------------------------------------
 
 
@@ -157,8 +181,9 @@ def test_an_analysts_snapshot_is_neither_blocked_nor_shown_a_half_loaded_state(e
     results: list[ExecuteInProcessResult] = []
     sync = threading.Thread(target=lambda: results.append(run_entity_job(MAIN_TENANT, INVOICES, {"mode": "full"})))
     sync.start()
-    reads = 0
+    reads, deadline = 0, time.monotonic() + WAIT_SECONDS
     while sync.is_alive():  # the analyst keeps reading while the sync loads
+        assert time.monotonic() < deadline, "the sync waited for the analyst's transaction"
         assert snapshot(cur) == before
         reads += 1
         time.sleep(0.05)
@@ -293,28 +318,61 @@ def readme_block(name: str) -> str:
     return match.group(1)
 
 
-def test_sync_all_through_a_postgres_instance_keeps_its_runs_there_and_no_password_anywhere(
+def test_sync_all_then_changes_then_a_full_run_through_a_postgres_instance_under_an_analysts_snapshot(
     emulator, pg_warehouse, postgres: PostgresServer, tmp_path, monkeypatch
 ):
+    """The issue's whole scenario, as `dagster job execute` runs it: the instance and the warehouse on PostgreSQL;
+    `sync_all`, changes, then `sync_all` in `mode: full` while an analyst holds a REPEATABLE READ snapshot; then a
+    run with a wrong warehouse password. The runs are in the instance's database, the warehouse equals the API
+    with its deletions marked, the snapshot never moved nor waited, and no password is written anywhere."""
     from sync_pipelines_tests.processes import dagster_home, start_job, wait
 
     monkeypatch.setenv("SYNC_DAGSTER_POSTGRES_URL", postgres.create_database("dagster_instance"))
     home = dagster_home(tmp_path)
     assert "env: SYNC_DAGSTER_POSTGRES_URL" in (home / "dagster.yaml").read_text()
-    assert wait(start_job("sync_all", home, tmp_path / "ok.log"), timeout=300) == 0, (tmp_path / "ok.log").read_text()[
-        -6000:
-    ]
+
+    def run(job: str, log: str, config: Path | None = None) -> int:
+        return wait(start_job(job, home, tmp_path / log, config), timeout=300)
+
+    assert run("sync_all", "first.log") == 0, (tmp_path / "first.log").read_text()[-6000:]
+    deleted = change_both_tenants(emulator)
+    assert run("sync_all", "incremental.log") == 0, (tmp_path / "incremental.log").read_text()[-6000:]
+
+    full = tmp_path / "full.yaml"
+    ops = {pipeline_name(t, e): {"config": {"mode": "full"}} for t in TENANTS.values() for e in tenant_entities(t)}
+    full.write_text(json.dumps({"ops": ops}))  # JSON is YAML
+    analyst = analyst_connection(pg_warehouse)
+    cur = analyst.cursor()
+    cur.execute("SET statement_timeout = '5s'")  # a read the sync blocked would fail here
+    before = snapshot(cur)
+    process = start_job("sync_all", home, tmp_path / "full.log", full)
+    reads, deadline = 0, time.monotonic() + 300
+    while process.poll() is None:
+        assert time.monotonic() < deadline, "the full run waited for the analyst's transaction"
+        assert snapshot(cur) == before
+        reads += 1
+        time.sleep(0.1)
+    assert process.returncode == 0, (tmp_path / "full.log").read_text()[-6000:]
+    assert snapshot(cur) == before and reads > 0
+    analyst.close()
+    assert_warehouse_equals_emulator(emulator, pg_warehouse, DOMAINS, extra_ids_allowed=True)
+    for table, ids in deleted.items():
+        schema, name = table.split(".")
+        with session(pg_warehouse, read_only=True) as con:
+            marked = {i for (i,) in con.rows(f'SELECT id FROM "{schema}"."{name}" WHERE _deleted_at IS NOT NULL')}
+        assert marked == set(ids), table
+
     monkeypatch.setenv("SYNC_WAREHOUSE_URL", pg_warehouse_url_with(pg_warehouse, password="Wrong-" + PASSWORD))
-    assert wait(start_job("sync_synchroteam__invoices", home, tmp_path / "failed.log"), timeout=300) != 0
+    assert run("sync_synchroteam__invoices", "failed.log") != 0
     assert "SYNC_WAREHOUSE_URL" in (tmp_path / "failed.log").read_text()
 
     instance_db = postgres.connect("dagster_instance")
     with instance_db.cursor() as cur:
         cur.execute("SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
-        assert cur.fetchall() == [("sync_all", "SUCCESS"), ("sync_synchroteam__invoices", "FAILURE")]
+        assert cur.fetchall() == [("sync_all", "SUCCESS")] * 3 + [("sync_synchroteam__invoices", "FAILURE")]
         cur.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
-        assert cur.fetchone()[0] == sum(len(tenant_entities(t)) for t in TENANTS.values())
-    assert_warehouse_equals_emulator(emulator, pg_warehouse, DOMAINS)
+        assert cur.fetchone()[0] == 3 * sum(len(tenant_entities(t)) for t in TENANTS.values())
+    instance_db.close()
 
     secrets = [PASSWORD, "Wrong-" + PASSWORD, quoted(PASSWORD)]
     for database in ("dagster_instance", pg_warehouse.database):
@@ -353,3 +411,61 @@ def database_text(postgres: PostgresServer, database: str) -> str:
             parts.extend(row[0] for row in cur.fetchall())
     con.close()
     return "\n".join(parts)
+
+
+# -- a crash in the middle, on PostgreSQL ------------------------------------------------------------------------
+
+
+def stored_cursor(target: Warehouse, entity) -> Cursor:
+    """The cursor of the newest completed load, read from the warehouse as dlt restores it."""
+    with session(target, read_only=True) as con:
+        rows = con.rows(
+            "SELECT s.state FROM synchroteam._dlt_pipeline_state s JOIN synchroteam._dlt_loads l "
+            "ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
+            [pipeline_name(MAIN_TENANT, entity)],
+        )
+    state = decompress_state(rows[0][0])
+    resources = state.get("sources", {}).get(pipeline_name(MAIN_TENANT, entity), {}).get("resources", {})
+    return Cursor.from_state(resources.get(entity.name, {}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "delay"), [("merge", None), ("complete", None), ("post_load", None), ("merge", 0.01)])
+def test_killed_mid_load_then_a_normal_run_completes_the_warehouse(step, delay, emulator, pg_warehouse, tmp_path):
+    """The jobs' load killed (SIGKILL, process group) paused before the merge, before `_dlt_loads` is written,
+    before the upkeep after the load, and 10 ms into the merge: PostgreSQL rolls back what was not committed,
+    the cursor moves only with a committed load, and the next run leaves the warehouse equal to the API."""
+    from sync_pipelines_tests.test_crash_recovery import Worker
+
+    jobs = ENTITIES["jobs"]
+    assert run_entity_job(MAIN_TENANT, jobs).success
+    before = stored_cursor(pg_warehouse, jobs)
+    main = emulator.tenant(MAIN.domain)
+    for record in main.records("job")[:6]:
+        main.edit("job", record["id"], {"description": "Changed while a load was killed"})
+    main.add("job")
+    worker = Worker(tmp_path, "worker")
+    url = os.environ["SYNC_WAREHOUSE_URL"]
+    worker.go(jobs, url, pause_at=None if delay is not None else step)
+    if delay is None:
+        worker.wait_for(lambda: any(kind == "PAUSED" for kind, _, _ in worker.events), f"the pause at {step}")
+    else:
+        worker.wait_for(lambda: step in worker.phases or "done" in worker.phases, f"step {step}")
+        time.sleep(delay)
+    hit = worker.kill()
+    assert hit == step or delay is not None, hit
+
+    after = stored_cursor(pg_warehouse, jobs)
+    if hit in ("merge", "complete"):  # nothing committed: the cursor did not move
+        assert after == before, hit
+    with session(pg_warehouse, read_only=True) as con:
+        assert con.rows("SELECT count(*) - count(DISTINCT id) FROM synchroteam.jobs")[0][0] == 0
+        (orphans,) = con.rows(
+            "SELECT count(*) FROM synchroteam.jobs__parts c LEFT JOIN synchroteam.jobs p ON p._dlt_id = c._dlt_root_id "
+            "WHERE p._dlt_id IS NULL"
+        )[0]
+        assert orphans == 0, f"killed at {hit}: child rows without their parent"
+
+    assert run_entity_job(MAIN_TENANT, jobs).success
+    assert_warehouse_equals_emulator(emulator, pg_warehouse, DOMAINS, tenants=["synchroteam"], entities=["jobs"])
+    assert stored_cursor(pg_warehouse, jobs) != before
