@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import DagsterHome, EmulatorProcess, Measured, tenant_specs
+from bench.common import PYTHON, DagsterHome, EmulatorProcess, Measured, tenant_specs
 from bench.run import RESULTS, SCALES, log, machine, product_version
 from sync_pipelines_tests.postgres_server import running_postgres
 
@@ -31,9 +31,13 @@ PAIR = ("sync_synchroteam__invoices", "sync_synchroteam_hec__invoices")
 
 
 def home_for(root: Path, emu: EmulatorProcess, url: str | None) -> DagsterHome:
-    """A DAGSTER_HOME writing a DuckDB file under `root`, or the PostgreSQL database `url`."""
+    """A DAGSTER_HOME writing a DuckDB file under `root`, or the PostgreSQL database `url`. Its storage is created
+    first, as a deployed DAGSTER_HOME has it: two runs creating a fresh SQLite store at once race on its schema."""
     extra = {"SYNC_WAREHOUSE_URL": url, "SYNC_DUCKDB_PATH": ""} if url else {}
-    return DagsterHome(root, emu.base_url, root / "warehouse.duckdb", extra)
+    home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb", extra)
+    create = "from dagster import DagsterInstance; DagsterInstance.get().dispose()"
+    subprocess.run([PYTHON, "-c", create], env=home.env, check=True)
+    return home
 
 
 def first_and_no_change(home: DagsterHome, emu: EmulatorProcess, timeout: float) -> dict[str, Any]:
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = server.create_database("bench_all") if name == "postgres" else None
                 log(f"{name}: first sync_all, then a no-change sync_all")
                 out[name] = first_and_no_change(home_for(work / f"all_{name}", emu, url), emu, scale.timeout_s)
+                save(out, scale.name)
             for name in ("postgres", "duckdb"):
                 for together in (True, False):
                     label = "together" if together else "one_after_the_other"
@@ -88,11 +93,17 @@ def main(argv: list[str] | None = None) -> int:
                     home = home_for(work / f"pair_{name}_{label}", emu, url)
                     out.setdefault(f"{name}_pair", {})[label] = pair(home, together, scale.timeout_s)
                     emu.stats(reset=True)
+                    save(out, scale.name)
     out["minutes"] = (datetime.now() - started).total_seconds() / 60
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"postgres-{scale.name}.json").write_text(json.dumps(out, indent=2))
+    save(out, scale.name)
     print(markdown(out))
     return 0
+
+
+def save(out: dict[str, Any], scale: str) -> None:
+    """The results so far (a failure later keeps what was measured)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"postgres-{scale}.json").write_text(json.dumps(out, indent=2))
 
 
 def markdown(r: dict[str, Any]) -> str:

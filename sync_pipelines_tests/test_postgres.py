@@ -30,6 +30,7 @@ from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.lock import advisory_key
 from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
+from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
@@ -469,3 +470,55 @@ def test_killed_mid_load_then_a_normal_run_completes_the_warehouse(step, delay, 
     assert run_entity_job(MAIN_TENANT, jobs).success
     assert_warehouse_equals_emulator(emulator, pg_warehouse, DOMAINS, tenants=["synchroteam"], entities=["jobs"])
     assert stored_cursor(pg_warehouse, jobs) != before
+
+
+# -- the same warehouse on both engines --------------------------------------------------------------------------
+
+# Each engine's name for the types dlt gives our columns, as one vocabulary
+TYPE_NAMES = {
+    "varchar": "text",
+    "character varying": "text",
+    "text": "text",
+    "timestamp with time zone": "timestamp",
+    "bigint": "bigint",
+    "double": "double",
+    "double precision": "double",
+    "boolean": "boolean",
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "date": "date",
+    "json": "json",
+    "jsonb": "json",
+}
+
+
+def columns_by_table(target: Warehouse) -> dict[str, list[tuple[str, str]]]:
+    """Every table and view of both tenants' schemas: its columns in order, with their type in one vocabulary."""
+    with session(target, read_only=True) as con:
+        rows = con.rows(
+            "SELECT table_schema || '.' || table_name, column_name, lower(data_type) FROM information_schema.columns "
+            "WHERE table_schema IN ('synchroteam', 'synchroteam_hec') ORDER BY 1, ordinal_position"
+        )
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(table, []).append((column, TYPE_NAMES.get(kind.split("(")[0], kind)))
+    return tables
+
+
+def test_both_engines_hold_the_same_schemas_tables_columns_and_types(emulator, tmp_path, postgres, monkeypatch):
+    from synchroteam_emulator.env import tenant_env
+
+    for variable, value in tenant_env(emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}).items():
+        monkeypatch.setenv(variable, value)
+    found = {}
+    for name in ("duckdb", "postgres"):
+        if name == "duckdb":
+            monkeypatch.delenv("SYNC_WAREHOUSE_URL", raising=False)
+            monkeypatch.setenv("SYNC_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+        else:
+            monkeypatch.delenv("SYNC_DUCKDB_PATH")
+            monkeypatch.setenv("SYNC_WAREHOUSE_URL", postgres.create_database("wh_same_tables"))
+        assert run_sync_all().success
+        found[name] = columns_by_table(configured_warehouse())
+    assert found["duckdb"] == found["postgres"]
+    assert "synchroteam.jobs__parts_live" in found["postgres"] and len(found["postgres"]) > 20

@@ -223,7 +223,7 @@ def _sync_entity(
     try:
         with SynchroteamClient.in_process(settings, logger=context.log) as client:
             source = entity_source(tenant, entity, client, plan, stats, quarantine, logger=context.log)
-            pipeline = build_pipeline(tenant, entity, duckdb_config)
+            pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
             try:
                 results = list(
                     dlt_resource.run(

@@ -24,13 +24,20 @@ POSTGRES_PIPELINES_ROOT = Path(tempfile.gettempdir()) / "sync_pipelines" / "dlt_
 
 
 def build_pipeline(
-    tenant: Tenant, entity: Entity, duckdb_config: Mapping[str, Any] | None = None, *, describe_only: bool = False
+    tenant: Tenant,
+    entity: Entity,
+    duckdb_config: Mapping[str, Any] | None = None,
+    *,
+    describe_only: bool = False,
+    target: Warehouse | None = None,
 ) -> dlt.Pipeline:
     """The dlt pipeline of one entity, writing the warehouse (`SYNC_WAREHOUSE_URL`, else `SYNC_DUCKDB_PATH`).
 
     `duckdb_config` (`settings.duckdb_settings()`) bounds DuckDB's memory and threads during the load. Load
     files are copied one at a time: each copy's JSON reader takes 32 MB a thread, so copying a parent table and
     its child tables at once would not fit in a bounded memory_limit (DuckDB takes one writer anyway).
+
+    `target`: the warehouse, when the caller has read it already (default: `settings.warehouse()`).
 
     `describe_only`: the pipeline handed to `@dlt_assets` when the definitions load, which never runs. dlt
     writes a pipeline's folder when it is created, so it lives in a folder of this process's own: two
@@ -41,7 +48,7 @@ def build_pipeline(
         folder = _definitions_pipelines_dir()
         kind = dlt.destinations.postgres() if os.environ.get(WAREHOUSE_URL, "").strip() else dlt.destinations.duckdb()
     else:
-        target = warehouse()
+        target = target or warehouse()
         folder, kind = _working_folder(target), destination(target, duckdb_config)
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
