@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         with running_postgres(work / "pg") as server, EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
             version = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
-            out["postgres"] = version or "?"
+            out["postgres_version"] = version or "?"
             for name in ("duckdb", "postgres"):
                 url = server.create_database("bench_all") if name == "postgres" else None
                 log(f"{name}: first sync_all, then a no-change sync_all")
