@@ -157,6 +157,19 @@ TENANTS: dict[str, Tenant] = {
 }
 
 
+# One line per column analysts meet in every entity's table, shown in the asset's column schema
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "id": "Synchroteam's id of the record (the merge key: each id once per table).",
+    "my_id": "The tenant's own reference for the record (myId), when it sets one.",
+    "status": "The record's status in Synchroteam.",
+    "date_created": "When the record was created, in the tenant's time zone, stored as an instant.",
+    "date_modified": "When the record last changed (dateModified): the incremental cursor follows it.",
+    "_deleted_at": "When a full run found the record gone from the API; NULL while it exists (the _live views).",
+    "_dlt_load_id": "The dlt load that last wrote the row (see _dlt_loads).",
+    "_dlt_id": "dlt's row key: child tables point at it (_dlt_parent_id, _dlt_root_id).",
+}
+
+
 def tenant_entities(tenant: Tenant) -> list[Entity]:
     """The entities a tenant syncs, in catalogue order."""
     return [ENTITIES[name] for name in tenant.entities]

@@ -1,15 +1,14 @@
 """The Dagster code location: assembles assets, jobs and schedules from the catalogue; computes nothing."""
 
-from dagster import Definitions, define_asset_job, in_process_executor
+from dagster import Definitions
 from dagster_dlt import DagsterDltResource
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
-from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets, retry_policy
+from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.defs.checks import (
     entity_checks,
     freshness_checks,
     freshness_sensor,
-    sync_selection,
 )
 from sync_pipelines.defs.quarantine_jobs import (
     export_rejected_records_job,
@@ -22,20 +21,14 @@ from sync_pipelines.defs.schedules import (
     reconcile_schedule,
     row_counts_job,
     row_counts_schedule,
+    sync_all_job,
 )
 
 pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
 entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
 reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs]
 
-# One process, one step at a time: DuckDB takes a single writer.
-sync_all = define_asset_job(
-    "sync_all",
-    selection=sync_selection(pairs),
-    executor_def=in_process_executor,
-    op_retry_policy=retry_policy(),
-    description="Every entity of every tenant, incrementally, into DuckDB.",
-)
+sync_all = sync_all_job(pairs)
 fresh_checks = freshness_checks(pairs)
 entity_jobs = {pair: entity_job(*pair) for pair in pairs}
 reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from sync_pipelines.catalogue import TENANTS, tenant_entities
 from sync_pipelines.definitions import defs
 
 EXPECTED_ASSETS = {
@@ -133,3 +134,14 @@ def test_the_sync_jobs_retry_a_transient_failure_by_dagster_s_retry_policy_after
         )
         assert out.returncode == 0, out.stderr
         assert {tuple(line.split()[1:]) for line in out.stdout.splitlines()} == {("2", str(float(expected)), "LINEAR")}
+
+
+def test_every_job_is_bounded_and_names_its_tenant_for_the_run_queue():
+    from sync_pipelines.defs.schedules import MAX_RUNTIME_TAG, TENANT_TAG, max_runtime_seconds
+
+    jobs = [job for job in defs.get_repository_def().get_all_jobs() if not job.name.startswith("__")]
+    for job in jobs:
+        assert int(job.tags[MAX_RUNTIME_TAG]) > 0 and job.tags[TENANT_TAG], job.name
+    entities = [entity for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+    sync_all = defs.resolve_job_def("sync_all")
+    assert int(sync_all.tags[MAX_RUNTIME_TAG]) == sum(max_runtime_seconds(entity) for entity in entities)

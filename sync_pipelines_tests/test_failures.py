@@ -308,3 +308,30 @@ def test_server_errors_are_retried_then_reported_as_api_errors(emulator, warehou
     assert "[api_error]" in message and "503" in message
     assert failure_metadata(result)["category"] == "api_error"
     assert emulator.request_count(tenant=MAIN.domain) == 3 * 6  # two Dagster retries of six attempts each
+
+
+def rejected_columns(path) -> list[tuple[str, str, str]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'synchroteam' AND table_name = '_rejected_records' ORDER BY column_name"
+        ).fetchall()
+
+
+def test_the_quarantine_table_exists_empty_from_the_first_load_and_takes_rejects_later(
+    emulator, warehouse, tmp_path, monkeypatch
+):
+    invoices = ENTITIES["invoices"]
+    assert run_entity_job(MAIN_TENANT, invoices).success
+    assert quarantine_rows(warehouse) == {}  # the analysts' query works on a warehouse that rejected nothing
+
+    store = emulator.tenant(MAIN.domain)
+    bad = str(store.records("invoice")[4]["id"])
+    store.edit("invoice", bad, {"totalInclTax": "N/A"})
+    assert run_entity_job(MAIN_TENANT, invoices).success
+    assert {r["reason"] for r in quarantine_rows(warehouse).values()} == {"type_mismatch"}
+
+    # the same table as dlt makes when the first load itself rejects a record
+    monkeypatch.setenv("SYNC_DUCKDB_PATH", str(tmp_path / "fresh" / "warehouse.duckdb"))
+    assert run_entity_job(MAIN_TENANT, invoices).success
+    assert rejected_columns(tmp_path / "fresh" / "warehouse.duckdb") == rejected_columns(warehouse)

@@ -23,11 +23,13 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
+    TableColumn,
+    TableSchema,
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from sync_pipelines.catalogue import TENANTS, Entity, Tenant
+from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant
 from sync_pipelines.defs.run_config import Mode, SyncConfig, config_class, to_plan
 from sync_pipelines.errors import (
     SyncError,
@@ -51,7 +53,7 @@ from sync_pipelines.warehouse.settings import (
     duckdb_settings,
     warehouse,
 )
-from sync_pipelines.warehouse.tables import after_load, before_load
+from sync_pipelines.warehouse.tables import DELETED_AT, after_load, before_load
 
 DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
@@ -93,16 +95,15 @@ class SynchroteamTranslator(DagsterDltTranslator):
                 f"Days of {self.tenant.name}.{self.entity.name} re-read and merged (one partition per day, in the "
                 f"tenant's time zone); the incremental cursor is not moved."
             )
-        return (
-            super()
-            .get_asset_spec(data)
-            .replace_attributes(
-                key=AssetKey([self.tenant.name, name]),
-                deps=[],
-                group_name=self.tenant.name,
-                description=description,
-                tags={"tenant": self.tenant.name},
-            )
+        spec = super().get_asset_spec(data)
+        return spec.replace_attributes(
+            key=AssetKey([self.tenant.name, name]),
+            deps=[],
+            group_name=self.tenant.name,
+            description=description,
+            tags={"tenant": self.tenant.name},
+            # the table as analysts name it (dlt's own prefixes the destination's type)
+            metadata={**spec.metadata, "dagster/table_name": f"{self.tenant.name}.{self.entity.name}"},
         )
 
 
@@ -154,7 +155,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         window = SyncConfig(
             mode=Mode.reconcile, window_start=keys.start, window_end=keys.end, page_size=config.page_size
         )
-        yield from sync_entity(context, dlt, tenant, entity, window)
+        yield from sync_entity(context, dlt, tenant, entity, window, reconciliation=True)
 
     SYNC_STEPS.update(dict.fromkeys(_reconcile.keys, _reconcile.op.name))
     return _reconcile
@@ -167,6 +168,7 @@ def sync_entity(
     entity: Entity,
     config: SyncConfig,
     given: Collection[str] = (),
+    reconciliation: bool = False,
 ) -> Iterator[MaterializeResult]:
     """Run one entity's sync and yield its materialization with the run's numbers as metadata.
 
@@ -182,7 +184,8 @@ def sync_entity(
         target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
         with step_turn(context, tenant.name):
             try:
-                results = _sync_entity(context, dlt_resource, tenant, entity, config, given, target)
+                translator = SynchroteamTranslator(tenant, entity, reconciliation)
+                results = _sync_entity(context, dlt_resource, tenant, entity, config, given, target, translator)
             except BaseException:
                 _refresh_after_failure(context, target)
                 raise
@@ -204,6 +207,7 @@ def _sync_entity(
     config: SyncConfig,
     given: Collection[str],
     target: Warehouse,
+    translator: "SynchroteamTranslator",
 ) -> list[MaterializeResult]:
     try:
         settings = TenantSettings.from_env(tenant)
@@ -227,7 +231,11 @@ def _sync_entity(
             try:
                 results = list(
                     dlt_resource.run(
-                        context, dlt_source=source, dlt_pipeline=pipeline, loader_file_format=load_file_format(pipeline)
+                        context,
+                        dlt_source=source,
+                        dlt_pipeline=pipeline,
+                        dagster_dlt_translator=translator,
+                        loader_file_format=load_file_format(pipeline),
                     )
                 )
             except Exception as exc:
@@ -256,9 +264,50 @@ def _sync_entity(
     extra = _run_metadata(client, stats, rows_before, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
     return [
-        MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **extra})
+        MaterializeResult(
+            asset_key=result.asset_key, metadata=materialization_metadata(extra, result.metadata or {}, tenant, entity)
+        )
         for result in results
     ]
+
+
+# What is kept of dagster-dlt's own metadata, after ours: the load's id and times (its `jobs` listing names load
+# files on the machine that ran the load, and its table name the destination's type)
+DLT_METADATA_KEPT = ("first_run", "started_at", "finished_at", "destination_type")
+
+
+def materialization_metadata(
+    ours: Mapping[str, Any], from_dlt: Mapping[str, Any], tenant: Tenant, entity: Entity
+) -> dict[str, Any]:
+    """A materialization's metadata: ours first, in `_run_metadata`'s order; then the table (`schema.table` and
+    its columns, `_deleted_at` included, each described where the catalogue knows it); then what dlt says of the
+    load, nothing that names a local path or an object."""
+    columns = from_dlt.get("dagster/column_schema")
+    schema = getattr(columns, "schema", columns)
+    table: dict[str, Any] = {"dagster/table_name": MetadataValue.text(f"{tenant.name}.{entity.name}")}
+    if isinstance(schema, TableSchema):
+        table["dagster/column_schema"] = MetadataValue.table_schema(described_columns(schema))
+    kept = {key: from_dlt[key] for key in DLT_METADATA_KEPT if key in from_dlt}
+    return {**ours, **table, **kept}
+
+
+def described_columns(schema: TableSchema) -> TableSchema:
+    """dlt's columns, `_deleted_at` added (the warehouse adds it after the load), each with its description."""
+    columns = list(schema.columns)
+    if DELETED_AT not in {c.name for c in columns}:
+        columns.append(TableColumn(name=DELETED_AT, type="timestamp"))
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c.name,
+                type=c.type,
+                description=c.description or COLUMN_DESCRIPTIONS.get(c.name),
+                constraints=c.constraints,
+                tags=c.tags,
+            )
+            for c in columns
+        ]
+    )
 
 
 def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> WarehouseOutOfMemory | None:

@@ -17,6 +17,7 @@ from dagster import (
 
 from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.defs.assets import retry_policy, writer_pool
+from sync_pipelines.defs.schedules import ALL_TENANTS, MAX_RUNTIME_TAG, TENANT_TAG
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
 from sync_pipelines.warehouse.tables import export_rejected
@@ -34,6 +35,7 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         config={"ops": ops},
+        tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(6 * 3600)},
         description="Re-read every quarantined record by id; those that load now leave the quarantine.",
     )
 
@@ -69,6 +71,7 @@ def write_rejected_csv(context: OpExecutionContext):
 @job(
     name="export_rejected_records",
     executor_def=in_process_executor,
+    tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(15 * 60)},
     description="Export the quarantine as CSV, one file per entity and reason.",
 )
 def export_rejected_records_job():

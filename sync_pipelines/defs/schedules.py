@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its 
 
 
 TENANT_TAG = "synchroteam/tenant"
+ALL_TENANTS = "all"  # the tenant tag of the jobs that span tenants: a lane of their own in the run queue
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
@@ -67,6 +68,20 @@ def entity_job(tenant: Tenant, entity: Entity) -> AssetJob:
     )
 
 
+def sync_all_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
+    """Every entity of every tenant in one run, one step at a time (DuckDB takes a single writer). Its own lane in
+    the run queue (`synchroteam/tenant: all`), bounded by what its entities' own jobs may take one after the
+    other."""
+    return define_asset_job(
+        "sync_all",
+        selection=sync_selection(pairs),
+        executor_def=in_process_executor,
+        op_retry_policy=retry_policy(),
+        tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(sum(max_runtime_seconds(e) for _, e in pairs))},
+        description="Every entity of every tenant, incrementally, into the warehouse.",
+    )
+
+
 def reconcile_job(tenant: Tenant) -> AssetJob:
     keys = [AssetKey([tenant.name, f"{entity.name}_reconciliation"]) for entity in tenant_entities(tenant)]
     return define_asset_job(
@@ -85,7 +100,7 @@ def row_counts_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
         "check_row_counts",
         selection=AssetSelection.checks(*(row_count_check_key(tenant, entity) for tenant, entity in pairs)),
         executor_def=in_process_executor,
-        tags={MAX_RUNTIME_TAG: str(15 * 60)},
+        tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(15 * 60)},
         description="Compare every entity's live rows with the API's recordsTotal (one request per entity).",
     )
 

@@ -71,6 +71,7 @@ def after_load(
         if seen_ids is not None:
             deleted = _mark_deleted(con, schema, table, seen_ids, when, max_deleted_share)
         _ensure_live_views(con, schema, table)
+        _ensure_rejected_table(con, schema)
         _prune_resolved(con, schema, resolved_before)
         if pipeline is not None:
             _prune_pipeline_state(con, schema, pipeline)
@@ -207,6 +208,34 @@ def _ensure_live_views(con: Session, schema: str, table: str) -> list[str]:
             quoted = comment.replace("'", "''")  # COMMENT takes no parameter
             con.execute(f'COMMENT ON VIEW "{schema}"."{name}" IS \'{quoted}\'')
     return list(views)
+
+
+# The quarantine table as dlt creates it at the first rejected record (the hints in `quarantine.REJECTED_HINTS`):
+# created empty beforehand, so analysts' queries on it work on a warehouse that never rejected anything. dlt
+# compares its tables with the destination's before a load, and finds this one complete.
+REJECTED_COLUMNS = {
+    "entity": "VARCHAR NOT NULL",
+    "record_id": "VARCHAR NOT NULL",
+    "reason": "VARCHAR",
+    "message": "VARCHAR",
+    "action": "VARCHAR",
+    "payload": "VARCHAR",
+    "first_seen": "TIMESTAMPTZ",
+    "last_seen": "TIMESTAMPTZ",
+    "attempts": "BIGINT",
+    "status": "VARCHAR",
+    "run_id": "VARCHAR",
+    "resolved_at": "TIMESTAMPTZ",
+    "_dlt_load_id": "VARCHAR NOT NULL",
+    "_dlt_id": "VARCHAR NOT NULL",
+}
+
+
+def _ensure_rejected_table(con: Session, schema: str) -> None:
+    if _exists(con, schema, REJECTED_TABLE):
+        return
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in REJECTED_COLUMNS.items())
+    con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{REJECTED_TABLE}" ({columns})')
 
 
 def _quarantine(con: Session, schema: str, entity: str) -> dict[str, dict[str, Any]]:
