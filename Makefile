@@ -28,9 +28,11 @@ $(DAGSTER_HOME)/dagster.yaml: install
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m synchroteam_emulator.demo run $(ARGS)
 
-## The Dagster UI (http://127.0.0.1:3000) on the bundled emulator.
+## The Dagster UI (http://127.0.0.1:$(UI_PORT), default 3000) on the bundled emulator; the emulator's variables
+## are printed and written to $(DAGSTER_HOME)/emulator.env.
+UI_PORT ?= 3000
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m synchroteam_emulator.demo ui $(ARGS)
+	$(BIN)/python -m synchroteam_emulator.demo ui --port $(UI_PORT) $(ARGS)
 
 ## The emulator alone, for pointing other tools at it.
 emulator: install

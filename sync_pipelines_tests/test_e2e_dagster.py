@@ -150,6 +150,7 @@ class DagsterDev:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/graphql"
         self.location = MODULE
+        self.env = env
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [str(DAGSTER), "dev", "-m", MODULE, "-h", "127.0.0.1", "-p", str(self.port)],
@@ -443,3 +444,32 @@ def test_a_hung_run_is_marked_failed_by_run_monitoring(job, dagster_dev, e2e_emu
         assert ("synchroteam", "credit_notes") not in dagster_dev.materializations(run_id)
     finally:
         e2e_emulator.faults.clear()
+
+
+JOB_RUNS = """
+query JobRuns($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) { __typename ... on Pipeline { runs { runId status } } }
+}
+"""
+
+
+def test_a_run_launched_from_the_command_line_is_on_its_jobs_page(dagster_dev, e2e_emulator):
+    """The README's command line (`dagster job launch`, through the instance's queue) lands where the UI's job
+    page looks: the job's runs as its GraphQL asks for them. A `dagster job execute` run would not."""
+    import uuid
+
+    job = "sync_synchroteam_hec__credit_notes"
+    run_id = str(uuid.uuid4())
+    subprocess.run(
+        [str(DAGSTER), "job", "launch", "-m", MODULE, "-j", job, "--run-id", run_id],
+        env=dagster_dev.env,
+        cwd=dagster_dev.home.parent,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    run = dagster_dev.wait_for_run(run_id, RUN_TIMEOUT)  # `dagster dev`'s daemon takes it from the queue
+    assert run["status"] == "SUCCESS", dagster_dev.describe(run_id)
+    selector = {"repositoryLocationName": dagster_dev.location, "repositoryName": REPOSITORY, "pipelineName": job}
+    page = dagster_dev.query(JOB_RUNS, {"selector": selector})["pipelineOrError"]
+    assert run_id in [listed["runId"] for listed in page["runs"]], page

@@ -1,8 +1,8 @@
 """`make demo` and `make ui`: the whole product on the bundled emulator.
 
-`python -m synchroteam_emulator.demo run` serves both demo tenants on 127.0.0.1, runs
-`dagster job execute -m sync_pipelines.definitions -j sync_all` against them, prints what landed in DuckDB and
-stops the emulator. `... demo ui` serves the emulator under `dagster dev` until interrupted.
+`python -m synchroteam_emulator.demo run` serves both demo tenants on 127.0.0.1, launches `sync_all` against
+them through the instance (`launch.py`: listed on the job's page in the UI), prints its progress and then what
+landed in the warehouse, and stops the emulator. `... demo ui` serves the emulator under `dagster dev` until interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
@@ -24,8 +23,7 @@ from synchroteam_emulator import (
     check_api_habits,
 )
 from synchroteam_emulator.env import tenant_env
-
-QUIET = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
+from synchroteam_emulator.launch import run_and_follow
 
 
 def emulator_env(emulator: Emulator, main: TenantSpec, hec: TenantSpec) -> dict[str, str]:
@@ -44,19 +42,15 @@ def run(scale: float, habits: argparse.Namespace | None = None) -> int:
             apply_api_habits(emulator, habits)
         print(f"Synchroteam emulator serving tenants '{main.domain}' and '{hec.domain}' at {emulator.base_url}")
         env = {**os.environ, **emulator_env(emulator, main, hec)}
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as quiet:
-            quiet.write(QUIET)  # JSON is YAML: the console logger at INFO, not every DEBUG event
-            quiet.flush()
-            code = subprocess.call(
-                _dagster("job", "execute", "-m", "sync_pipelines.definitions", "-j", "sync_all", "-c", quiet.name),
-                env=env,
-            )
+        if "DAGSTER_HOME" not in env:
+            sys.exit("DAGSTER_HOME is not set: run `make demo`, which sets it (or export it).")
+        code = 0 if run_and_follow("sync_all", env) else 1
         requests = len(emulator.requests)
     target = warehouse(env)
     if not isinstance(target, DuckDBWarehouse) or target.path.exists():
         print_summary(target, requests)
     if code:
-        print(f"sync_all failed (exit {code}); see the Dagster log above.", file=sys.stderr)
+        print("sync_all failed; see the steps' messages above, or the run in `make ui`.", file=sys.stderr)
     return code
 
 
@@ -68,16 +62,32 @@ def print_summary(target: Warehouse, requests: int) -> None:
         print(f"  {schema + '.' + table:<{width}}  {count:>8,}")
 
 
-def ui(scale: float, habits: argparse.Namespace | None = None) -> int:
+def ui(scale: float, habits: argparse.Namespace | None = None, port: int = 3000) -> int:
+    """`dagster dev` on 127.0.0.1:`port` over the emulator, until Ctrl-C. The emulator's variables are printed and
+    written to `$DAGSTER_HOME/emulator.env`, for tools started from another shell (`set -a; . that file`)."""
     main, hec = TenantSpec.demo_main(scale), TenantSpec.demo_hec(scale)
     with Emulator([main, hec]) as emulator:
         if habits is not None:
             apply_api_habits(emulator, habits)
-        env = {**os.environ, **emulator_env(emulator, main, hec)}
-        print(f"Emulator at {emulator.base_url}; Dagster UI at http://127.0.0.1:3000 (Ctrl-C stops both)")
+        tenants = emulator_env(emulator, main, hec)
+        # `dagster dev` warns, through click, that `dg dev` supersedes it: nothing for a user to act on here
+        env = {**os.environ, **tenants, "PYTHONWARNINGS": "ignore:::click.core"}
+        # the warehouse where `make demo` writes it, whatever the working folder of `dagster dev`
+        target = warehouse(env)
+        if isinstance(target, DuckDBWarehouse):
+            env["SYNC_DUCKDB_PATH"] = str(target.path)
+        home = Path(env.get("DAGSTER_HOME") or ".dagster_home").absolute()
+        home.mkdir(parents=True, exist_ok=True)
+        variables = home / "emulator.env"
+        variables.write_text("".join(f"{name}={value}\n" for name, value in sorted(tenants.items())))
+        print(f"Synchroteam emulator at {emulator.base_url}; its variables are in {variables}:")
+        print("".join(f"  {name}={value}\n" for name, value in sorted(tenants.items())), end="")
+        print(f"Dagster UI at http://127.0.0.1:{port} (Ctrl-C stops both)", flush=True)
         try:
             return subprocess.call(
-                _dagster("dev", "-m", "sync_pipelines.definitions", "-h", "127.0.0.1", "-p", "3000"), env=env
+                _dagster("dev", "-m", "sync_pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)),
+                env=env,
+                cwd=home,  # not the repository's folder: its dagster.yaml would be reported as "not used"
             )
         except KeyboardInterrupt:
             return 0
@@ -87,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "ui"])
     parser.add_argument("--scale", type=float, default=1.0, help="emulator data scale (1 = a few thousand records)")
+    parser.add_argument("--port", type=int, default=3000, help="the UI's port (`make ui UI_PORT=3001`)")
     add_api_habit_arguments(parser)  # e.g. --rate-limit 40 --rate-window 240 --fixed-window --rate-headers
     args = parser.parse_args(argv)
     check_api_habits(parser, args)
-    return run(args.scale, args) if args.command == "run" else ui(args.scale, args)
+    return run(args.scale, args) if args.command == "run" else ui(args.scale, args, args.port)
 
 
 if __name__ == "__main__":
