@@ -44,7 +44,11 @@ def run(scale: float, habits: argparse.Namespace | None = None) -> int:
         env = {**os.environ, **emulator_env(emulator, main, hec)}
         if "DAGSTER_HOME" not in env:
             sys.exit("DAGSTER_HOME is not set: run `make demo`, which sets it (or export it).")
-        code = 0 if run_and_follow("sync_all", env) else 1
+        try:
+            code = 0 if run_and_follow("sync_all", env) else 1
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 1
         requests = len(emulator.requests)
     target = warehouse(env)
     if not isinstance(target, DuckDBWarehouse) or target.path.exists():

@@ -2,8 +2,8 @@
 
 `dagster job launch -m sync_pipelines.definitions -j <job>` queues the run through the instance with its code
 location's origin, so the run is listed on its job's page in the UI (a `dagster job execute` run is not). A
-`dagster-daemon` started here (unless one already serves the instance) takes it from the queue; its own log goes
-to `$DAGSTER_HOME/demo-daemon.log`. The run's events are read from the instance as they arrive and printed as a
+`dagster-daemon` started here takes it from the queue; its own log goes to `$DAGSTER_HOME/demo-daemon.log`. An
+instance another daemon already serves is refused: that daemon's run workers would run with its environment. The run's events are read from the instance as they arrive and printed as a
 progress log: one line per entity as it lands, the steps' own notices (rate-limit waits, failures).
 """
 
@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -28,6 +28,17 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
+
+
+QUEUE_DAEMON = "QUEUED_RUN_COORDINATOR"
+HEARTBEAT_FRESH_SECONDS = 60.0  # a daemon beats every few seconds; Dagster itself warns past 60
+
+
+def daemon_serving(instance: DagsterInstance) -> bool:
+    """Whether a daemon already takes this instance's runs from the queue (`make ui`'s `dagster dev`, a
+    deployment's `dagster-daemon`): a second one would fight it for the same heartbeats."""
+    beat = instance.get_daemon_heartbeats().get(QUEUE_DAEMON)
+    return beat is not None and time.time() - beat.timestamp < HEARTBEAT_FRESH_SECONDS
 
 
 @contextmanager
@@ -121,7 +132,17 @@ def run_and_follow(job: str, env: Mapping[str, str], run_config: Path | None = N
     os.environ.update(env)  # the instance's storage may read its URL from the environment
     try:
         # opened first: it creates the instance's storage, which the daemon and the launch would race to create
-        with DagsterInstance.get() as instance, daemon(env, home) as log:
+        with DagsterInstance.get() as instance, ExitStack() as stack:
+            if daemon_serving(instance):
+                # its run workers would run with its own environment: another emulator, or none
+                raise RuntimeError(
+                    f"A Dagster daemon already serves {home} (`make ui`, or a deployment's `dagster-daemon`); it would "
+                    "run this demo against its own settings. Stop it, or give the demo another DAGSTER_HOME "
+                    "(`make demo DAGSTER_HOME=/tmp/demo`)."
+                )
+            # its heartbeats are wiped when it stops: they would pass for a live daemon for another minute
+            stack.callback(instance.wipe_daemon_heartbeats)
+            log = stack.enter_context(daemon(env, home))
             run_id = launch(job, env, run_config)
             print(f"Launched {job} (run {run_id[:8]}); it is on the job's page in `make ui`.", flush=True)
             return follow(instance, run_id, lambda line: print(line, flush=True), log)
