@@ -45,3 +45,14 @@ def test_the_readmes_analyst_queries_run_verbatim_on_the_read_copy_of_a_first_sy
     totals = results[0]
     assert totals and all(row[2].as_tuple().exponent == -2 for row in totals)  # two places, not nine
     assert results[1] and results[2] and results[3] == []
+
+
+def test_asset_definitions_carry_no_unserializable_dlt_objects_and_name_their_table():
+    from dagster import AssetKey
+
+    from sync_pipelines.definitions import defs
+
+    for key in (AssetKey(["synchroteam", "jobs"]), AssetKey(["synchroteam_hec", "invoices_reconciliation"])):
+        metadata = dict(defs.resolve_assets_def(key).specs_by_key[key].metadata)
+        assert not [name for name in metadata if name.startswith("dagster_dlt/")], metadata
+        assert metadata["dagster/table_name"] == f"{key.path[0]}.{key.path[1].removesuffix('_reconciliation')}"

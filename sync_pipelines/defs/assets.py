@@ -1,11 +1,12 @@
-"""One `@dlt_assets` per tenant and entity, materializing into DuckDB.
+"""One dlt asset per tenant and entity (`sync_assets`: dagster-dlt's `@dlt_assets`, tidied), materializing into
+the warehouse.
 
-The source and pipeline given to `@dlt_assets` only describe the asset (they need no secret); each run builds
+The source and pipeline given to `build_dlt_asset_specs` only describe the asset (they need no secret); each run builds
 its own from the environment, so credentials and the warehouse path are read when the run starts.
 """
 
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    BackfillPolicy,
     Backoff,
     Config,
     DagsterEventType,
@@ -25,8 +27,9 @@ from dagster import (
     RetryPolicy,
     TableColumn,
     TableSchema,
+    multi_asset,
 )
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant
@@ -107,17 +110,40 @@ class SynchroteamTranslator(DagsterDltTranslator):
         )
 
 
+DLT_OBJECTS = "dagster_dlt/"
+
+
+def sync_assets(
+    tenant: Tenant, entity: Entity, *, name: str, partitions_def: DailyPartitionsDefinition | None = None
+) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """`@dlt_assets`, less the dlt objects it keeps in the assets' metadata (its source, pipeline and translator,
+    which the UI shows as "unserializable" rows): our runs hand all three to `DagsterDltResource.run`. The
+    translator, the kinds, the subsetting and a reconciliation's single-run backfills are as `@dlt_assets` makes
+    them."""
+    translator = SynchroteamTranslator(tenant, entity, reconciliation=partitions_def is not None)
+    specs = [
+        spec.replace_attributes(metadata={k: v for k, v in spec.metadata.items() if not k.startswith(DLT_OBJECTS)})
+        for spec in build_dlt_asset_specs(
+            dlt_source=entity_source(tenant, entity, client=None),
+            dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
+            dagster_dlt_translator=translator,
+        )
+    ]
+    return multi_asset(
+        name=name,
+        can_subset=True,
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.single_run() if partitions_def is not None else None,
+        specs=specs,
+        pool=writer_pool(tenant),
+    )
+
+
 def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
     """The Dagster asset `<tenant>/<entity>`, its run config typed by `config.config_class(entity)`."""
     entity_config = config_class(entity)
 
-    @dlt_assets(
-        dlt_source=entity_source(tenant, entity, client=None),
-        dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
-        name=pipeline_name(tenant, entity),
-        dagster_dlt_translator=SynchroteamTranslator(tenant, entity),
-        pool=writer_pool(tenant),
-    )
+    @sync_assets(tenant, entity, name=pipeline_name(tenant, entity))
     def _sync(
         context: AssetExecutionContext,
         dlt: DagsterDltResource,
@@ -140,14 +166,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
     """`<tenant>/<entity>_reconciliation`, one partition per day: re-reads that day's changes into the same
     table, through the same pipeline, without moving the incremental cursor. A range runs as one run."""
 
-    @dlt_assets(
-        dlt_source=entity_source(tenant, entity, client=None),
-        dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
-        name=f"{pipeline_name(tenant, entity)}_reconciliation",
-        dagster_dlt_translator=SynchroteamTranslator(tenant, entity, reconciliation=True),
-        partitions_def=DAILY,
-        pool=writer_pool(tenant),
-    )
+    @sync_assets(tenant, entity, name=f"{pipeline_name(tenant, entity)}_reconciliation", partitions_def=DAILY)
     def _reconcile(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: ReconciliationConfig
     ) -> Iterator[MaterializeResult]:
