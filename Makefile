@@ -8,10 +8,11 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install -qq --upgrade pip
 
+# -qq: pip's errors only (a machine's pip configuration can add a warning per package to every install)
 $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
-	$(BIN)/pip install --quiet -c requirements.lock -e ".[test]"
+	$(BIN)/pip install -qq -c requirements.lock -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
