@@ -98,6 +98,13 @@ def start_job(job: str, home: Path, log: Path, config: Path | None = None) -> su
     )
 
 
+def run_messages(home: Path) -> list[str]:
+    """Every message of every run of the instance at `home`, from its event log (the console shows INFO and up;
+    Dagster's engine events, such as a step blocked by a pool, are DEBUG)."""
+    with DagsterInstance.from_config(str(home)) as instance:
+        return [record.user_message or "" for run in instance.get_runs() for record in instance.all_logs(run.run_id)]
+
+
 def wait(process: subprocess.Popen, timeout: float = 180) -> int:
     deadline = time.monotonic() + timeout
     while process.poll() is None:

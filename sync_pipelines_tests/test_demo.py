@@ -42,3 +42,63 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
     with DagsterInstance.get() as instance:
         runs = instance.get_runs(RunsFilter(job_name="sync_all", tags={REPOSITORY_LABEL_TAG: CODE_LOCATION_LABEL}))
     assert [run.status.value for run in runs] == ["SUCCESS"]
+
+
+def test_make_ui_serves_on_the_port_asked_prints_and_writes_the_emulators_variables_and_warns_of_nothing(tmp_path):
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path / "dagster_home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), SYNC_DUCKDB_PATH=str(tmp_path / "warehouse.duckdb"))
+    subprocess.run([sys.executable, "-m", "sync_pipelines.instance", "dagster.yaml", str(home)], cwd=REPO, env=env)
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "synchroteam_emulator.demo", "ui", "--scale", "0.05", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline, served = time.monotonic() + 180, False
+        while not served:
+            assert time.monotonic() < deadline and ui.poll() is None, log.read_text()[-3000:]
+            try:
+                served = httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2, trust_env=False).is_success
+            except httpx.HTTPError:
+                time.sleep(0.5)
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait(timeout=30)
+    output = log.read_text()
+    variables = dict(line.split("=", 1) for line in (home / "emulator.env").read_text().splitlines())
+    assert variables["SYNCHROTEAM_BASE_URL"].startswith("http://127.0.0.1:") and "SYNCHROTEAM_HEC_API_KEY" in variables
+    assert f"Dagster UI at http://127.0.0.1:{port}" in output and variables["SYNCHROTEAM_BASE_URL"] in output
+    assert not [line for line in output.splitlines() if "warning" in line.lower()], output[-3000:]
+
+
+def test_a_runs_console_is_at_info_while_its_event_log_keeps_every_event(emulator, warehouse, tmp_path):
+    from sync_pipelines_tests.processes import dagster_home, run_messages, start_job, wait
+
+    home = dagster_home(tmp_path)
+    log = tmp_path / "run.log"
+    assert wait(start_job("sync_synchroteam_hec__credit_notes", home, log)) == 0, log.read_text()[-3000:]
+    console = log.read_text()
+    assert " - INFO - " in console and " - DEBUG - " not in console
+    assert any(
+        message.startswith('Started execution of step "synchroteam_hec__credit_notes"')
+        for message in run_messages(home)
+    )

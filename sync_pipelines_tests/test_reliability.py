@@ -28,6 +28,7 @@ from sync_pipelines_tests.processes import (
     analyst,
     dagster_home,
     holding_the_warehouse,
+    run_messages,
     start_job,
     wait,
 )
@@ -98,7 +99,8 @@ def test_two_runs_of_the_same_entity_at_once_take_turns_and_never_race_the_state
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) - count(DISTINCT id) FROM synchroteam.invoices").fetchone()[0] == 0
     # one waited for the other: for the pool's slot, or (both granted it at once, as SQLite storage can) the lock
-    assert any("blocked by limit for pool duckdb_writer" in log or "Waiting for the warehouse" in log for log in logs)
+    messages = run_messages(home)
+    assert any("blocked by limit for pool duckdb_writer" in m or "Waiting for the warehouse" in m for m in messages)
 
 
 def test_runs_that_share_no_pool_still_take_turns_on_the_warehouse(emulator, warehouse, tmp_path):
