@@ -27,8 +27,8 @@ from dlt.common.versioned_state import decompress_state
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.synchroteam.source import pipeline_name
-from sync_pipelines.warehouse.dialect import session
-from sync_pipelines.warehouse.lock import advisory_key
+from sync_pipelines.warehouse.dialect import postgres_connection, session
+from sync_pipelines.warehouse.lock import advisory_key, pg_locks_ids
 from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
 from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
@@ -150,9 +150,7 @@ def test_a_third_tenant_is_a_catalogue_row_and_its_variables(any_warehouse):
 
 
 def analyst_connection(target: PostgresWarehouse) -> psycopg2.extensions.connection:
-    con = psycopg2.connect(
-        host=target.host, port=target.port, dbname=target.database, user=target.user, password=target.password
-    )
+    con = postgres_connection(target, application_name="the test's analyst")
     con.set_session(isolation_level="REPEATABLE READ", readonly=True)
     return con
 
@@ -252,13 +250,12 @@ def holding_schema(target: PostgresWarehouse, schema: str) -> Iterator[subproces
 
 
 def waiting_for(target: PostgresWarehouse, schema: str) -> bool:
-    key = advisory_key(schema) & 0xFFFFFFFFFFFFFFFF
     with session(target, read_only=True) as con:
         return bool(
             con.rows(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
                 "AND classid::bigint = ? AND objid::bigint = ?",
-                [key >> 32, key & 0xFFFFFFFF],
+                list(pg_locks_ids(advisory_key(schema))),
             )[0][0]
         )
 

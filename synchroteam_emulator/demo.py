@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
-from sync_pipelines.warehouse.tables import table_summary
+from sync_pipelines.warehouse.tables import exists_yet, table_summary
 from synchroteam_emulator import (
     Emulator,
     TenantSpec,
@@ -51,7 +51,7 @@ def run(scale: float, habits: argparse.Namespace | None = None) -> int:
             return 1
         requests = len(emulator.requests)
     target = warehouse(env)
-    if not isinstance(target, DuckDBWarehouse) or target.path.exists():
+    if exists_yet(target):
         print_summary(target, requests)
     if code:
         print("sync_all failed; see the steps' messages above, or the run in `make ui`.", file=sys.stderr)

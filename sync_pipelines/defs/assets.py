@@ -201,7 +201,7 @@ def sync_entity(
     """
     try:
         target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
-        with step_turn(context, tenant.name):
+        with step_turn(context, target, tenant.name):
             try:
                 translator = SynchroteamTranslator(tenant, entity, reconciliation)
                 results = _sync_entity(context, dlt_resource, tenant, entity, config, given, target, translator)

@@ -63,8 +63,9 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
         asset=key, name="no_duplicate_ids", pool=writer_pool(tenant), description="Every id appears once in the table."
     )
     def no_duplicate_ids(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        with step_turn(context, schema):
-            duplicates = duplicate_ids(warehouse(), schema, table)
+        target = warehouse()
+        with step_turn(context, target, schema):
+            duplicates = duplicate_ids(target, schema, table)
         return AssetCheckResult(
             passed=not duplicates,
             severity=AssetCheckSeverity.ERROR,
@@ -78,8 +79,9 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
         description="Records this run could not load, quarantined in _rejected_records, by reason.",
     )
     def rejected_records(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        with step_turn(context, schema):
-            counts = rejected_counts(warehouse(), schema, table, context.run.run_id)
+        target = warehouse()
+        with step_turn(context, target, schema):
+            counts = rejected_counts(target, schema, table, context.run.run_id)
         return AssetCheckResult(
             passed=not counts,
             severity=AssetCheckSeverity.WARN,
@@ -100,8 +102,9 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
         settings = TenantSettings.from_env(tenant)
         with SynchroteamClient.in_process(settings, logger=context.log) as client:
             api_total = client.records_total(entity.resource)
-        with step_turn(context, schema):
-            live = count_rows(warehouse(), schema, table, live=True)
+        target = warehouse()
+        with step_turn(context, target, schema):
+            live = count_rows(target, schema, table, live=True)
         return AssetCheckResult(
             passed=api_total == live,
             severity=AssetCheckSeverity.WARN,

@@ -53,7 +53,7 @@ def write_rejected_csv(context: OpExecutionContext):
     files: list[Path] = []
     for tenant in TENANTS.values():
         folder = rejected_folder(target) / tenant.name
-        with step_turn(context, tenant.name):
+        with step_turn(context, target, tenant.name):
             for stale in folder.glob("*.csv"):
                 stale.unlink()  # a reason with nothing left in quarantine has no file
             files.extend(export_rejected(target, tenant.name, folder))

@@ -31,7 +31,7 @@ import psycopg2.errors
 from filelock import FileLock, Timeout
 
 from sync_pipelines.warehouse.dialect import postgres_connection
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse, Warehouse, warehouse
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 NOTICE_EVERY_SECONDS = 60.0
 LOCK_NAMESPACE = "sync_pipelines.warehouse"
@@ -93,6 +93,12 @@ def advisory_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def pg_locks_ids(key: int) -> tuple[int, int]:
+    """How `pg_locks` shows a 64-bit advisory key: (classid, objid), its high and low 32 bits, with objsubid 1."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
 @contextmanager
 def schema_turn(target: PostgresWarehouse, schema: str, holder: str, log: Callable[[str], object]) -> Iterator[None]:
     """Wait for the tenant schema's advisory lock, hold it for the block (like `warehouse_turn`)."""
@@ -123,12 +129,11 @@ def schema_turn(target: PostgresWarehouse, schema: str, holder: str, log: Callab
 
 def _advisory_holder(cur: Any, key: int) -> str:
     """Who holds the advisory lock `key`, as its connection names itself (run and step), and from where."""
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
     cur.execute(
         "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s "
         "AND l.objsubid = 1",
-        [unsigned >> 32, unsigned & 0xFFFFFFFF],
+        list(pg_locks_ids(key)),
     )
     row = cur.fetchone()
     if row is None:
@@ -145,9 +150,10 @@ def turn(target: Warehouse, schema: str, holder: str, log: Callable[[str], objec
     return schema_turn(target, schema, holder, log)
 
 
-def step_turn(context: Any, schema: str) -> AbstractContextManager[None]:
-    """`turn` on the configured warehouse's `schema` for a Dagster op, asset or asset check `context`."""
+def step_turn(context: Any, target: Warehouse, schema: str) -> AbstractContextManager[None]:
+    """`turn` on `schema` of the warehouse `target` (the step's `settings.warehouse()`) for a Dagster op, asset or
+    asset check `context`."""
     op_context = context.op_execution_context
     # the run id's first 8 characters, as the UI shows them: PostgreSQL keeps 63 characters of a connection's name
     holder = f"run {op_context.run.run_id[:8]} step {op_context.op_handle}"
-    return turn(warehouse(), schema, holder, op_context.log.info)
+    return turn(target, schema, holder, op_context.log.info)

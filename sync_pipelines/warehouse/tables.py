@@ -28,7 +28,7 @@ DELETED_AT = "_deleted_at"
 STATE_VERSIONS_KEPT = 10
 
 
-def _exists_yet(target: Warehouse) -> bool:
+def exists_yet(target: Warehouse) -> bool:
     """False for a DuckDB file not created yet (reading would create it); a PostgreSQL database exists."""
     return not isinstance(target, DuckDBWarehouse) or target.path.exists()
 
@@ -37,7 +37,7 @@ def before_load(target: Warehouse, schema: str, table: str) -> tuple[int, dict[s
     """Before a sync's load, in one connection: the rows of `schema.table` and its stored quarantine rows. Raises
     `WarehouseLocked` if another process holds the DuckDB file, and a `SYNC_WAREHOUSE_URL` error if PostgreSQL
     cannot be reached; (0, {}) when there is no warehouse yet."""
-    if not _exists_yet(target):
+    if not exists_yet(target):
         return 0, {}
     with session(target) as con:
         return _count(con, schema, table), _quarantine(con, schema, table)
@@ -63,7 +63,7 @@ def after_load(
     """After a sync's load, in one connection: count the rows, mark what a full walk (`seen_ids`) no longer saw
     as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), prune the quarantine
     (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows."""
-    if not _exists_yet(target):
+    if not exists_yet(target):
         return AfterLoad(0, 0, 0)
     with session(target) as con:
         rows = _count(con, schema, table)
@@ -91,7 +91,7 @@ def _exists(con: Session, schema: str, table: str) -> bool:
 @contextmanager
 def _table(target: Warehouse, schema: str, table: str, read_only: bool = True) -> Iterator[Session | None]:
     """A session when `schema.table` exists; None when the warehouse or the table does not exist yet."""
-    if not _exists_yet(target):
+    if not exists_yet(target):
         yield None
         return
     with session(target, read_only=read_only) as con:
