@@ -14,6 +14,7 @@ from sync_pipelines.defs.quarantine_jobs import (
     export_rejected_records_job,
     retry_rejected_job,
 )
+from sync_pipelines.defs.read_copy import read_copy_assets
 from sync_pipelines.defs.schedules import (
     entity_job,
     entity_schedule,
@@ -35,7 +36,7 @@ reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
 check_row_counts = row_counts_job(pairs)
 
 defs = Definitions(
-    assets=[*entity_assets, *reconciliation_assets],
+    assets=[*entity_assets, *reconciliation_assets, *read_copy_assets([*entity_assets, *reconciliation_assets])],
     asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
     sensors=[freshness_sensor(fresh_checks)],
     jobs=[

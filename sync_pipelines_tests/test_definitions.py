@@ -20,12 +20,20 @@ EXPECTED_ASSETS = {
 
 
 RECONCILIATION_ASSETS = {f"{key}_reconciliation": group for key, group in EXPECTED_ASSETS.items()}
+READ_COPY = {"warehouse/read_copy": "warehouse"}
+LOADING_JOBS = {
+    "sync_all",
+    *(f"sync_{key.replace('/', '__')}" for key in EXPECTED_ASSETS),
+    "reconcile_synchroteam",
+    "reconcile_synchroteam_hec",
+    "retry_rejected_records",
+}
 
 
 def test_every_entity_of_every_tenant_is_an_asset_with_a_stable_key_and_group():
     graph = defs.resolve_asset_graph()
     found = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert found == {**EXPECTED_ASSETS, **RECONCILIATION_ASSETS}
+    assert found == {**EXPECTED_ASSETS, **RECONCILIATION_ASSETS, **READ_COPY}
 
 
 def test_reconciliation_assets_are_daily_partitioned_and_the_entity_assets_are_not():
@@ -65,13 +73,39 @@ def test_every_entity_asset_has_its_four_checks():
 
 def test_entity_assets_have_no_upstream_placeholders_and_share_the_duckdb_writer_pool():
     for assets_def in defs.assets:
-        assert all(not deps for deps in assets_def.asset_deps.values())
+        if assets_def.key.path[0] in TENANTS:
+            assert all(not deps for deps in assets_def.asset_deps.values())
         assert assets_def.op.pool == "duckdb_writer"
 
 
-def test_sync_all_selects_every_asset():
+def test_sync_all_selects_every_asset_and_the_read_copy_after_them():
     job = defs.resolve_job_def("sync_all")
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(EXPECTED_ASSETS)
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {*EXPECTED_ASSETS, *READ_COPY}
+
+
+def test_the_read_copy_is_downstream_of_every_table_the_syncs_write_and_ends_every_job_that_loads():
+    graph = defs.resolve_asset_graph()
+    (key,) = [k for k in graph.get_all_asset_keys() if k.to_user_string() in READ_COPY]
+    parents = {k.to_user_string() for k in graph.get(key).parent_keys}
+    assert parents == {*EXPECTED_ASSETS, *RECONCILIATION_ASSETS}
+    selecting = {
+        job.name for job in defs.jobs if key in defs.resolve_job_def(job.name).asset_layer.executable_asset_keys
+    }
+    assert selecting == LOADING_JOBS
+
+
+def test_on_postgresql_there_is_no_read_copy_and_the_pools_are_per_tenant():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM", "SYNC_"))}
+    env["SYNC_WAREHOUSE_URL"] = "postgresql://sync:secret@db.invalid:5432/warehouse"  # never connected to
+    code = (
+        "from sync_pipelines.definitions import defs\n"
+        "keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}\n"
+        "print('warehouse/read_copy' in keys, len(keys))\n"
+        "print(sorted({a.op.pool for a in defs.assets}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["False 16", "['synchroteam_hec_writer', 'synchroteam_writer']"]
 
 
 def test_sync_jobs_run_the_warehouse_checks_and_the_row_count_check_runs_daily_in_its_own_job():
@@ -99,7 +133,7 @@ def test_definitions_load_without_any_secret_set(tmp_path):
     code = "from sync_pipelines.definitions import defs; print(len(defs.resolve_asset_graph().get_all_asset_keys()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "16"
+    assert out.stdout.strip() == "17"  # 8 entities, their reconciliations, the read copy
 
 
 def test_processes_loading_the_definitions_at_once_neither_race_nor_write_next_to_the_warehouse(tmp_path):

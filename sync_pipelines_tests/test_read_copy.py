@@ -44,6 +44,10 @@ def test_sync_all_copies_the_warehouse_once_at_its_end_and_the_copy_is_exact(emu
 
         assert result.success
         assert refreshes_logged(instance, result.run_id) == 1  # not once per entity
+        # the copy is an asset of its own, materialized last, after every entity's step
+        (copy,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path[0] == "warehouse"]
+        assert result.get_asset_materialization_events()[-1] is copy
+        assert copy.materialization.metadata["replaced"].value is True
     assert contents(read_copy_path(warehouse)) == contents(warehouse)
 
 
@@ -84,6 +88,8 @@ def test_a_run_whose_last_steps_fail_still_publishes_what_its_first_steps_loaded
     result = run_sync_all(raise_on_error=False)
 
     assert set(step_failures(result)) == {"synchroteam_hec__invoices", "synchroteam_hec__credit_notes"}
+    # the read copy's own step did not run (its upstream failed): the failing steps published the copy
+    assert "warehouse__read_copy" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     copy = contents(read_copy_path(warehouse))
     assert copy == contents(warehouse)
     assert copy["synchroteam.invoices"]  # the main tenant's loads are in it

@@ -109,6 +109,8 @@ def _progress(entry, started: dict[str, float]) -> str | None:
     elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
         materialization = event.step_materialization_data.materialization
         metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+        if "loaded" not in metadata:  # not a sync (the read copy): its own notice said what it did
+            return None
         seconds = entry.timestamp - started.get(step, entry.timestamp)
         return (
             f"  {materialization.asset_key.to_user_string():<30} {metadata.get('loaded', 0):>7,} records  "

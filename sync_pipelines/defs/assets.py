@@ -19,7 +19,6 @@ from dagster import (
     BackfillPolicy,
     Backoff,
     Config,
-    DagsterEventType,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -49,10 +48,10 @@ from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.pipeline import build_pipeline, load_file_format
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import (
-    WAREHOUSE_URL,
     DuckDBWarehouse,
     Warehouse,
     check_warehouse_path,
+    duckdb_selected,
     duckdb_settings,
     warehouse,
 )
@@ -64,16 +63,6 @@ QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 # Days are read in each tenant's own zone at run time; the partition key is just the day.
 DAILY = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=0)
-# The step (op) of every asset that syncs an entity into the warehouse, by asset key (filled as they are built).
-SYNC_STEPS: dict[AssetKey, str] = {}
-STEP_EVENTS = {
-    DagsterEventType.STEP_START,
-    DagsterEventType.STEP_RESTARTED,
-    DagsterEventType.STEP_UP_FOR_RETRY,
-    DagsterEventType.STEP_SUCCESS,
-    DagsterEventType.STEP_FAILURE,
-    DagsterEventType.STEP_SKIPPED,
-}
 
 
 class ReconciliationConfig(Config):
@@ -152,7 +141,6 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
         given = _given_fields(context, pipeline_name(tenant, entity))
         yield from sync_entity(context, dlt, tenant, entity, config, given)
 
-    SYNC_STEPS.update(dict.fromkeys(_sync.keys, _sync.op.name))
     return _sync
 
 
@@ -176,7 +164,6 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         )
         yield from sync_entity(context, dlt, tenant, entity, window, reconciliation=True)
 
-    SYNC_STEPS.update(dict.fromkeys(_reconcile.keys, _reconcile.op.name))
     return _reconcile
 
 
@@ -195,9 +182,9 @@ def sync_entity(
     config becomes the run's plan once the tenant's time zone is known. A retryable failure (429s, 5xx, timeouts) is
     retried by the job's `retry_policy()`; any other fails once, saying what to do.
 
-    On DuckDB, the read copy is refreshed by the run's last sync step (one copy of the warehouse per run, not one
-    per entity), and by any sync step that fails, so that it holds whatever the run loaded even if the run stops.
-    PostgreSQL has no read copy: analysts read the database itself.
+    On DuckDB, the read copy is the `warehouse/read_copy` asset downstream of every sync, refreshed once at the
+    end of the run; a sync step that fails skips it, so that step refreshes the copy itself before failing, and the
+    copy holds whatever the run loaded until then. PostgreSQL has no read copy: analysts read the database.
     """
     try:
         target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
@@ -208,11 +195,6 @@ def sync_entity(
             except BaseException:
                 _refresh_after_failure(context, target)
                 raise
-            later = _sync_steps_to_come(context) if isinstance(target, DuckDBWarehouse) else set()
-            if later:
-                context.log.debug(f"Read copy left to the run's later sync steps: {', '.join(sorted(later))}")
-            elif isinstance(target, DuckDBWarehouse) and refresh_read_copy(target.path):
-                context.log.info("Read copy refreshed.")
     except SyncError as error:  # the warehouse's settings, or its turn: nothing was requested from the API
         raise _retry_or_fail(context, error, tenant) from None
     yield from results
@@ -343,31 +325,15 @@ def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> Ware
 
 
 def _refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
-    """Whatever this run loaded before failing reaches the read copy; a failure to copy must not hide the
-    step's own error, so it is only logged."""
+    """Whatever this run loaded before failing reaches the read copy (the run's `warehouse/read_copy` step, downstream,
+    will be skipped); a failure to copy must not hide the step's own error, so it is only logged."""
     if not isinstance(target, DuckDBWarehouse):
         return
     try:
-        refresh_read_copy(target.path)
+        if refresh_read_copy(target.path):
+            context.log.info("Read copy refreshed with what the run loaded before this step failed.")
     except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
         context.log.warning(f"Read copy not refreshed after the failure: {exc}")
-
-
-def _sync_steps_to_come(context: AssetExecutionContext) -> set[str]:
-    """The steps of this run that sync an entity and have not started yet (or wait to be retried): the last of
-    them refreshes the read copy. Steps already running do not count (they may have finished their load)."""
-    steps = {SYNC_STEPS[key] for key in _selected_keys(context) if key in SYNC_STEPS}
-    steps.discard(str(context.op_execution_context.node_handle))
-    if context.run.step_keys_to_execute is not None:
-        steps &= set(context.run.step_keys_to_execute)
-    if not steps:
-        return steps
-    last = {
-        record.step_key: record.dagster_event.event_type
-        for record in context.instance.all_logs(context.run.run_id, of_type=STEP_EVENTS)
-    }
-    waiting = (None, DagsterEventType.STEP_UP_FOR_RETRY)
-    return {step for step in steps if last.get(step) in waiting}
 
 
 def writer_pool(tenant: Tenant | None) -> str | None:
@@ -375,7 +341,7 @@ def writer_pool(tenant: Tenant | None) -> str | None:
     loads: one pool for the whole DuckDB file (`duckdb_writer`), one per tenant schema on PostgreSQL
     (`<tenant>_writer`), so tenants load in parallel there. The pool orders steps and shows the wait in the UI;
     the warehouse lock (`lock.step_turn`) is the guarantee."""
-    if not os.environ.get(WAREHOUSE_URL, "").strip():
+    if duckdb_selected():
         return DUCKDB_POOL
     return None if tenant is None else f"{tenant.name}_writer"
 
@@ -397,7 +363,7 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
     Only runs of a single entity are tagged: in a run of several (sync_all), each materialization's metadata
     carries its own window, and shared run tags would only say which entity ran last.
     """
-    if len(_selected_keys(context)) != 1:
+    if len(_synced_keys(context)) != 1:
         return
     if stats is None:
         tags = {"sync/mode": plan.mode, "sync/max_records": str(plan.max_records)}
@@ -411,8 +377,10 @@ def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats
     context.instance.add_run_tags(context.run.run_id, tags)
 
 
-def _selected_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
-    return context.run.asset_selection or set(context.job_def.asset_layer.executable_asset_keys)
+def _synced_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
+    """The run's assets that sync an entity (`<tenant>/...`), not what sits downstream of them (the read copy)."""
+    keys = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
+    return {key for key in keys if key.path[0] in TENANTS}
 
 
 def _run_metadata(client: SynchroteamClient, stats: ExtractStats, rows_before: int, rows_after: int) -> dict:

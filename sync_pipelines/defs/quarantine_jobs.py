@@ -17,6 +17,7 @@ from dagster import (
 
 from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.defs.assets import retry_policy, writer_pool
+from sync_pipelines.defs.read_copy import with_read_copy
 from sync_pipelines.defs.schedules import ALL_TENANTS, MAX_RUNTIME_TAG, TENANT_TAG
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
@@ -31,7 +32,7 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     ops = {assets_def.op.name: {"config": {"mode": "retry_rejected"}} for assets_def in entity_assets}
     return define_asset_job(
         "retry_rejected_records",
-        selection=AssetSelection.assets(*entity_assets),
+        selection=with_read_copy(AssetSelection.assets(*entity_assets)),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         config={"ops": ops},

@@ -28,6 +28,7 @@ from dagster import (
 from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
 from sync_pipelines.defs.assets import retry_policy
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
+from sync_pipelines.defs.read_copy import with_read_copy
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
@@ -60,7 +61,7 @@ def cron_for(tenant: Tenant, entity: Entity) -> str:
 def entity_job(tenant: Tenant, entity: Entity) -> AssetJob:
     return define_asset_job(
         entity_job_name(tenant, entity),
-        selection=sync_selection([(tenant, entity)]),
+        selection=with_read_copy(sync_selection([(tenant, entity)])),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
@@ -74,7 +75,7 @@ def sync_all_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
     other."""
     return define_asset_job(
         "sync_all",
-        selection=sync_selection(pairs),
+        selection=with_read_copy(sync_selection(pairs)),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(sum(max_runtime_seconds(e) for _, e in pairs))},
@@ -86,7 +87,7 @@ def reconcile_job(tenant: Tenant) -> AssetJob:
     keys = [AssetKey([tenant.name, f"{entity.name}_reconciliation"]) for entity in tenant_entities(tenant)]
     return define_asset_job(
         f"reconcile_{tenant.name}",
-        selection=AssetSelection.assets(*keys),
+        selection=with_read_copy(AssetSelection.assets(*keys)),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(6 * 3600)},

@@ -109,6 +109,13 @@ def warehouse(environ: Mapping[str, str] | None = None) -> Warehouse:
     return _postgres(raw)
 
 
+def duckdb_selected(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the warehouse is a DuckDB file (no `SYNC_WAREHOUSE_URL`), without reading the URL's contents: what
+    the code location decides when it loads (pools, the read copy), so that a bad URL cannot break its load."""
+    env = os.environ if environ is None else environ
+    return not env.get(WAREHOUSE_URL, "").strip()
+
+
 def _postgres(raw: str) -> PostgresWarehouse:
     try:
         url = urlsplit(raw)

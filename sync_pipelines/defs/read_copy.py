@@ -1,0 +1,69 @@
+"""The analysts' read copy of a DuckDB warehouse as an asset, `warehouse/read_copy`, downstream of every table
+the syncs write: the jobs that load select it too, so it is refreshed once, at the end of each run, and its
+materializations in the UI say when analysts last got new data.
+
+PostgreSQL has no read copy (analysts read the database): there, the code location has no such asset.
+"""
+
+import time
+from collections.abc import Sequence
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from sync_pipelines.defs.assets import DUCKDB_POOL
+from sync_pipelines.warehouse.lock import step_turn
+from sync_pipelines.warehouse.read_copy import refresh_read_copy
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, duckdb_selected, read_copy_path, warehouse
+
+READ_COPY_KEY = AssetKey(["warehouse", "read_copy"])
+
+
+def with_read_copy(selection: AssetSelection) -> AssetSelection:
+    """A loading job's selection, plus the read copy on DuckDB (refreshed at the end of its runs)."""
+    return selection | AssetSelection.assets(READ_COPY_KEY) if duckdb_selected() else selection
+
+
+def read_copy_assets(upstream: Sequence[AssetsDefinition]) -> list[AssetsDefinition]:
+    """The read copy asset on DuckDB; none on PostgreSQL."""
+    return [build_read_copy_asset(upstream)] if duckdb_selected() else []
+
+
+def build_read_copy_asset(upstream: Sequence[AssetsDefinition]) -> AssetsDefinition:
+    """`warehouse/read_copy`, downstream of every asset in `upstream` (their tables are what it copies)."""
+
+    @asset(
+        key=READ_COPY_KEY,
+        deps=[key for assets_def in upstream for key in assets_def.keys],
+        group_name="warehouse",
+        kinds={"duckdb"},
+        pool=DUCKDB_POOL,
+        description="What analysts open: a copy of the DuckDB warehouse (`<stem>_read.duckdb` beside it), "
+        "replaced atomically at the end of every run that changed the warehouse, so readers never hold the file "
+        "a sync writes. A run whose sync failed skips it; the failing step publishes what the run had loaded.",
+    )
+    def read_copy(context: AssetExecutionContext) -> MaterializeResult:
+        target = warehouse()
+        assert isinstance(target, DuckDBWarehouse), "the read copy exists only for a DuckDB warehouse"
+        started = time.monotonic()
+        with step_turn(context, target, "*"):
+            replaced = refresh_read_copy(target.path)
+        path = read_copy_path(target.path)
+        context.log.info("Read copy refreshed." if replaced else "Read copy already current: the run changed nothing.")
+        return MaterializeResult(
+            metadata={
+                "replaced": replaced,
+                "path": MetadataValue.path(str(path)),
+                "size_mb": round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+        )
+
+    return read_copy
