@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.defs.run_config import Mode, config_class, to_plan
+from sync_pipelines.defs.run_config import RANGES, Mode, config_class, to_plan
 from sync_pipelines.errors import ConfigurationError
 from sync_pipelines.synchroteam.plan import MODES
 from sync_pipelines_tests.conftest import MAIN
@@ -77,6 +77,27 @@ def test_an_invalid_value_fails_the_run_before_any_api_request(emulator, warehou
     (message,) = step_failures(result).values()
     assert "page_size=101" in message and "between 1 and 100" in message
     assert emulator.requests == []
+
+
+@pytest.mark.parametrize("entity", list(ENTITIES.values()), ids=lambda e: e.name)
+def test_every_numeric_field_states_its_range_in_the_launchpad_and_its_bounds_are_exactly_those_accepted(entity):
+    config_type = config_class(entity)
+    numeric = {name for name, field in config_type.model_fields.items() if field.annotation in (int, float)}
+    assert numeric == set(RANGES) & set(config_type.model_fields)
+    for name in numeric:
+        low, high = RANGES[name]
+        description = config_type.model_fields[name].description or ""
+        expected = f"Accepted: between {low} and {high}." if high is not None else f"Accepted: {low} or more."
+        assert description.endswith(expected), (name, description)  # what the launchpad shows under the field
+        to_plan(config_type(**{name: low}), entity, PARIS)  # the bounds are accepted
+        if high is not None:
+            to_plan(config_type(**{name: high}), entity, PARIS)
+        for outside in (low - 1, None if high is None else high + 1):
+            if outside is None:
+                continue
+            config = config_type(**{name: outside})
+            with pytest.raises(ConfigurationError, match=f"{name}={getattr(config, name)!r} is not valid"):
+                to_plan(config, entity, PARIS)
 
 
 def test_entity_defaults_come_from_the_catalogue():

@@ -15,6 +15,26 @@ from sync_pipelines.errors import ConfigurationError
 from sync_pipelines.synchroteam.plan import SyncPlan
 
 MAX_PAGE_SIZE = 100
+# The accepted range of every numeric field (None: no upper bound): checked by `to_plan` before any request, and
+# stated in each field's description, which is what the launchpad shows (Dagster's config types have no bounds;
+# pydantic's `ge`/`le` would only fail the step when it starts, and then retry it).
+RANGES: dict[str, tuple[float, float | None]] = {
+    "max_records": (0, None),
+    "page_size": (1, MAX_PAGE_SIZE),
+    "lookback_minutes": (0, None),
+    "revisit_days": (0, None),
+    "max_deleted_share": (0, 1),
+    "refetch_recent_days": (0, None),
+}
+
+
+def _accepted(field: str) -> str:
+    low, high = RANGES[field]
+    return f"between {low} and {high}" if high is not None else f"{low} or more"
+
+
+def _ranged(field: str, description: str) -> str:
+    return f"{description} Accepted: {_accepted(field)}."
 
 
 class Mode(StrEnum):
@@ -37,25 +57,37 @@ class SyncConfig(Config):
     )
     max_records: int = Field(
         default=0,
-        description="At most this many changed records this run (0 = no cap). A capped run loads the oldest "
-        "changes first and the cursor stops where it stopped, so the next run continues. Given here, it holds "
-        "from the first run on; an entity's default cap (customers, sites) leaves the initial load uncapped. "
-        "mode=full is never capped.",
+        description=_ranged(
+            "max_records",
+            "At most this many changed records this run (0 = no cap). A capped run loads the oldest changes first "
+            "and the cursor stops where it stopped, so the next run continues. Given here, it holds from the first "
+            "run on; an entity's default cap (customers, sites) leaves the initial load uncapped. mode=full is "
+            "never capped.",
+        ),
     )
-    page_size: int = Field(default=100, description="Records per list page, 1..100.")
+    page_size: int = Field(default=100, description=_ranged("page_size", "Records per list page."))
     lookback_minutes: int = Field(
         default=30,
-        description="Every incremental run re-reads this far behind the cursor (late commits, same-minute edits).",
+        description=_ranged(
+            "lookback_minutes",
+            "Every incremental run re-reads this far behind the cursor (late commits, same-minute edits).",
+        ),
     )
     revisit_days: int = Field(
         default=0,
-        description="Re-read the changes of the last N days before the cursor every run (0 = only what changed "
-        "since the last run, beyond lookback_minutes).",
+        description=_ranged(
+            "revisit_days",
+            "Re-read the changes of the last N days before the cursor every run (0 = only what changed since the "
+            "last run, beyond lookback_minutes).",
+        ),
     )
     max_deleted_share: float = Field(
         default=0.5,
-        description="full: refuse to mark more than this share of the live rows deleted in one run (0..1); an "
-        "empty or truncated answer is likelier than a tenant losing that much.",
+        description=_ranged(
+            "max_deleted_share",
+            "full: refuse to mark more than this share of the live rows deleted in one run; an empty or "
+            "truncated answer is likelier than a tenant losing that much.",
+        ),
     )
     window_start: str = Field(default="", description="reconcile: first day (YYYY-MM-DD, tenant time).")
     window_end: str = Field(default="", description="reconcile: last day, inclusive (default: window_start).")
@@ -71,8 +103,11 @@ def config_class(entity: Entity) -> type[SyncConfig]:
             int,
             Field(
                 default=0,
-                description=f"Re-read records {what} in the last N days every run, even if their "
-                "dateModified did not move (0 = off).",
+                description=_ranged(
+                    "refetch_recent_days",
+                    f"Re-read records {what} in the last N days every run, even if their dateModified did not move "
+                    "(0 = off).",
+                ),
             ),
         )
     if entity.refetch == "statuses":
@@ -108,14 +143,10 @@ def to_plan(
         )
 
     mode = Mode(config.mode).value  # a plain string for the plan; an unknown one never gets this far
-    if not 1 <= config.page_size <= MAX_PAGE_SIZE:
-        raise fail("page_size", config.page_size, f"between 1 and {MAX_PAGE_SIZE}")
-    for name in ("max_records", "lookback_minutes", "revisit_days", "refetch_recent_days"):
-        value = getattr(config, name, 0)
-        if value < 0:
-            raise fail(name, value, "0 or more")
-    if not 0 <= config.max_deleted_share <= 1:
-        raise fail("max_deleted_share", config.max_deleted_share, "between 0 and 1")
+    for name, (low, high) in RANGES.items():
+        value = getattr(config, name, low)  # refetch_recent_days: only the entities that have it
+        if value < low or (high is not None and value > high):
+            raise fail(name, value, _accepted(name))
     statuses = tuple(getattr(config, "refetch_statuses", ()))
     unknown = [s for s in statuses if s not in entity.statuses]
     if unknown:
