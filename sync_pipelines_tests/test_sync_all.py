@@ -63,6 +63,21 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
         assert modified_type == ("TIMESTAMP WITH TIME ZONE",)
 
 
+def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_evaluated_in_the_sync_steps(
+    emulator, warehouse
+):
+    result = run_sync_all()
+
+    steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
+    pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+    assert sorted(steps) == sorted([*(f"{t.name}__{e.name}" for t, e in pairs), "warehouse__read_copy"])
+    evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert {(e.step_key, e.asset_check_evaluation_data.check_name) for e in evaluations} == {
+        (f"{t.name}__{e.name}", name) for t, e in pairs for name in ("no_duplicate_ids", "rejected_records")
+    }
+    assert all(e.asset_check_evaluation_data.passed for e in evaluations)
+
+
 def test_localized_quantities_land_as_numbers(emulator, warehouse):
     run_sync_all()
     store = emulator.tenant(MAIN.domain)

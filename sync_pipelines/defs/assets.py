@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import duckdb
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -32,6 +33,8 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant
+from sync_pipelines.defs.checks import sync_check_results, sync_check_specs
+from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.run_config import Mode, SyncConfig, config_class, to_plan
 from sync_pipelines.errors import (
     SyncError,
@@ -51,13 +54,11 @@ from sync_pipelines.warehouse.settings import (
     DuckDBWarehouse,
     Warehouse,
     check_warehouse_path,
-    duckdb_selected,
     duckdb_settings,
     warehouse,
 )
 from sync_pipelines.warehouse.tables import DELETED_AT, after_load, before_load
 
-DUCKDB_POOL = "duckdb_writer"
 MAX_RETRIES = 2
 QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
@@ -109,7 +110,8 @@ def sync_assets(
     which the UI shows as "unserializable" rows): our runs hand all three to `DagsterDltResource.run`. The
     translator, the kinds, the subsetting and a reconciliation's single-run backfills are as `@dlt_assets` makes
     them."""
-    translator = SynchroteamTranslator(tenant, entity, reconciliation=partitions_def is not None)
+    reconciliation = partitions_def is not None
+    translator = SynchroteamTranslator(tenant, entity, reconciliation=reconciliation)
     specs = [
         spec.replace_attributes(metadata={k: v for k, v in spec.metadata.items() if not k.startswith(DLT_OBJECTS)})
         for spec in build_dlt_asset_specs(
@@ -124,6 +126,7 @@ def sync_assets(
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run() if partitions_def is not None else None,
         specs=specs,
+        check_specs=[] if reconciliation else sync_check_specs(tenant, entity),
         pool=writer_pool(tenant),
     )
 
@@ -137,7 +140,7 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
         context: AssetExecutionContext,
         dlt: DagsterDltResource,
         config: entity_config,  # type: ignore[valid-type]
-    ) -> Iterator[MaterializeResult]:
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
         given = _given_fields(context, pipeline_name(tenant, entity))
         yield from sync_entity(context, dlt, tenant, entity, config, given)
 
@@ -157,7 +160,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
     @sync_assets(tenant, entity, name=f"{pipeline_name(tenant, entity)}_reconciliation", partitions_def=DAILY)
     def _reconcile(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: ReconciliationConfig
-    ) -> Iterator[MaterializeResult]:
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
         keys = context.partition_key_range
         window = SyncConfig(
             mode=Mode.reconcile, window_start=keys.start, window_end=keys.end, page_size=config.page_size
@@ -175,7 +178,7 @@ def sync_entity(
     config: SyncConfig,
     given: Collection[str] = (),
     reconciliation: bool = False,
-) -> Iterator[MaterializeResult]:
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Run one entity's sync and yield its materialization with the run's numbers as metadata.
 
     Settings and the run config (`given`: the fields its launcher set) are checked before any request: the
@@ -209,7 +212,7 @@ def _sync_entity(
     given: Collection[str],
     target: Warehouse,
     translator: "SynchroteamTranslator",
-) -> list[MaterializeResult]:
+) -> list[MaterializeResult | AssetCheckResult]:
     try:
         settings = TenantSettings.from_env(tenant)
         if isinstance(target, DuckDBWarehouse):
@@ -255,6 +258,7 @@ def _sync_entity(
                 plan.max_deleted_share,
                 resolved_before=started - QUARANTINE_RETENTION,
                 pipeline=pipeline_name(tenant, entity),
+                run_id=context.run.run_id,
             )
         except SyncError as error:
             raise _failure(error, tenant) from None
@@ -264,12 +268,17 @@ def _sync_entity(
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
-    return [
-        MaterializeResult(
-            asset_key=result.asset_key, metadata=materialization_metadata(extra, result.metadata or {}, tenant, entity)
+    materialized: list[MaterializeResult | AssetCheckResult] = []
+    for result in results:
+        key = result.asset_key
+        materialized.append(
+            MaterializeResult(
+                asset_key=key, metadata=materialization_metadata(extra, result.metadata or {}, tenant, entity)
+            )
         )
-        for result in results
-    ]
+        if key is not None:
+            materialized.extend(sync_check_results(key, after, context.selected_asset_check_keys))
+    return materialized
 
 
 # What is kept of dagster-dlt's own metadata, after ours: the load's id and times (its `jobs` listing names load
@@ -334,16 +343,6 @@ def _refresh_after_failure(context: AssetExecutionContext, target: Warehouse) ->
             context.log.info("Read copy refreshed with what the run loaded before this step failed.")
     except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
         context.log.warning(f"Read copy not refreshed after the failure: {exc}")
-
-
-def writer_pool(tenant: Tenant | None) -> str | None:
-    """The Dagster pool of the steps that write `tenant`'s schema (None: every schema), read when the code location
-    loads: one pool for the whole DuckDB file (`duckdb_writer`), one per tenant schema on PostgreSQL
-    (`<tenant>_writer`), so tenants load in parallel there. The pool orders steps and shows the wait in the UI;
-    the warehouse lock (`lock.step_turn`) is the guarantee."""
-    if duckdb_selected():
-        return DUCKDB_POOL
-    return None if tenant is None else f"{tenant.name}_writer"
 
 
 def retry_delay_seconds() -> float:

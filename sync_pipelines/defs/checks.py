@@ -2,6 +2,7 @@
 
 - `no_duplicate_ids` (error): an id twice in the table;
 - `rejected_records` (warning): records this run quarantined, counted by reason;
+  both evaluated by the sync's own step, after its load (`sync_check_specs`, `sync_check_results`);
 - `row_count_matches_api` (warning): the API's `recordsTotal` against the live rows (one request, pageSize 1),
   not run by the sync jobs (a request per sync is quota) but by the `check_row_counts` job, daily;
 - freshness (warning): the last successful sync is not older than FRESHNESS_CADENCES of the entity's cadence,
@@ -9,7 +10,7 @@
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from dagster import (
@@ -18,6 +19,7 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     AssetSelection,
     DefaultSensorStatus,
@@ -30,18 +32,20 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import Entity, Tenant
-from sync_pipelines.defs.assets import writer_pool
+from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import warehouse
-from sync_pipelines.warehouse.tables import count_rows, duplicate_ids, rejected_counts
+from sync_pipelines.warehouse.tables import AfterLoad, count_rows
 
 FRESHNESS_CADENCES = 3
 ROW_COUNT_CHECK = "row_count_matches_api"
 # What a sync job checks after its sync: the row count costs a request (daily job `check_row_counts`), and
 # freshness right after a sync says nothing new (its sensor evaluates it between syncs).
-SYNC_CHECKS = ("no_duplicate_ids", "rejected_records")
+NO_DUPLICATE_IDS = "no_duplicate_ids"
+REJECTED_RECORDS = "rejected_records"
+SYNC_CHECKS = (NO_DUPLICATE_IDS, REJECTED_RECORDS)
 
 
 def row_count_check_key(tenant: Tenant, entity: Entity) -> AssetCheckKey:
@@ -50,46 +54,60 @@ def row_count_check_key(tenant: Tenant, entity: Entity) -> AssetCheckKey:
 
 def sync_selection(pairs: Sequence[tuple[Tenant, Entity]]) -> AssetSelection:
     """The entity assets of `pairs` with the checks a sync runs after them (SYNC_CHECKS)."""
-    keys = [AssetKey([tenant.name, entity.name]) for tenant, entity in pairs]
+    return with_sync_checks([AssetKey([tenant.name, entity.name]) for tenant, entity in pairs])
+
+
+def with_sync_checks(keys: Sequence[AssetKey]) -> AssetSelection:
+    """The assets `keys` with their SYNC_CHECKS, and none of their other checks (the row count costs a request)."""
     checks = [AssetCheckKey(key, name) for key in keys for name in SYNC_CHECKS]
     return AssetSelection.assets(*keys).without_checks() | AssetSelection.checks(*checks)
 
 
-def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]:
+def sync_check_specs(tenant: Tenant, entity: Entity) -> list[AssetCheckSpec]:
+    """The checks a sync evaluates in its own step, from what its upkeep reads anyway (`tables.after_load`): no
+    step of their own, no connection of their own."""
     key = AssetKey([tenant.name, entity.name])
-    schema, table = tenant.name, entity.name
+    return [
+        AssetCheckSpec(NO_DUPLICATE_IDS, asset=key, description="Every id appears once in the table."),
+        AssetCheckSpec(
+            REJECTED_RECORDS,
+            asset=key,
+            description="Records this run could not load, quarantined in _rejected_records, by reason.",
+        ),
+    ]
 
-    @asset_check(
-        asset=key, name="no_duplicate_ids", pool=writer_pool(tenant), description="Every id appears once in the table."
-    )
-    def no_duplicate_ids(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        target = warehouse()
-        with step_turn(context, target, schema):
-            duplicates = duplicate_ids(target, schema, table)
-        return AssetCheckResult(
-            passed=not duplicates,
+
+def sync_check_results(key: AssetKey, after: AfterLoad, selected: Collection[AssetCheckKey]) -> list[AssetCheckResult]:
+    """The results of `sync_check_specs` for the asset `key`, those of them the run selected."""
+    results = [
+        AssetCheckResult(
+            asset_key=key,
+            check_name=NO_DUPLICATE_IDS,
+            passed=not after.duplicate_ids,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"duplicate_ids": len(duplicates), "examples": MetadataValue.json(duplicates[:10])},
-        )
-
-    @asset_check(
-        asset=key,
-        name="rejected_records",
-        pool=writer_pool(tenant),
-        description="Records this run could not load, quarantined in _rejected_records, by reason.",
-    )
-    def rejected_records(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        target = warehouse()
-        with step_turn(context, target, schema):
-            counts = rejected_counts(target, schema, table, context.run.run_id)
-        return AssetCheckResult(
-            passed=not counts,
+            metadata={
+                "duplicate_ids": len(after.duplicate_ids),
+                "examples": MetadataValue.json(after.duplicate_ids[:10]),
+            },
+        ),
+        AssetCheckResult(
+            asset_key=key,
+            check_name=REJECTED_RECORDS,
+            passed=not after.rejected,
             severity=AssetCheckSeverity.WARN,
             metadata={
-                "rejected": sum(counts.values()),
-                **{f"reason_{reason}": count for reason, count in sorted(counts.items())},
+                "rejected": sum(after.rejected.values()),
+                **{f"reason_{reason}": count for reason, count in sorted(after.rejected.items())},
             },
-        )
+        ),
+    ]
+    return [result for result in results if AssetCheckKey(key, result.check_name or "") in selected]
+
+
+def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]:
+    """The entity's checks that have a step of their own: the row count against the API (daily job)."""
+    key = AssetKey([tenant.name, entity.name])
+    schema, table = tenant.name, entity.name
 
     @asset_check(
         asset=key,
@@ -111,7 +129,7 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
             metadata={"api_records_total": api_total, "warehouse_live_rows": live, "difference": live - api_total},
         )
 
-    return [no_duplicate_ids, rejected_records, row_count_matches_api]
+    return [row_count_matches_api]
 
 
 # Dagster now suggests FreshnessPolicy for freshness; we keep freshness as an asset check on purpose, beside

@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING
 
 from dagster import (
     AssetsDefinition,
-    AssetSelection,
     MetadataValue,
     OpExecutionContext,
     Output,
@@ -16,7 +15,9 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.assets import retry_policy, writer_pool
+from sync_pipelines.defs.assets import retry_policy
+from sync_pipelines.defs.checks import with_sync_checks
+from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import with_read_copy
 from sync_pipelines.defs.schedules import ALL_TENANTS, MAX_RUNTIME_TAG, TENANT_TAG
 from sync_pipelines.warehouse.lock import step_turn
@@ -32,7 +33,7 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     ops = {assets_def.op.name: {"config": {"mode": "retry_rejected"}} for assets_def in entity_assets}
     return define_asset_job(
         "retry_rejected_records",
-        selection=with_read_copy(AssetSelection.assets(*entity_assets)),
+        selection=with_read_copy(with_sync_checks([key for assets_def in entity_assets for key in assets_def.keys])),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         config={"ops": ops},

@@ -18,7 +18,7 @@ from dagster import (
     asset,
 )
 
-from sync_pipelines.defs.assets import DUCKDB_POOL
+from sync_pipelines.defs.pools import DUCKDB_POOL
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, duckdb_selected, read_copy_path, warehouse

@@ -13,7 +13,7 @@ import csv
 import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -48,6 +48,8 @@ class AfterLoad:
     rows: int  # in the table, deleted or not
     live_rows: int  # not marked deleted
     deleted: int  # marked deleted by this run
+    duplicate_ids: list[str] = field(default_factory=list)  # ids in the table more than once (at most 20)
+    rejected: dict[str, int] = field(default_factory=dict)  # records the run quarantined, unresolved, by reason
 
 
 def after_load(
@@ -59,10 +61,12 @@ def after_load(
     max_deleted_share: float,
     resolved_before: datetime,
     pipeline: str | None = None,
+    run_id: str | None = None,
 ) -> AfterLoad:
     """After a sync's load, in one connection: count the rows, mark what a full walk (`seen_ids`) no longer saw
     as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), prune the quarantine
-    (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows."""
+    (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows;
+    and what the sync's checks report: duplicate ids, and what `run_id` quarantined."""
     if not exists_yet(target):
         return AfterLoad(0, 0, 0)
     with session(target) as con:
@@ -75,7 +79,10 @@ def after_load(
         _prune_resolved(con, schema, resolved_before)
         if pipeline is not None:
             _prune_pipeline_state(con, schema, pipeline)
-        return AfterLoad(rows, _count(con, schema, table, live=True), deleted)
+        live = _count(con, schema, table, live=True)
+        duplicates = _duplicate_ids(con, schema, table) if rows else []
+        rejected = _rejected_counts(con, schema, table, run_id) if run_id is not None else {}
+        return AfterLoad(rows, live, deleted, duplicates, rejected)
 
 
 def _exists(con: Session, schema: str, table: str) -> bool:
@@ -111,11 +118,8 @@ def _count(con: Session, schema: str, table: str, live: bool = False) -> int:
     return int(con.rows(f'SELECT count(*) FROM "{schema}"."{table}"{where}')[0][0])
 
 
-def duplicate_ids(target: Warehouse, schema: str, table: str) -> list[str]:
-    with _table(target, schema, table) as con:
-        if con is None:
-            return []
-        return [r[0] for r in con.rows(f'SELECT id FROM "{schema}"."{table}" GROUP BY id HAVING count(*) > 1 LIMIT 20')]
+def _duplicate_ids(con: Session, schema: str, table: str) -> list[str]:
+    return [r[0] for r in con.rows(f'SELECT id FROM "{schema}"."{table}" GROUP BY id HAVING count(*) > 1 LIMIT 20')]
 
 
 def _has_column(con: Session, schema: str, table: str, column: str) -> bool:
@@ -246,17 +250,16 @@ def _quarantine(con: Session, schema: str, entity: str) -> dict[str, dict[str, A
     return {row["record_id"]: row for row in (dict(zip(names, r)) for r in rows)}
 
 
-def rejected_counts(target: Warehouse, schema: str, entity: str, run_id: str) -> dict[str, int]:
+def _rejected_counts(con: Session, schema: str, entity: str, run_id: str) -> dict[str, int]:
     """Records `run_id` quarantined for `entity` and did not resolve, by reason."""
-    with _table(target, schema, REJECTED_TABLE) as con:
-        if con is None:
-            return {}
-        rows = con.rows(
-            f'SELECT reason, count(*) FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ? AND run_id = ? '
-            "AND status <> ? GROUP BY reason",
-            [entity, run_id, RESOLVED],
-        )
-        return {reason: int(count) for reason, count in rows}
+    if not _exists(con, schema, REJECTED_TABLE):
+        return {}
+    rows = con.rows(
+        f'SELECT reason, count(*) FROM "{schema}"."{REJECTED_TABLE}" WHERE entity = ? AND run_id = ? '
+        "AND status <> ? GROUP BY reason",
+        [entity, run_id, RESOLVED],
+    )
+    return {reason: int(count) for reason, count in rows}
 
 
 def _prune_resolved(con: Session, schema: str, before: datetime) -> int:

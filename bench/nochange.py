@@ -1,0 +1,113 @@
+"""The run users make most, side by side: a no-change `sync_all` of both tenants, a no-change run of one entity's
+job, and dlt's `rest_api` pipeline over the same entities (the plain dlt pipeline), alternating, several rounds.
+
+    python -m bench.nochange [--rounds 5] [--scale quick] [--profile DIR]
+
+Each product run is `dagster job execute`, Dagster's start-up included, on a warehouse and a DAGSTER_HOME that
+already hold the first sync. `--profile DIR` also runs one no-change `sync_all` under cProfile and writes
+`DIR/sync_all.prof` (read it with `python -m pstats`). Results: `bench/results/nochange-<scale>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    PYTHON,
+    REPO,
+    DagsterHome,
+    EmulatorProcess,
+    Measured,
+    code_fingerprint,
+    snapshot_code,
+    tenant_specs,
+)
+from bench.run import ENTITIES, LOOKBACK_ZERO, RESULTS, SCALES, log, run_rest
+
+SINGLE = "sync_synchroteam__invoices"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", default="quick", choices=sorted(SCALES))
+    parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="work here (kept) instead of a temporary folder")
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    started = datetime.now()
+    with tempfile.TemporaryDirectory(prefix="bench-nochange-") as tmp:
+        work = args.keep.resolve() if args.keep else Path(tmp)
+        code = snapshot_code(work / "code")
+        with EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
+            home = DagsterHome(work, emu.base_url, work / "warehouse.duckdb")
+            log("first sync_all (product) and first rest_api load")
+            home.job("sync_all", timeout=scale.timeout_s).check("first sync_all")
+            run_rest(emu, work / "rest.duckdb", work / "rest_dlt", ENTITIES, scale.timeout_s)
+            emu.stats(reset=True)
+            rows: dict[str, list[dict[str, Any]]] = {
+                "sync_all_lookback0": [],
+                "sync_all_defaults": [],
+                SINGLE: [],
+                "rest_api": [],
+            }
+            for k in range(args.rounds):
+                log(f"round {k + 1}/{args.rounds}")
+                rows["sync_all_lookback0"].append(_row(home.job("sync_all", LOOKBACK_ZERO).check("sync_all"), emu))
+                rows["sync_all_defaults"].append(_row(home.job("sync_all").check("sync_all"), emu))
+                rows[SINGLE].append(_row(home.job(SINGLE).check(SINGLE), emu))
+                rest, _, rest_stats = run_rest(emu, work / "rest.duckdb", work / "rest_dlt", ENTITIES, scale.timeout_s)
+                rows["rest_api"].append(
+                    {"wall_s": rest.wall_s, "rss_mb": rest.peak_rss_mb, "requests": rest_stats.count()}
+                )
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                prof = args.profile.resolve() / "sync_all.prof"
+                cmd = ["-m", "cProfile", "-o", str(prof), "-m", "dagster", "job", "execute", "-m"]
+                cmd += ["sync_pipelines.definitions", "-j", "sync_all"]
+                subprocess.run([PYTHON, *cmd], env=home.env, cwd=code, check=True, capture_output=True)
+                log(f"profile: {prof}")
+    summary = {
+        name: {
+            "wall_s_median": statistics.median(r["wall_s"] for r in runs),
+            "wall_s": [round(r["wall_s"], 2) for r in runs],
+            "requests": [r["requests"] for r in runs],
+            "peak_rss_mb": max(r["rss_mb"] for r in runs),
+        }
+        for name, runs in rows.items()
+    }
+    plain = summary["rest_api"]["wall_s_median"]
+    for row in summary.values():
+        row["vs_rest_api"] = round(row["wall_s_median"] / plain, 2)
+    out = {
+        "started": started.isoformat(timespec="seconds"),
+        "scale": args.scale,
+        "rounds": args.rounds,
+        "fingerprint": code_fingerprint(REPO),
+        "summary": summary,
+    }
+    path = RESULTS / f"nochange-{args.scale}.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    for name, row in summary.items():
+        log(
+            f"{name:<28} median {row['wall_s_median']:6.2f} s  ({row['vs_rest_api']:.2f}x rest_api)  "
+            f"runs {row['wall_s']}  requests {row['requests']}  peak RSS {row['peak_rss_mb']:.0f} MB"
+        )
+    log(f"written {path}")
+    return 0
+
+
+def _row(measured: Measured, emu: EmulatorProcess) -> dict[str, Any]:
+    stats = emu.stats(reset=True)
+    return {"wall_s": measured.wall_s, "rss_mb": measured.peak_rss_mb, "requests": stats.count()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
