@@ -86,6 +86,7 @@ def test_a_first_sync_all_under_40_requests_per_4_minutes_completes_in_one_run_w
         m.metadata["rate_limit_wait_seconds"].value
         for m in result.get_asset_materialization_events()
         for m in [m.materialization]
+        if m.asset_key.path[0] in domains  # the syncs, not the read copy
     ]
     assert 0 < sum(waits) <= 241 + 1
 
