@@ -1,7 +1,6 @@
 """The Dagster code location: assembles assets, jobs and schedules from the catalogue; computes nothing."""
 
 from dagster import Definitions
-from dagster_dlt import DagsterDltResource
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
 from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
@@ -52,5 +51,4 @@ defs = Definitions(
         *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
         row_counts_schedule(check_row_counts),
     ],
-    resources={"dlt": DagsterDltResource()},
 )

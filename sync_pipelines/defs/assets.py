@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import dlt
 import duckdb
 from dagster import (
     AssetCheckResult,
@@ -26,11 +27,13 @@ from dagster import (
     MetadataValue,
     RetryPolicy,
     TableColumn,
+    TableColumnConstraints,
     TableSchema,
     multi_asset,
 )
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
+from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.common.pipeline import LoadInfo
 
 from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant
 from sync_pipelines.defs.checks import sync_check_results, sync_check_specs
@@ -48,7 +51,7 @@ from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.pipeline import build_pipeline, load_file_format
+from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import (
     DuckDBWarehouse,
@@ -107,9 +110,9 @@ def sync_assets(
     tenant: Tenant, entity: Entity, *, name: str, partitions_def: DailyPartitionsDefinition | None = None
 ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
     """`@dlt_assets`, less the dlt objects it keeps in the assets' metadata (its source, pipeline and translator,
-    which the UI shows as "unserializable" rows): our runs hand all three to `DagsterDltResource.run`. The
-    translator, the kinds, the subsetting and a reconciliation's single-run backfills are as `@dlt_assets` makes
-    them."""
+    which the UI shows as "unserializable" rows): each run builds its own source and pipeline and runs them
+    (`pipeline.run_pipeline`). The translator, the kinds, the subsetting and a reconciliation's single-run
+    backfills are as `@dlt_assets` makes them; an entity asset also carries its sync's checks."""
     reconciliation = partitions_def is not None
     translator = SynchroteamTranslator(tenant, entity, reconciliation=reconciliation)
     specs = [
@@ -138,11 +141,10 @@ def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
     @sync_assets(tenant, entity, name=pipeline_name(tenant, entity))
     def _sync(
         context: AssetExecutionContext,
-        dlt: DagsterDltResource,
         config: entity_config,  # type: ignore[valid-type]
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
         given = _given_fields(context, pipeline_name(tenant, entity))
-        yield from sync_entity(context, dlt, tenant, entity, config, given)
+        yield from sync_entity(context, tenant, entity, config, given)
 
     return _sync
 
@@ -159,25 +161,23 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
 
     @sync_assets(tenant, entity, name=f"{pipeline_name(tenant, entity)}_reconciliation", partitions_def=DAILY)
     def _reconcile(
-        context: AssetExecutionContext, dlt: DagsterDltResource, config: ReconciliationConfig
+        context: AssetExecutionContext, config: ReconciliationConfig
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
         keys = context.partition_key_range
         window = SyncConfig(
             mode=Mode.reconcile, window_start=keys.start, window_end=keys.end, page_size=config.page_size
         )
-        yield from sync_entity(context, dlt, tenant, entity, window, reconciliation=True)
+        yield from sync_entity(context, tenant, entity, window)
 
     return _reconcile
 
 
 def sync_entity(
     context: AssetExecutionContext,
-    dlt_resource: DagsterDltResource,
     tenant: Tenant,
     entity: Entity,
     config: SyncConfig,
     given: Collection[str] = (),
-    reconciliation: bool = False,
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Run one entity's sync and yield its materialization with the run's numbers as metadata.
 
@@ -193,8 +193,7 @@ def sync_entity(
         target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
         with step_turn(context, target, tenant.name):
             try:
-                translator = SynchroteamTranslator(tenant, entity, reconciliation)
-                results = _sync_entity(context, dlt_resource, tenant, entity, config, given, target, translator)
+                results = _sync_entity(context, tenant, entity, config, given, target)
             except BaseException:
                 _refresh_after_failure(context, target)
                 raise
@@ -205,13 +204,11 @@ def sync_entity(
 
 def _sync_entity(
     context: AssetExecutionContext,
-    dlt_resource: DagsterDltResource,
     tenant: Tenant,
     entity: Entity,
     config: SyncConfig,
     given: Collection[str],
     target: Warehouse,
-    translator: "SynchroteamTranslator",
 ) -> list[MaterializeResult | AssetCheckResult]:
     try:
         settings = TenantSettings.from_env(tenant)
@@ -233,15 +230,7 @@ def _sync_entity(
             source = entity_source(tenant, entity, client, plan, stats, quarantine, logger=context.log)
             pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
             try:
-                results = list(
-                    dlt_resource.run(
-                        context,
-                        dlt_source=source,
-                        dlt_pipeline=pipeline,
-                        dagster_dlt_translator=translator,
-                        loader_file_format=load_file_format(pipeline),
-                    )
-                )
+                load_info = run_pipeline(pipeline, source, target)
             except Exception as exc:
                 cause = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
                 if cause is None:
@@ -268,17 +257,12 @@ def _sync_entity(
     _tag_run(context, plan, stats)
     extra = _run_metadata(client, stats, rows_before, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
-    materialized: list[MaterializeResult | AssetCheckResult] = []
-    for result in results:
-        key = result.asset_key
-        materialized.append(
-            MaterializeResult(
-                asset_key=key, metadata=materialization_metadata(extra, result.metadata or {}, tenant, entity)
-            )
-        )
-        if key is not None:
-            materialized.extend(sync_check_results(key, after, context.selected_asset_check_keys))
-    return materialized
+    key = context.asset_key  # the step's one asset: the entity, or its reconciliation
+    metadata = materialization_metadata(extra, load_metadata(pipeline, load_info, entity.name), tenant, entity)
+    return [
+        MaterializeResult(asset_key=key, metadata=metadata),
+        *sync_check_results(key, after, context.selected_asset_check_keys),
+    ]
 
 
 # What is kept of dagster-dlt's own metadata, after ours: the load's id and times (its `jobs` listing names load
@@ -299,6 +283,29 @@ def materialization_metadata(
         table["dagster/column_schema"] = MetadataValue.table_schema(described_columns(schema))
     kept = {key: from_dlt[key] for key in DLT_METADATA_KEPT if key in from_dlt}
     return {**ours, **table, **kept}
+
+
+def load_metadata(pipeline: dlt.Pipeline, load_info: LoadInfo, table: str) -> dict[str, Any]:
+    """What dlt says of the load, as dagster-dlt would put it: the table's columns from the pipeline's schema, the
+    load's first_run, start, end and destination type."""
+    columns = pipeline.default_schema.tables.get(table, {}).get("columns", {})
+    schema = TableSchema(
+        columns=[
+            TableColumn(
+                name=name,
+                type=column.get("data_type") or "string",
+                constraints=TableColumnConstraints(nullable=column.get("nullable", True) is not False),
+            )
+            for name, column in columns.items()
+        ]
+    )
+    return {
+        "dagster/column_schema": schema,
+        "first_run": load_info.first_run,
+        "started_at": str(load_info.started_at),
+        "finished_at": str(load_info.finished_at),
+        "destination_type": load_info.destination_type,
+    }
 
 
 def described_columns(schema: TableSchema) -> TableSchema:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.destination import TLoaderFileFormat
+from dlt.common.pipeline import LoadInfo
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.source import pipeline_name
@@ -67,7 +69,29 @@ def destination(target: Warehouse, duckdb_config: Mapping[str, Any] | None = Non
     return dlt.destinations.postgres(target.credentials())
 
 
-def load_file_format(pipeline: dlt.Pipeline) -> str:
+def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> LoadInfo:
+    """Extract, normalize and load `source` into the warehouse; raises on a failed load job.
+
+    dlt restores the pipeline's state from the destination when the destination holds a newer one. What happens
+    to the local working folder first depends on where it lives:
+    - DuckDB: the folder beside the warehouse file is the only one there is (one host). A load package a crashed
+      run left behind (extracted, its state with it, not yet loaded) is loaded first, as it was, then the source
+      is extracted: nothing is read from the API twice, and dlt loads each of the package's files once. Its
+      state and schemas are kept, so a run that changes nothing restores nothing.
+    - PostgreSQL: the folder is scratch on whichever host runs the step, possibly stale against what another host
+      loaded since; it is dropped, state and pending packages with it (as dagster-dlt does), and everything is
+      restored from the database.
+    """
+    if isinstance(target, DuckDBWarehouse):
+        pipeline.run()  # no data: restores the state if needed, finishes a pending package, or does nothing
+    else:
+        pipeline.drop()
+    info = pipeline.run(source, loader_file_format=load_file_format(pipeline))
+    info.raise_on_failed_jobs()
+    return info
+
+
+def load_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
     """DuckDB reads jsonl load files fastest (BENCHMARKS.md). PostgreSQL gets dlt's default, INSERT statements:
     its csv COPY loads every empty string as NULL (`FORCE_NULL` on nullable columns), and the warehouse must
     hold what the API said."""
