@@ -145,6 +145,31 @@ def test_a_record_that_recovers_leaves_the_quarantine_and_one_that_does_not_ends
     assert bad_records["customers"] in ids_in(warehouse, "customers")
 
 
+def test_a_quarantined_record_fixed_and_listed_as_changed_loads_once_with_its_lines_once(
+    emulator, warehouse, bad_records
+):
+    # the run re-reads it by id (quarantine) and lists it again (changed since the cursor): one row per id in the
+    # load package is what lets dlt's merge skip de-duplicating (`deduplicated`), so the reader must not repeat it
+    run_entity_job(MAIN_TENANT, ENTITIES["invoices"])
+    store = emulator.tenant(MAIN.domain)
+    store.edit("invoice", bad_records["invoices"], {"totalInclTax": 120.0})  # fixed, and dateModified moves
+
+    result = run_entity_job(MAIN_TENANT, ENTITIES["invoices"])
+
+    assert check(result, "synchroteam/invoices", "no_duplicate_ids").passed
+    invoice = bad_records["invoices"]
+    (record,) = [r for r in store.records("invoice") if str(r["id"]) == invoice]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (rows,) = con.execute("SELECT count(*) FROM synchroteam.invoices WHERE id = ?", [invoice]).fetchone()
+        (lines,) = con.execute(
+            "SELECT count(*) FROM synchroteam.invoices__lines l JOIN synchroteam.invoices i ON l._dlt_parent_id = "
+            "i._dlt_id WHERE i.id = ?",
+            [invoice],
+        ).fetchone()
+    assert (rows, lines) == (1, len(record.get("lines") or []))
+    assert quarantine_rows(warehouse, "invoices")[invoice]["status"] == "resolved"
+
+
 def test_the_export_writes_one_csv_per_entity_and_reason(emulator, warehouse, bad_records):
     run_sync_all()
 

@@ -108,7 +108,8 @@ def entity_source(
         name=entity.name,
         table_name=entity.name,
         primary_key=entity.primary_key,
-        write_disposition="merge",
+        # one row per id in each load package (`_EntityReader.emitted`): no window over the staged rows to drop repeats
+        write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
         columns={"id": {"data_type": "text", "nullable": False}},
     )
     return DltSource(dlt.Schema(pipeline_name(tenant, entity)), "synchroteam", [resource])
@@ -144,6 +145,10 @@ class _EntityReader:
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.details_concurrency))
         self.refetch_walks = self._refetch_walk_specs()
         self.refetch_candidates: set[str] = set()  # ids loaded that a re-fetch walk would load again
+        # Every id this run loaded, so that none is loaded twice (a quarantined record re-read by id and listed as
+        # changed, a quotation whose status moved from one re-fetched status to another between two walks): each
+        # load package holds one row per id, which lets dlt's merge skip de-duplicating (`deduplicated`).
+        self.emitted = IdSet()
         # id -> [dateModified, fingerprint of the list row] of records loaded near the cursor
         self.memo: dict[str, list[str]] = state.setdefault(MEMO, {})
         self.memo_retention = max(plan.overlap, DEFAULT_OVERLAP)
@@ -151,7 +156,7 @@ class _EntityReader:
         self.memo_limit = len(self.memo) + MEMO_SLACK  # prune while remembering beyond it: a first load lists all
 
     def read(self) -> Iterator[Any]:
-        with self.pool:
+        with self.pool, self.emitted:
             yield from self._retry_quarantined()
             if self.plan.mode != "retry_rejected":
                 yield from self._main_walk()
@@ -364,8 +369,9 @@ class _EntityReader:
     def _complete(self, page: list[Record], force_details: bool = False) -> list[Record]:
         """Details where needed, normalised and checked: what cannot be loaded goes to the quarantine.
 
-        Remembers the ids a re-fetch walk would repeat.
+        Remembers the ids a re-fetch walk would repeat. A record this run loaded already is not loaded again.
         """
+        page = [r for r in page if r.get("id") is None or str(r.get("id")) not in self.emitted]
         bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
         listed = (
             {}
@@ -389,6 +395,7 @@ class _EntityReader:
                 self.quarantine.reject(rejection)
                 continue
             self.quarantine.loaded(record["id"])
+            self.emitted.add(record["id"])
             self._remember(raw, listed.get(record["id"]))
             if any(matches(raw) for _, matches in self.refetch_walks):
                 self.refetch_candidates.add(record["id"])
