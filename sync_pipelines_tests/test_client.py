@@ -127,6 +127,41 @@ def test_exact_multiple_of_page_size_stops_without_asking_for_an_empty_page():
     assert len(calls) == 2 * 2
 
 
+@pytest.mark.parametrize("total", [True, False], ids=["recordsTotal", "no recordsTotal"])
+def test_a_prefetching_walk_asks_for_the_next_page_while_the_caller_works_and_for_no_page_more(total):
+    records = [{"id": i, "dateModified": "2026-03-01 08:00"} for i in range(1, 38)]
+    handler, calls = paged_api(records)
+
+    def api(request: httpx.Request) -> httpx.Response:
+        response = handler(request)
+        if not total:
+            body = json.loads(response.content)
+            del body["recordsTotal"]
+            return json_response(200, body)
+        return response
+
+    with make_client(api) as client:
+        plain = [r["id"] for page in client.iter_pages("invoice", page_size=10) for r in page]
+    without_prefetch = [int(c.url.params["page"]) for c in calls]
+    calls.clear()
+    with make_client(api) as client:
+        requested_while_working = []
+        got = []
+        for page in client.iter_pages("invoice", page_size=10, prefetch=True):
+            asked = len(calls)
+            deadline = time.monotonic() + 5
+            while len(calls) == asked and time.monotonic() < deadline and len(got) + len(page) < len(records):
+                time.sleep(0.001)  # the caller "working" on the page
+            requested_while_working.append(len(calls) > asked)
+            got.extend(r["id"] for r in page)
+    assert got == plain == list(range(1, 38))
+    assert requested_while_working[:3] == [True, True, True]
+    assert requested_while_working[3] is False  # the last page of the first walk: nothing more to ask for then
+    # the same requests as without prefetching: each page the walk needs (twice when the list cannot vouch for
+    # itself), none beyond its end
+    assert [int(c.url.params["page"]) for c in calls] == without_prefetch
+
+
 def test_records_shifting_between_pages_are_yielded_once_by_id(id_storage):
     pages = {1: [{"id": 1}, {"id": 2}], 2: [{"id": 2}, {"id": 3}], 3: [{"id": 4}]}
 

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
@@ -153,13 +154,14 @@ class SynchroteamClient:
         page_size: int = MAX_PAGE_SIZE,
         params: Mapping[str, str] | None = None,
         seen: IdSet | None = None,
+        prefetch: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the records of `{resource}/list`, page by page, each id once.
 
         `seen`: the `IdSet` the walk remembers ids in (its own if not given, in bounded memory however long
         the list); a caller that needs every listed id afterwards, such as a full run's deletion sweep, passes
         one rather than keep a second copy, and closes it. Records without an id are yielded as they come (the
-        source quarantines them).
+        source quarantines them). `prefetch`: for a caller that reads every page (see `_walk`).
 
         Ends on an empty page, a page shorter than the size the server says it used (it may clamp ours), or
         once the pages walked cover `recordsTotal`. Order is not assumed; records that shift between pages
@@ -178,7 +180,7 @@ class SynchroteamClient:
             for again in range(MAX_REWALKS + 1):
                 ids = None if again == 0 else cleanup.enter_context(IdSet())
                 walk, before = _Walk(self.settings.timezone, ids=ids), len(seen)
-                yield from self._walk(resource, page_size, params or {}, seen, walk)
+                yield from self._walk(resource, page_size, params or {}, seen, walk, prefetch)
                 reason = walk.changed()
                 if walk.pages <= 1 or reason is None:
                     return
@@ -195,39 +197,55 @@ class SynchroteamClient:
                     )
 
     def _walk(
-        self, resource: str, page_size: int, params: Mapping[str, str], seen: IdSet, walk: _Walk
+        self, resource: str, page_size: int, params: Mapping[str, str], seen: IdSet, walk: _Walk, prefetch: bool
     ) -> Iterator[list[dict[str, Any]]]:
-        """One walk of the list, yielding ids not in `seen`, noting in `walk` what it saw."""
-        page, previous_ids = 1, None
-        while True:
-            query = {**params, "page": str(page), "pageSize": str(page_size)}
-            body, headers = self.get_with_headers(f"{resource}/list", query)
-            data, effective_size, total = _parse_envelope(body, page_size, resource)
-            self.listed_at = _parse_http_date(headers.get("Date"))
-            walk.page(self.listed_at, total)
-            fresh = []
-            for record in data:
-                key = _record_id(record)
-                if key is None:
-                    fresh.append(record)
-                    continue
-                known = key in seen
-                walk.record(key, record.get("dateModified"), known)
-                if not known:
-                    seen.add(key)
-                    fresh.append(record)
-            if fresh:
-                yield fresh
-            if len(data) < effective_size or (total is not None and page * effective_size >= total):
-                return
-            ids = [_record_id(r) for r in data]
-            if ids == previous_ids:
-                self._log.warning(
-                    "%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1
-                )
-                return
-            previous_ids = ids
-            page += 1
+        """One walk of the list, yielding ids not in `seen`, noting in `walk` what it saw.
+
+        `prefetch`: the next page is requested (in a thread of its own) before this one is yielded, so that the
+        caller's work on a page overlaps the wait for the next. Only the page the walk would request anyway is
+        fetched, so a caller that reads to the end makes no extra request; one that may stop early must not ask
+        for it."""
+
+        def fetch(page: int) -> tuple[Any, Mapping[str, str]]:
+            return self.get_with_headers(f"{resource}/list", {**params, "page": str(page), "pageSize": str(page_size)})
+
+        with contextlib.ExitStack() as cleanup:
+            ahead = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="page")) if prefetch else None
+            page, previous_ids = 1, None
+            pending = ahead.submit(fetch, page) if ahead else None
+            while True:
+                body, headers = pending.result() if pending else fetch(page)
+                pending = None
+                data, effective_size, total = _parse_envelope(body, page_size, resource)
+                self.listed_at = _parse_http_date(headers.get("Date"))
+                walk.page(self.listed_at, total)
+                fresh = []
+                for record in data:
+                    key = _record_id(record)
+                    if key is None:
+                        fresh.append(record)
+                        continue
+                    known = key in seen
+                    walk.record(key, record.get("dateModified"), known)
+                    if not known:
+                        seen.add(key)
+                        fresh.append(record)
+                last = len(data) < effective_size or (total is not None and page * effective_size >= total)
+                ids = None if last else [_record_id(r) for r in data]
+                repeated = ids is not None and ids == previous_ids
+                if ahead and not last and not repeated:
+                    pending = ahead.submit(fetch, page + 1)
+                if fresh:
+                    yield fresh
+                if last:
+                    return
+                if repeated:
+                    self._log.warning(
+                        "%s/list page %d repeats page %d (is `page` ignored?); stopping", resource, page, page - 1
+                    )
+                    return
+                previous_ids = ids
+                page += 1
 
     def records_total(self, resource: str) -> int:
         """How many records `{resource}/list` holds, from one request of page size 1."""

@@ -79,23 +79,23 @@ def check_record(raw: dict[str, Any], normalised: dict[str, Any]) -> Rejection |
 
 
 def _mistyped(record: dict[str, Any], prefix: str = "") -> tuple[str, Any] | None:
+    """The first converted field (`records.CONVERTED_FIELDS`) whose value did not convert, with its path."""
     for key, value in record.items():
-        path = f"{prefix}{key}"
         if isinstance(value, dict):
-            found = _mistyped(value, f"{path}.")
+            found = _mistyped(value, f"{prefix}{key}.")
         elif isinstance(value, list):
             found = next(
-                (f for i, v in enumerate(value) if isinstance(v, dict) and (f := _mistyped(v, f"{path}[{i}]."))),
+                (f for i, v in enumerate(value) if isinstance(v, dict) and (f := _mistyped(v, f"{prefix}{key}[{i}]."))),
                 None,
             )
-        elif key in DECIMAL_FIELDS and not isinstance(value, (Decimal, int, float)):
-            found = (path, value)
-        elif key in TIMESTAMP_FIELDS and not isinstance(value, datetime):
-            found = (path, value)
-        elif key in DATE_FIELDS and not isinstance(value, date):
-            found = (path, value)
+        elif key in DECIMAL_FIELDS:
+            found = None if isinstance(value, (Decimal, int, float)) else (f"{prefix}{key}", value)
+        elif key in TIMESTAMP_FIELDS:
+            found = None if isinstance(value, datetime) else (f"{prefix}{key}", value)
+        elif key in DATE_FIELDS:
+            found = None if isinstance(value, date) else (f"{prefix}{key}", value)
         else:
-            found = None
+            continue
         if found:
             return found
     return None

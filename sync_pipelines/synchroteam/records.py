@@ -33,7 +33,11 @@ DECIMAL_FIELDS = frozenset(
     {"quantity", "unitPrice", "total", "taxRate", "totalExclTax", "totalTax", "totalInclTax", "latitude", "longitude"}
 )
 
+# the fields whose values are converted; every other scalar is kept as it came
+CONVERTED_FIELDS = TIMESTAMP_FIELDS | DATE_FIELDS | DECIMAL_FIELDS | {"id"}
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
+_KEYS: dict[str, str] = {}  # the API's field names, normalised once each (a record has dozens, a load millions)
+_KEYS_KEPT = 10_000
 
 
 def normalise_record(record: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
@@ -42,11 +46,25 @@ def normalise_record(record: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
     Null fields are left out: a merge replaces the whole row, so an absent field lands as NULL, and dlt does
     not warn about columns it cannot type.
     """
-    return {_key(k): _value(_key(k), v, tz) for k, v in record.items() if v is not None}
+    out: dict[str, Any] = {}
+    for name, value in record.items():
+        if value is None:
+            continue
+        key = _key(name)
+        if key in CONVERTED_FIELDS or isinstance(value, (dict, list)):
+            out[key] = _value(key, value, tz)
+        else:
+            out[key] = value
+    return out
 
 
 def _key(key: str) -> str:
-    return key[:1].lower() + key[1:] if key else key
+    known = _KEYS.get(key)
+    if known is None:
+        known = key[:1].lower() + key[1:] if key else key
+        if len(_KEYS) < _KEYS_KEPT:
+            _KEYS[key] = known
+    return known
 
 
 def _value(key: str, value: Any, tz: tzinfo) -> Any:

@@ -197,9 +197,9 @@ class _EntityReader:
         newest: datetime | None = None
         if plan.mode == "full":
             stats.seen_ids = IdSet()
-        pages = self.client.iter_pages(
-            self.entity.resource, page_size=plan.page_size, params=params, seen=stats.seen_ids
-        )  # a full run's ids: the client's own, not a copy
+        pages = self.client.iter_pages(  # a full run's ids: the client's own, not a copy
+            self.entity.resource, page_size=plan.page_size, params=params, seen=stats.seen_ids, prefetch=True
+        )  # read to its end: the next page is requested while this one is worked on
         for page in pages:
             stats.records_fetched += len(page)
             ready = []

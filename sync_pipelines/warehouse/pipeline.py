@@ -46,6 +46,9 @@ def build_pipeline(
     processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
     state file and one would fail to import the code location.
     """
+    # dlt's intermediate and load files uncompressed: gzip was the largest single cost of a first load's Python
+    # work (BENCHMARKS.md), and the files live only until their load
+    dlt.config["data_writer.disable_compression"] = True
     if describe_only:  # reads no setting: a bad one fails the run that needs it, not the code location's load
         folder = _definitions_pipelines_dir()
         kind = dlt.destinations.postgres() if os.environ.get(WAREHOUSE_URL, "").strip() else dlt.destinations.duckdb()
