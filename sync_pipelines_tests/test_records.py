@@ -76,6 +76,28 @@ def test_normalise_record_unifies_casing_ids_times_and_numbers_and_keeps_the_unr
     assert out["lines"][0]["quantity"] == Decimal("2.00")
     assert out["lines"][0]["total"] == "twenty"  # kept as it came, not dropped
     assert out["myId"] == "" and out["active"] is True
+    unconverted: list = []
+    assert normalise_record(record, PARIS, unconverted) == out  # the same record when it reports as well
+    assert unconverted == [("lines[0].total", "twenty")]  # its path, and the value as it came
+
+
+def test_every_field_that_does_not_fit_its_column_is_reported_with_its_path_in_the_records_order():
+    record = {
+        "dateModified": "yesterday",
+        "customer": {"id": 1, "dateCreated": 20260301},
+        "lines": [{"total": 1}, {"quantity": True, "taxRate": "20 %"}],
+        "validUntil": "soon",
+        "name": "not converted, never reported",
+    }
+    unconverted: list = []
+    normalise_record(record, PARIS, unconverted)
+    assert unconverted == [
+        ("dateModified", "yesterday"),
+        ("customer.dateCreated", 20260301),
+        ("lines[1].quantity", True),
+        ("lines[1].taxRate", "20 %"),
+        ("validUntil", "soon"),
+    ]
 
 
 def test_missing_credentials_name_the_variables_to_set():

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import dlt
-
-from sync_pipelines.synchroteam.records import (
-    DATE_FIELDS,
-    DECIMAL_FIELDS,
-    TIMESTAMP_FIELDS,
-)
 
 REJECTED_TABLE = "_rejected_records"
 AUTOMATIC_ATTEMPTS = 3  # the first sighting, then two automatic re-reads
@@ -61,8 +55,11 @@ class Rejection:
     payload: dict[str, Any]
 
 
-def check_record(raw: dict[str, Any], normalised: dict[str, Any]) -> Rejection | None:
-    """Why `normalised` cannot be loaded as it is, or None. `raw` is what the API sent (kept as the payload)."""
+def check_record(
+    raw: dict[str, Any], normalised: dict[str, Any], unconverted: Sequence[tuple[str, Any]]
+) -> Rejection | None:
+    """Why `normalised` cannot be loaded as it is, or None. `raw` is what the API sent (kept as the payload);
+    `unconverted`: the fields `normalise_record` could not convert to their column's type."""
     record_id = normalised.get("id")
     if record_id in (None, "", "None"):
         digest = hashlib.sha1(_dump(raw).encode()).hexdigest()[:12]
@@ -71,33 +68,9 @@ def check_record(raw: dict[str, Any], normalised: dict[str, Any]) -> Rejection |
     if not isinstance(modified, datetime):
         shown = "missing" if modified is None else f"{modified!r} is not a timestamp"
         return Rejection(str(record_id), BAD_DATE_MODIFIED, f"dateModified {shown}.", raw)
-    bad = _mistyped(normalised)
-    if bad:
-        path, value = bad
+    if unconverted:
+        path, value = unconverted[0]
         return Rejection(str(record_id), TYPE_MISMATCH, f"{path} = {value!r} does not fit its column type.", raw)
-    return None
-
-
-def _mistyped(record: dict[str, Any], prefix: str = "") -> tuple[str, Any] | None:
-    """The first converted field (`records.CONVERTED_FIELDS`) whose value did not convert, with its path."""
-    for key, value in record.items():
-        if isinstance(value, dict):
-            found = _mistyped(value, f"{prefix}{key}.")
-        elif isinstance(value, list):
-            found = next(
-                (f for i, v in enumerate(value) if isinstance(v, dict) and (f := _mistyped(v, f"{prefix}{key}[{i}]."))),
-                None,
-            )
-        elif key in DECIMAL_FIELDS:
-            found = None if isinstance(value, (Decimal, int, float)) else (f"{prefix}{key}", value)
-        elif key in TIMESTAMP_FIELDS:
-            found = None if isinstance(value, datetime) else (f"{prefix}{key}", value)
-        elif key in DATE_FIELDS:
-            found = None if isinstance(value, date) else (f"{prefix}{key}", value)
-        else:
-            continue
-        if found:
-            return found
     return None
 
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,19 +40,34 @@ _KEYS: dict[str, str] = {}  # the API's field names, normalised once each (a rec
 _KEYS_KEPT = 10_000
 
 
-def normalise_record(record: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
+def normalise_record(
+    record: dict[str, Any], tz: tzinfo, unconverted: list[tuple[str, Any]] | None = None, prefix: str = ""
+) -> dict[str, Any]:
     """A copy of `record` with keys, ids, timestamps and numbers normalised (see the module docstring).
 
     Null fields are left out: a merge replaces the whole row, so an absent field lands as NULL, and dlt does
-    not warn about columns it cannot type.
+    not warn about columns it cannot type. `unconverted`, when given, receives each field of CONVERTED_FIELDS
+    whose value could not be converted, as (path, value as it came), in the record's order: one pass over the
+    record both normalises and checks it.
     """
     out: dict[str, Any] = {}
     for name, value in record.items():
         if value is None:
             continue
         key = _key(name)
-        if key in CONVERTED_FIELDS or isinstance(value, (dict, list)):
-            out[key] = _value(key, value, tz)
+        if isinstance(value, dict):
+            out[key] = normalise_record(value, tz, unconverted, f"{prefix}{key}." if unconverted is not None else "")
+        elif isinstance(value, list):
+            out[key] = [
+                normalise_record(v, tz, unconverted, f"{prefix}{key}[{i}]." if unconverted is not None else "")
+                if isinstance(v, dict)
+                else v
+                for i, v in enumerate(value)
+            ]
+        elif key in CONVERTED_FIELDS:
+            converted = out[key] = _convert(key, value, tz)
+            if unconverted is not None and not _fits(key, converted):
+                unconverted.append((f"{prefix}{key}", value))
         else:
             out[key] = value
     return out
@@ -67,24 +82,30 @@ def _key(key: str) -> str:
     return known
 
 
-def _value(key: str, value: Any, tz: tzinfo) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return normalise_record(value, tz)
-    if isinstance(value, list):
-        return [normalise_record(v, tz) if isinstance(v, dict) else v for v in value]
+def _convert(key: str, value: Any, tz: tzinfo) -> Any:
+    """A scalar of CONVERTED_FIELDS, converted; kept as it came when it cannot be."""
     if key == "id":
         return str(value)
-    if key in TIMESTAMP_FIELDS and isinstance(value, str):
-        return parse_timestamp(value, tz) or value
-    if key in DATE_FIELDS and isinstance(value, str):
-        parsed = parse_timestamp(value, tz)
+    if key in TIMESTAMP_FIELDS:
+        return (parse_timestamp(value, tz) or value) if isinstance(value, str) else value
+    if key in DATE_FIELDS:
+        parsed = parse_timestamp(value, tz) if isinstance(value, str) else None
         return parsed.date() if parsed else value
-    if key in DECIMAL_FIELDS and not isinstance(value, bool):
-        parsed_number = parse_decimal(value)
-        return value if parsed_number is None else parsed_number
-    return value
+    if isinstance(value, bool):  # a decimal field: True is not a number, whatever Python says
+        return value
+    parsed_number = parse_decimal(value)
+    return value if parsed_number is None else parsed_number
+
+
+def _fits(key: str, value: Any) -> bool:
+    """Whether a converted value has its column's type (an id always has: it is text)."""
+    if key in DECIMAL_FIELDS:  # a bool is an int to Python, not a number to a DECIMAL column
+        return isinstance(value, (Decimal, int, float)) and not isinstance(value, bool)
+    if key in TIMESTAMP_FIELDS:
+        return isinstance(value, datetime)
+    if key in DATE_FIELDS:
+        return isinstance(value, date)
+    return True
 
 
 def parse_timestamp(value: str, tz: tzinfo) -> datetime | None:

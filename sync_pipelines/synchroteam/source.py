@@ -389,8 +389,9 @@ class _EntityReader:
             )
         good = []
         for raw in complete:
-            record = normalise_record(raw, self.tz)
-            rejection = check_record(raw, record)
+            unconverted: list[tuple[str, Any]] = []
+            record = normalise_record(raw, self.tz, unconverted)
+            rejection = check_record(raw, record, unconverted)
             if rejection is not None:
                 self.quarantine.reject(rejection)
                 continue
