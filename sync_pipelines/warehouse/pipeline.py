@@ -75,22 +75,26 @@ def destination(target: Warehouse, duckdb_config: Mapping[str, Any] | None = Non
 def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> LoadInfo:
     """Extract, normalize and load `source` into the warehouse; raises on a failed load job.
 
-    dlt restores the pipeline's state from the destination when the destination holds a newer one. What happens
-    to the local working folder first depends on where it lives:
-    - DuckDB: the folder beside the warehouse file is the only one there is (one host). A load package a crashed
-      run left behind (extracted, its state with it, not yet loaded) is loaded first, as it was, then the source
-      is extracted: nothing is read from the API twice, and dlt loads each of the package's files once. Its
-      state and schemas are kept, so a run that changes nothing restores nothing.
-    - PostgreSQL: the folder is scratch on whichever host runs the step, possibly stale against what another host
-      loaded since; it is dropped, state and pending packages with it (as dagster-dlt does), and everything is
-      restored from the database.
+    The pipeline's local working folder (its state, schemas and load packages) is trusted only when the last run
+    that used it ended cleanly; otherwise it is dropped, and dlt restores state and schemas from the warehouse,
+    which holds exactly what was committed:
+    - a run that failed drops it as it fails: its extract may have moved the local cursor past what it loaded;
+    - a package left behind (a process killed between extract and the end of its load) is dropped, not resumed:
+      a load killed inside a COPY may have committed that file's rows to the staging table without dlt knowing,
+      and loading the file again would stage them twice, which the merge no longer de-duplicates
+      (`deduplicated`); the next run reads those changes from the API again instead;
+    - on PostgreSQL the folder is scratch on whichever host runs the step, possibly stale against what another
+      host loaded since: it is dropped every time, as dagster-dlt does.
+    A DuckDB run after a clean one restores nothing: dlt only checks that the warehouse's state is not newer.
     """
-    if isinstance(target, DuckDBWarehouse):
-        pipeline.run()  # no data: restores the state if needed, finishes a pending package, or does nothing
-    else:
+    if not isinstance(target, DuckDBWarehouse) or pipeline.has_pending_data:
         pipeline.drop()
-    info = pipeline.run(source, loader_file_format=load_file_format(pipeline))
-    info.raise_on_failed_jobs()
+    try:
+        info = pipeline.run(source, loader_file_format=load_file_format(pipeline))
+        info.raise_on_failed_jobs()
+    except BaseException:
+        pipeline.drop()
+        raise
     return info
 
 

@@ -1,0 +1,69 @@
+"""dlt's local working folder on DuckDB: kept after a clean run (a run that changes nothing restores nothing from
+the warehouse), dropped when a run fails or finds a package a killed run left, so that the warehouse's committed
+state is the only truth the next run starts from."""
+
+from pathlib import Path
+
+from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.synchroteam.client import SynchroteamClient
+from sync_pipelines.synchroteam.plan import SyncPlan
+from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.synchroteam.source import entity_source, pipeline_name
+from sync_pipelines.warehouse.pipeline import build_pipeline
+from sync_pipelines.warehouse.settings import pipelines_dir
+from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
+from sync_pipelines_tests.conftest import DOMAINS, MAIN
+from sync_pipelines_tests.helpers import run_entity_job
+
+MAIN_TENANT = TENANTS["synchroteam"]
+INVOICES = ENTITIES["invoices"]
+
+
+def marker(warehouse: Path) -> Path:
+    """A file of our own in the pipeline's working folder: it survives exactly as long as the folder does."""
+    return pipelines_dir(warehouse) / pipeline_name(MAIN_TENANT, INVOICES) / "kept.marker"
+
+
+def test_a_clean_run_keeps_the_working_folder_for_the_next(emulator, warehouse):
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    marker(warehouse).write_text("")
+
+    emulator.tenant(MAIN.domain).add("invoice")
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+
+    assert marker(warehouse).exists()
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
+def test_a_failed_run_drops_the_working_folder_and_the_next_starts_from_the_warehouse(
+    emulator, warehouse, monkeypatch
+):
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    marker(warehouse).write_text("")
+    emulator.tenant(MAIN.domain).add("invoice")
+    monkeypatch.setenv("SYNCHROTEAM_API_KEY", "wrong-key")
+
+    assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
+
+    assert not marker(warehouse).exists()
+    monkeypatch.setenv("SYNCHROTEAM_API_KEY", MAIN.api_key)
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
+def test_a_package_a_killed_run_left_is_dropped_not_loaded_and_its_changes_are_read_again(emulator, warehouse):
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    store = emulator.tenant(MAIN.domain)
+    store.add("invoice")
+    # what a run killed after its extract leaves: a package, and a local cursor past what the warehouse holds
+    with SynchroteamClient(TenantSettings.from_env(MAIN_TENANT)) as client:
+        pipeline = build_pipeline(MAIN_TENANT, INVOICES)
+        pipeline.extract(entity_source(MAIN_TENANT, INVOICES, client, SyncPlan()), loader_file_format="jsonl")
+    assert pipeline.has_pending_data
+    marker(warehouse).write_text("")
+    store.add("invoice")
+
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+
+    assert not marker(warehouse).exists()
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
