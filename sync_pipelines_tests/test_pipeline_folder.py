@@ -4,6 +4,9 @@ state is the only truth the next run starts from."""
 
 from pathlib import Path
 
+import duckdb
+from dagster import DagsterInstance
+
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
@@ -35,9 +38,7 @@ def test_a_clean_run_keeps_the_working_folder_for_the_next(emulator, warehouse):
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
 
 
-def test_a_failed_run_drops_the_working_folder_and_the_next_starts_from_the_warehouse(
-    emulator, warehouse, monkeypatch
-):
+def test_a_failed_run_drops_the_working_folder_and_the_next_starts_from_the_warehouse(emulator, warehouse, monkeypatch):
     assert run_entity_job(MAIN_TENANT, INVOICES).success
     marker(warehouse).write_text("")
     emulator.tenant(MAIN.domain).add("invoice")
@@ -67,3 +68,25 @@ def test_a_package_a_killed_run_left_is_dropped_not_loaded_and_its_changes_are_r
 
     assert not marker(warehouse).exists()
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
+def test_a_run_that_finds_nothing_loads_nothing_and_says_so(emulator, warehouse):
+    assert run_entity_job(MAIN_TENANT, INVOICES, config={"refetch_recent_days": 0}).success
+    loads_before = dlt_loads(warehouse)
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_entity_job(MAIN_TENANT, INVOICES, config={"refetch_recent_days": 0}, instance=instance)
+        messages = [record.user_message for record in instance.all_logs(result.run_id)]
+
+    assert result.success
+    assert dlt_loads(warehouse) == loads_before  # no load package, no state version, no `_dlt_loads` row
+    (materialization,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path[0] in TENANTS]
+    assert materialization.materialization.metadata["loaded"].value == 0
+    assert "synchroteam/invoices: nothing changed since the last run (1 API request); nothing to load." in messages
+    pipeline = build_pipeline(MAIN_TENANT, INVOICES)
+    assert not pipeline.has_pending_data and marker(warehouse).parent.exists()  # nothing left behind, folder kept
+
+
+def dlt_loads(warehouse: Path) -> int:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM synchroteam._dlt_loads").fetchone()[0]

@@ -236,6 +236,11 @@ def _sync_entity(
                 if cause is None:
                     raise
                 raise _retry_or_fail(context, cause, tenant) from None
+        if load_info is None:
+            context.log.info(
+                f"{tenant.name}/{entity.name}: nothing changed since the last run ({client.stats.requests} API "
+                f"request{'s' if client.stats.requests != 1 else ''}); nothing to load."
+            )
         try:
             # seen_ids: a complete full walk; what it no longer listed was deleted (nothing, if the table was empty)
             after = after_load(
@@ -285,9 +290,9 @@ def materialization_metadata(
     return {**ours, **table, **kept}
 
 
-def load_metadata(pipeline: dlt.Pipeline, load_info: LoadInfo, table: str) -> dict[str, Any]:
+def load_metadata(pipeline: dlt.Pipeline, load_info: LoadInfo | None, table: str) -> dict[str, Any]:
     """What dlt says of the load, as dagster-dlt would put it: the table's columns from the pipeline's schema, the
-    load's first_run, start, end and destination type."""
+    load's first_run, start, end and destination type (none when nothing was extracted, hence nothing loaded)."""
     columns = pipeline.default_schema.tables.get(table, {}).get("columns", {})
     schema = TableSchema(
         columns=[
@@ -299,6 +304,8 @@ def load_metadata(pipeline: dlt.Pipeline, load_info: LoadInfo, table: str) -> di
             for name, column in columns.items()
         ]
     )
+    if load_info is None:
+        return {"dagster/column_schema": schema}
     return {
         "dagster/column_schema": schema,
         "first_run": load_info.first_run,

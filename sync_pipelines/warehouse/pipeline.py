@@ -41,25 +41,22 @@ def build_pipeline(
 
     `target`: the warehouse, when the caller has read it already (default: `settings.warehouse()`).
 
-    `describe_only`: the pipeline handed to `@dlt_assets` when the definitions load, which never runs. dlt
-    writes a pipeline's folder when it is created, so it lives in a folder of this process's own: two
-    processes starting at once (two schedules, two `dagster job execute`) would otherwise race on the same
-    state file and one would fail to import the code location.
+    `describe_only`: the pipeline handed to `build_dlt_asset_specs` when the definitions load, which never runs,
+    shared by every asset (`_describing_pipeline`). dlt writes a pipeline's folder when it is created, so it
+    lives in a folder of this process's own: two processes starting at once (two schedules, two `dagster job
+    execute`) would otherwise race on the same state file and one would fail to import the code location.
     """
+    if describe_only:  # reads no setting: a bad one fails the run that needs it, not the code location's load
+        return _describing_pipeline("postgres" if os.environ.get(WAREHOUSE_URL, "").strip() else "duckdb")
     # dlt's intermediate and load files uncompressed: gzip was the largest single cost of a first load's Python
     # work (BENCHMARKS.md), and the files live only until their load
     dlt.config["data_writer.disable_compression"] = True
-    if describe_only:  # reads no setting: a bad one fails the run that needs it, not the code location's load
-        folder = _definitions_pipelines_dir()
-        kind = dlt.destinations.postgres() if os.environ.get(WAREHOUSE_URL, "").strip() else dlt.destinations.duckdb()
-    else:
-        target = target or warehouse()
-        folder, kind = _working_folder(target), destination(target, duckdb_config)
+    target = target or warehouse()
     return dlt.pipeline(
         pipeline_name=pipeline_name(tenant, entity),
-        destination=kind,
+        destination=destination(target, duckdb_config),
         dataset_name=tenant.name,
-        pipelines_dir=str(folder),
+        pipelines_dir=str(_working_folder(target)),
     )
 
 
@@ -72,8 +69,9 @@ def destination(target: Warehouse, duckdb_config: Mapping[str, Any] | None = Non
     return dlt.destinations.postgres(target.credentials())
 
 
-def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> LoadInfo:
-    """Extract, normalize and load `source` into the warehouse; raises on a failed load job.
+def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> LoadInfo | None:
+    """Extract, normalize and load `source` into the warehouse; raises on a failed load job. None when the
+    source yielded nothing and its state did not change (the common scheduled run): no load happened.
 
     The pipeline's local working folder (its state, schemas and load packages) is trusted only when the last run
     that used it ended cleanly; otherwise it is dropped, and dlt restores state and schemas from the warehouse,
@@ -90,12 +88,24 @@ def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> Load
     if not isinstance(target, DuckDBWarehouse) or pipeline.has_pending_data:
         pipeline.drop()
     try:
-        info = pipeline.run(source, loader_file_format=load_file_format(pipeline))
+        pipeline.sync_destination()  # the warehouse's state, if newer than the folder's (or the folder is new)
+        pipeline.extract(source, loader_file_format=load_file_format(pipeline))
+        if not _extracted_anything(pipeline):  # no row and no state change: nothing to normalize or load
+            pipeline.drop_pending_packages()
+            return None
+        pipeline.normalize()
+        info = pipeline.load()
         info.raise_on_failed_jobs()
     except BaseException:
         pipeline.drop()
         raise
     return info
+
+
+def _extracted_anything(pipeline: dlt.Pipeline) -> bool:
+    return any(
+        pipeline.get_load_package_info(load_id).jobs["new_jobs"] for load_id in pipeline.list_extracted_load_packages()
+    )
 
 
 def load_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
@@ -112,7 +122,13 @@ def _working_folder(target: Warehouse) -> Path:
 
 
 @functools.cache
-def _definitions_pipelines_dir() -> Path:
+def _describing_pipeline(kind: str) -> dlt.Pipeline:
+    """One pipeline per destination type for every asset's spec: the specs take only its destination (the
+    assets' kinds), and creating a dlt pipeline costs tens of milliseconds, once per asset otherwise."""
     folder = Path(tempfile.mkdtemp(prefix="sync_pipelines-definitions-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
+    return dlt.pipeline(
+        pipeline_name="sync_pipelines_definitions",
+        destination=dlt.destinations.postgres() if kind == "postgres" else dlt.destinations.duckdb(),
+        pipelines_dir=str(folder),
+    )
