@@ -451,7 +451,27 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
     rounds.append(
         run_round(emu, home, work, "no change, entity defaults (again)", True, None, scale, alternatives=False)
     )
-    return {"t0": t0.isoformat(sep=" "), "rounds": rounds}
+    # The scheduled run of one entity, its job with its defaults, when nothing changed: every entity once.
+    singles = []
+    for tenant, entity, _ in ENTITIES:
+        later()
+        log(f"no-change scheduled run of {tenant}/{entity}")
+        emu.stats(reset=True)
+        m = home.job(f"sync_{tenant}__{entity}", timeout=scale.timeout_s).check(f"no-change {tenant}/{entity}")
+        stats = emu.stats(reset=True)
+        run = home.runs(1)[0]
+        singles.append(
+            {
+                "tenant": tenant,
+                "entity": entity,
+                "wall_s": m.wall_s,
+                "rss_mb": m.peak_rss_mb,
+                "requests": stats.count(),
+                "steps_s": sum(run["steps"].values()),
+                "loaded": run["materializations"].get(f"{tenant}/{entity}", {}).get("loaded"),
+            }
+        )
+    return {"t0": t0.isoformat(sep=" "), "rounds": rounds, "single_entity_no_change": singles}
 
 
 # -- 3. rate limit ----------------------------------------------------------------------------------------------
