@@ -111,10 +111,13 @@ def test_server_listens_on_loopback_with_the_given_port(emu):
 
 def test_keep_alive_requests_are_not_stalled_by_nagle(api):
     api.get("/invoice/list")
-    started = time.perf_counter()
+    latencies = []
     for page in range(1, 41):
+        started = time.perf_counter()
         assert api.get("/invoice/list", params={"page": page % 3 + 1, "pageSize": 100}).status_code == 200
-    assert time.perf_counter() - started < 1.2  # ~40 ms each if writes were not buffered
+        latencies.append(time.perf_counter() - started)
+    # Nagle plus delayed ACK holds *every* keep-alive answer ~40 ms; a busy machine only slows some of them
+    assert sorted(latencies)[len(latencies) // 2] < 0.025, latencies
 
 
 # -- lists --------------------------------------------------------------------------------------
