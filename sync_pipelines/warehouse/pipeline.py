@@ -91,7 +91,7 @@ def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> Load
         pipeline.sync_destination()  # the warehouse's state, if newer than the folder's (or the folder is new)
         pipeline.extract(source, loader_file_format=load_file_format(pipeline))
         if not _extracted_anything(pipeline):  # no row and no state change: nothing to normalize or load
-            pipeline.drop_pending_packages()
+            pipeline.abort_packages()
             return None
         pipeline.normalize()
         info = pipeline.load()
