@@ -72,7 +72,7 @@ lock: install
 	( sed -n '1,2p' requirements-dbt.lock; $(DBT_VENV)/bin/pip freeze ) > requirements-dbt.lock.new
 	mv requirements-dbt.lock.new requirements-dbt.lock
 
-## dbt's docs site of the analytics schema (the data dictionary): analytics/target/index.html, built from the
+## dbt's docs site of the analytics schema (the data dictionary): analytics/target/docs/index.html, built from the
 ## configured warehouse (on DuckDB, from a scratch copy of the read copy: no sync is disturbed).
 docs: install
 	$(BIN)/python -m sync_pipelines.warehouse.analytics docs
@@ -80,7 +80,7 @@ docs: install
 ## Serve it on http://127.0.0.1:$(DOCS_PORT) (default 8080).
 DOCS_PORT ?= 8080
 docs-serve: docs
-	cd analytics/target && ../../$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1
+	cd analytics/target/docs && ../../../$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1
 
 ## After adding a tenant or an entity to the catalogue: the dbt sources and tenant list follow it.
 analytics-sources: install

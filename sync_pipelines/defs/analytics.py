@@ -10,6 +10,7 @@ copy before failing (the `warehouse/read_copy` step downstream is then skipped),
 """
 
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -93,7 +94,10 @@ def build_analytics_assets() -> AssetsDefinition:
             with dbt_environment(target):
                 invocation = dbt.cli(["build"], context=context, raise_on_error=False)
             yield from invocation.stream()
-            failed = failed_nodes(invocation.get_artifact("run_results.json"))
+            results = invocation.get_artifact("run_results.json")
+            context.log.info(summary(results))
+            failed = failed_nodes(results)
+            shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
             if failed:
                 refresh_after_failure(context, target)
         if failed:
@@ -122,6 +126,19 @@ def dbt_environment(target: Warehouse) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def summary(run_results: Mapping[str, Any]) -> str:
+    """One line of what dbt did: views re-created (the rest unchanged), tests passed."""
+    results = run_results.get("results", [])
+    models = [r for r in results if r["unique_id"].startswith("model.")]
+    tests = [r for r in results if r["unique_id"].startswith("test.")]
+    created = sum(r["status"] == "success" and r.get("message") != "UNCHANGED" for r in models)
+    passed = sum(r["status"] == "pass" for r in tests)
+    return (
+        f"Analytics: {len(models)} models ({created} views re-created, {len(models) - created} unchanged or failed), "
+        f"{passed} of {len(tests)} tests passed."
+    )
 
 
 def failed_nodes(run_results: Mapping[str, Any]) -> dict[str, str]:

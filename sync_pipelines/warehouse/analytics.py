@@ -16,11 +16,18 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from sync_pipelines.catalogue import TENANTS, Entity, tenant_entities
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, duckdb_selected, duckdb_settings
+from sync_pipelines.warehouse.settings import (
+    DuckDBWarehouse,
+    Warehouse,
+    duckdb_selected,
+    duckdb_settings,
+    read_copy_path,
+)
 
 SCHEMA = "analytics"
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "analytics"
@@ -116,30 +123,31 @@ def write_generated() -> list[Path]:
     return changed
 
 
-def project_digest() -> str:
+def project_digest(project: Path = PROJECT_DIR) -> str:
     """What a manifest is parsed from: the project's files and dbt's version."""
     digest = hashlib.sha256(dbt_version().encode())
-    for path in sorted(PROJECT_DIR.rglob("*")):
-        relative = path.relative_to(PROJECT_DIR)
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project)
         if path.is_file() and relative.parts[0] not in ("target", "logs") and path.suffix in (".yml", ".sql", ".md"):
             digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def manifest_path() -> Path:
-    return PROJECT_DIR / "target" / "manifest.json"
-
-
-def prepared_manifest() -> Path:
+def prepared_manifest(project: Path = PROJECT_DIR) -> Path:
     """dbt's manifest of the project (what dagster-dbt builds the assets from), parsed again when a project file
     changed since: `dbt parse`, a few seconds, once. A project that does not parse raises here, when the
     definitions load, with dbt's own message (the definitions' test), never in a run."""
-    manifest, stamp = manifest_path(), manifest_path().with_name("manifest.digest")
-    digest = project_digest()
+    manifest = project / "target" / "manifest.json"
+    stamp = manifest.with_name("manifest.digest")
+    digest = project_digest(project)
     if manifest.exists() and stamp.exists() and stamp.read_text() == digest:
         return manifest
     scratch = manifest.parent / f"parse-{os.getpid()}"  # two processes loading at once parse apart
-    run_dbt(["parse"], target_path=scratch, target=DuckDBWarehouse(Path("parse-only.duckdb")))
+    try:
+        run_dbt(["parse"], DuckDBWarehouse(Path("parse-only.duckdb")), target_path=scratch, project=project)
+    except DbtFailed:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     os.replace(scratch / "manifest.json", manifest)
     os.replace(scratch / "partial_parse.msgpack", manifest.with_name("partial_parse.msgpack"))
     shutil.rmtree(scratch, ignore_errors=True)
@@ -151,21 +159,40 @@ class DbtFailed(RuntimeError):
     """dbt exited with an error outside a run (parse, docs)."""
 
 
-def run_dbt(args: list[str], target: Warehouse, target_path: Path | None = None) -> str:
-    """`dbt <args>` in the project against `target`; its output. Raises `DbtFailed` with dbt's messages."""
-    env = {**os.environ, **dbt_env(target), "DBT_LOG_PATH": str(target_path or PROJECT_DIR / "logs")}
+def run_dbt(args: list[str], target: Warehouse, target_path: Path | None = None, project: Path = PROJECT_DIR) -> str:
+    """`dbt <args>` in `project` against `target`; its output. Raises `DbtFailed` with dbt's messages."""
+    env = {**os.environ, **dbt_env(target), "DBT_PROFILES_DIR": str(project)}
+    env["DBT_LOG_PATH"] = str(target_path or project / "logs")
     if target_path is not None:
         env["DBT_TARGET_PATH"] = str(target_path)
-    command = [str(dbt_executable()), *args, "--target", "duckdb" if isinstance(target, DuckDBWarehouse) else "postgres"]
-    done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+    kind = "duckdb" if isinstance(target, DuckDBWarehouse) else "postgres"
+    done = subprocess.run(
+        [str(dbt_executable()), *args, "--target", kind], cwd=project, env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
-        raise DbtFailed(f"dbt {' '.join(args)} failed in {PROJECT_DIR}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+        raise DbtFailed(f"dbt {' '.join(args)} failed in {project}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
     return done.stdout
 
 
+def build_docs(target: Warehouse) -> Path:
+    """dbt's docs site (`analytics/target/docs/index.html`): the models, their columns described, and the columns'
+    types as the warehouse has them. On DuckDB it reads a scratch copy of the analysts' read copy, so it needs no
+    turn of the warehouse and disturbs no sync; PostgreSQL is read in place."""
+    docs = PROJECT_DIR / "target" / "docs"
+    if not isinstance(target, DuckDBWarehouse):
+        run_dbt(["docs", "generate"], target, target_path=docs)
+        return docs / "index.html"
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / target.path.name  # the warehouse's name: DuckDB names the database after the file
+        if read_copy_path(target.path).exists():
+            shutil.copyfile(read_copy_path(target.path), copy)
+        run_dbt(["docs", "generate"], DuckDBWarehouse(copy), target_path=docs)
+    return docs / "index.html"
+
+
 def main(argv: list[str]) -> None:
-    """`python -m sync_pipelines.warehouse.analytics sources|docs`: write the catalogue's files; build dbt's docs site
-    of the configured warehouse (`analytics/target/index.html`)."""
+    """`python -m sync_pipelines.warehouse.analytics sources|docs`: write the catalogue's files; build dbt's docs
+    site of the configured warehouse."""
     from sync_pipelines.warehouse.settings import warehouse
 
     command = argv[0] if argv else ""
@@ -173,8 +200,7 @@ def main(argv: list[str]) -> None:
         changed = write_generated()
         print("\n".join(f"wrote {path}" for path in changed) or "sources already follow the catalogue")
     elif command == "docs":
-        print(run_dbt(["docs", "generate"], target=warehouse()).rstrip().splitlines()[-1])
-        print(f"dbt's docs site: {PROJECT_DIR / 'target' / 'index.html'} (`make docs-serve` serves it)")
+        print(f"dbt's docs site of the analytics schema: {build_docs(warehouse())} (`make docs-serve` serves it)")
     else:
         raise SystemExit("usage: python -m sync_pipelines.warehouse.analytics sources|docs")
 
