@@ -9,6 +9,7 @@ fails this step with dbt's message, after the loads it sits on have committed: o
 copy before failing (the `warehouse/read_copy` step downstream is then skipped), like a failing sync step.
 """
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +29,6 @@ from sync_pipelines.warehouse.analytics import (
     dbt_executable,
     dbt_version,
     prepared_manifest,
-    profile_target,
 )
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
@@ -71,7 +71,6 @@ def dbt_resource() -> AnalyticsDbt:
         project_dir=str(PROJECT_DIR),
         profiles_dir=str(PROJECT_DIR),
         dbt_executable=str(dbt_executable()),
-        target=profile_target(),
     )
 
 
@@ -92,11 +91,15 @@ def build_analytics_assets() -> AssetsDefinition:
         target = warehouse()
         with step_turn(context, target, SCHEMA):
             with dbt_environment(target):
-                invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+                invocation = dbt.cli(["build", "--target", target.kind], context=context, raise_on_error=False)
             yield from invocation.stream()
-            results = invocation.get_artifact("run_results.json")
-            context.log.info(summary(results))
-            failed = failed_nodes(results)
+            results_file = invocation.target_path / "run_results.json"
+            if results_file.exists():
+                results = json.loads(results_file.read_text())
+                context.log.info(summary(results))
+                failed = failed_nodes(results)
+            else:  # dbt stopped before any model: the profile, the connection
+                failed = {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
             shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
             if failed:
                 refresh_after_failure(context, target)
