@@ -1,6 +1,6 @@
 {#
   A view re-created only when its compiled SQL changed (a new model, a new column in a tenant's table, an edited
-  model). Its comment records a digest of the SQL it was created from; a run whose SQL has the same digest executes
+  model), and read whole before it replaces the previous one. Its comment records a digest of the SQL it was created from; a run whose SQL has the same digest executes
   nothing. Why not dbt's `view`: it re-creates every view on every run, which on PostgreSQL takes an ACCESS EXCLUSIVE
   lock that waits for every analyst's open transaction on the view (and holds up the ones that come after), and on
   DuckDB rewrites the file, so the analysts' read copy would be replaced after every run.
@@ -23,6 +23,11 @@
         {{ sql }}
       );
       comment on view {{ target_relation }} is {{ dbt.string_literal(comment | replace("'", "''")) }}
+    {%- endcall -%}
+    {#- every column of every row read once, before the commit: a value no cast converts fails the model here, and
+        the previous view stays (DuckDB checks casts only when a query reads the column, PostgreSQL some of them) -#}
+    {%- call statement('read_every_row') -%}
+      select count(*) from {{ target_relation }} as checked where cast(checked as text) is not null
     {%- endcall -%}
     {{ run_hooks(post_hooks) }}
     {{ adapter.commit() }}
