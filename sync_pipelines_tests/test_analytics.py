@@ -306,6 +306,7 @@ def test_a_model_that_fails_fails_the_analytics_step_with_dbt_s_message_after_th
 def test_a_run_that_changed_no_column_re_creates_no_view(emulator, any_warehouse):
     assert run_sync_all().success
     before = view_identities(any_warehouse)
+    assert set(before) == set(MODELS)
     second = run_sync_all()
     assert second.success and {f"analytics/{model}" for model in MODELS} <= materialized(second)
     assert view_identities(any_warehouse) == before
@@ -326,9 +327,7 @@ def view_identities(target: Warehouse) -> dict[str, Any]:
         )
     else:
         sql = "SELECT view_name, sql, comment FROM duckdb_views() WHERE schema_name = 'analytics'"
-    found = {name: tuple(rest) for name, *rest in rows(target, sql)}
-    assert set(found) == set(MODELS)
-    return found
+    return {name: tuple(rest) for name, *rest in rows(target, sql)}
 
 
 def test_the_read_copy_holds_analytics_and_the_tenants_tables_not_dlt_s_staging_and_make_docs_builds_the_site(
@@ -355,3 +354,43 @@ def test_no_password_reaches_dbt_s_files(emulator, pg_warehouse):
     assert run_sync_all().success
     build_docs(pg_warehouse)
     assert files_containing(PROJECT_DIR, PASSWORD.encode()) == []
+
+
+def test_on_postgresql_a_view_to_re_define_waits_10_s_for_an_analyst_then_fails_alone_and_never_blocks_the_reads(
+    emulator, pg_warehouse
+):
+    import threading
+    import time
+
+    from sync_pipelines.warehouse.dialect import postgres_connection
+
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    view = view_identities(pg_warehouse)["invoices"]
+    with session(pg_warehouse) as con:  # a field HEC never sent, as dlt adds it: analytics.invoices must change
+        con.execute("ALTER TABLE synchroteam_hec.invoices ADD COLUMN job__id VARCHAR")
+    analyst = postgres_connection(pg_warehouse, application_name="the test's analyst")
+    analyst.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    cur = analyst.cursor()
+    cur.execute("SET statement_timeout = '5s'")  # a read the run blocked would fail here
+    cur.execute("SELECT count(*) FROM analytics.invoices")
+    before = cur.fetchone()
+    results: list[ExecuteInProcessResult] = []
+    run = threading.Thread(
+        target=lambda: results.append(run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False))
+    )
+    started = time.monotonic()
+    run.start()
+    while run.is_alive():  # the analyst keeps reading, never waiting, while the view waits for them
+        cur.execute("SELECT count(*) FROM analytics.invoices")
+        assert cur.fetchone() == before
+        time.sleep(0.2)
+    waited = time.monotonic() - started
+    analyst.close()
+    (result,) = results
+    failures = step_failures(result)
+    assert set(failures) == {"analytics"} and "lock timeout" in failures["analytics"], failures
+    assert "synchroteam_hec/invoices" in materialized(result) and waited >= 10
+    assert view_identities(pg_warehouse)["invoices"] == view  # the previous view, untouched
+    # the analyst gone, the next run re-defines it
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    assert view_identities(pg_warehouse)["invoices"] != view

@@ -157,22 +157,24 @@ def dbt_environment(target: Warehouse) -> Iterator[None]:
 
 
 def summary(run_results: Mapping[str, Any]) -> str:
-    """One line of what dbt did: views re-created (the rest unchanged), tests passed."""
+    """One line of what dbt did: views re-created, unchanged, failed; tests passed."""
     results = run_results.get("results", [])
     models = [r for r in results if r["unique_id"].startswith("model.")]
     tests = [r for r in results if r["unique_id"].startswith("test.")]
-    created = sum(r["status"] == "success" and r.get("message") != "UNCHANGED" for r in models)
+    unchanged = sum(r["status"] == "success" and r.get("message") == "UNCHANGED" for r in models)
+    created = sum(r["status"] == "success" for r in models) - unchanged
     passed = sum(r["status"] == "pass" for r in tests)
     return (
-        f"Analytics: {len(models)} models ({created} views re-created, {len(models) - created} unchanged or failed), "
-        f"{passed} of {len(tests)} tests passed."
+        f"Analytics: {len(models)} models ({created} views re-created, {unchanged} unchanged, "
+        f"{len(models) - created - unchanged} failed), {passed} of {len(tests)} tests passed."
     )
 
 
 def failed_nodes(run_results: Mapping[str, Any]) -> dict[str, str]:
-    """Models (and tests) dbt could not run, with dbt's message: a failing test is a failed check, not this."""
+    """Models (and tests) dbt could not run, by name, with dbt's message; a test that runs and finds rows is a
+    failed check, not this."""
     return {
-        result["unique_id"].split(".")[-1]: " ".join(str(result.get("message") or "").split())[:500]
+        result["unique_id"].split(".")[2]: " ".join(str(result.get("message") or "").split())[:500]
         for result in run_results.get("results", [])
         if result["status"] in ("error", "runtime error")
     }
