@@ -19,9 +19,18 @@ import subprocess
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from bench.common import REPO, SNAPSHOT_ITEMS, DagsterHome, EmulatorProcess, code_fingerprint, tenant_specs
+from bench import common
+from bench.common import (
+    REPO,
+    SNAPSHOT_ITEMS,
+    CpuMeter,
+    DagsterHome,
+    EmulatorProcess,
+    code_fingerprint,
+    other_load,
+    tenant_specs,
+)
 from bench.run import RESULTS, SCALES, log
 
 
@@ -64,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-analytics-") as tmp:
         work = Path(tmp)
         code = {"without": export(args.base, work / "without"), "with": snapshot(work / "with")}
+        meter = CpuMeter()
+        begin = meter.mark()
         with EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
             for k in range(args.rounds):
                 order = ("without", "with") if k % 2 == 0 else ("with", "without")
@@ -71,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"round {k + 1}/{args.rounds}: {variant} the analytics layer")
                     root = work / f"{variant}-{k}"
                     root.mkdir()
+                    # runs start in the variant's folder: `dagster -m` imports from its working directory first
+                    common.CODE_DIR = code[variant]
                     home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
                     env = {"PYTHONPATH": str(code[variant])}
                     first = home.job("sync_all", timeout=scale.timeout_s, env=env).check(f"first sync_all {variant}")
@@ -80,11 +93,16 @@ def main(argv: list[str] | None = None) -> int:
                         rows[variant]["nochange_wall_s"].append(again.wall_s)
                     runs = home.runs(1 + args.nochange)
                     analytics = [run["steps"].get("analytics", 0.0) for run in runs]
+                    assert (variant == "with") == all(analytics), f"{variant}: analytics steps {analytics}"
                     rows[variant]["first_analytics_s"].append(analytics[0])
                     rows[variant]["nochange_analytics_s"].extend(analytics[1:])
                     shutil.rmtree(root)
+        load = other_load(begin, meter.mark())
     summary = {
-        variant: {name: {"median": statistics.median(values), "runs": [round(v, 2) for v in values]} for name, values in cols.items()}
+        variant: {
+            name: {"median": statistics.median(values), "runs": [round(v, 2) for v in values]}
+            for name, values in cols.items()
+        }
         for variant, cols in rows.items()
     }
     out = {
@@ -93,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "without": f"{args.base} ({base_commit})",
         "with": f"this checkout (fingerprint {code_fingerprint(REPO)})",
+        "other_processes_cores": round(load["other_cores"], 2),
         "summary": summary,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -100,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(out, indent=1) + "\n")
     for name in ("first_wall_s", "nochange_wall_s"):
         without, with_ = summary["without"][name]["median"], summary["with"][name]["median"]
-        log(f"{name}: without {without:.2f} s, with {with_:.2f} s (+{with_ - without:.2f} s); "
-            f"analytics step {summary['with'][name.replace('wall', 'analytics')]['median']:.2f} s")
-    log(f"written {path}")
+        log(
+            f"{name}: without {without:.2f} s, with {with_:.2f} s (+{with_ - without:.2f} s); "
+            f"analytics step {summary['with'][name.replace('wall', 'analytics')]['median']:.2f} s"
+        )
+    log(f"other processes used {load['other_cores']:.2f} cores on average meanwhile; written {path}")
     return 0
 
 
