@@ -2,9 +2,10 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+DBT_VENV := $(VENV)/dbt
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo ui test test-fast lint typecheck lock emulator clean
+.PHONY: install demo ui test test-fast lint typecheck lock emulator clean docs docs-serve analytics-sources
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +16,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/pip install -qq -c requirements.lock -e ".[test]"
 	touch $@
 
-install: $(VENV)/.installed
+# dbt in a virtualenv of its own, beside ours (analytics/requirements.txt says why)
+$(DBT_VENV)/.installed: analytics/requirements.txt requirements-dbt.lock | $(BIN)/python
+	$(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/pip install -qq --upgrade pip
+	$(DBT_VENV)/bin/pip install -qq -c requirements-dbt.lock -r analytics/requirements.txt
+	touch $@
+
+install: $(VENV)/.installed $(DBT_VENV)/.installed
 
 ## The instance's settings: dagster.yaml, plus a PostgreSQL storage block when SYNC_DAGSTER_POSTGRES_URL is set
 ## (written every time: the variable may have changed).
@@ -61,6 +69,22 @@ typecheck: install
 lock: install
 	( sed -n '1,2p' requirements.lock; $(BIN)/pip freeze --exclude-editable ) > requirements.lock.new
 	mv requirements.lock.new requirements.lock
+	( sed -n '1,2p' requirements-dbt.lock; $(DBT_VENV)/bin/pip freeze ) > requirements-dbt.lock.new
+	mv requirements-dbt.lock.new requirements-dbt.lock
+
+## dbt's docs site of the analytics schema (the data dictionary): analytics/target/docs/index.html, built from the
+## configured warehouse (on DuckDB, from a scratch copy of the read copy: no sync is disturbed).
+docs: install
+	$(BIN)/python -m sync_pipelines.warehouse.analytics docs
+
+## Serve it on http://127.0.0.1:$(DOCS_PORT) (default 8080).
+DOCS_PORT ?= 8080
+docs-serve: docs
+	cd analytics/target/docs && ../../../$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1
+
+## After adding a tenant or an entity to the catalogue: the dbt sources and tenant list follow it.
+analytics-sources: install
+	$(BIN)/python -m sync_pipelines.warehouse.analytics sources
 
 clean:
 	rm -rf data .dagster_home

@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
+from sync_pipelines.defs.analytics import build_analytics_assets, dbt_resource
 from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.defs.checks import (
     entity_checks,
@@ -27,6 +28,7 @@ from sync_pipelines.defs.schedules import (
 pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
 entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
 reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs]
+analytics_assets = build_analytics_assets()
 
 sync_all = sync_all_job(pairs)
 fresh_checks = freshness_checks(pairs)
@@ -35,7 +37,12 @@ reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
 check_row_counts = row_counts_job(pairs)
 
 defs = Definitions(
-    assets=[*entity_assets, *reconciliation_assets, *read_copy_assets([*entity_assets, *reconciliation_assets])],
+    assets=[
+        *entity_assets,
+        *reconciliation_assets,
+        analytics_assets,
+        *read_copy_assets([*entity_assets, *reconciliation_assets, analytics_assets]),
+    ],
     asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
     sensors=[freshness_sensor(fresh_checks)],
     jobs=[
@@ -51,4 +58,5 @@ defs = Definitions(
         *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
         row_counts_schedule(check_row_counts),
     ],
+    resources={"dbt": dbt_resource()},
 )

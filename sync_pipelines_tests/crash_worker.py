@@ -12,7 +12,7 @@ Settings come from the environment, as in production (`SYNCHROTEAM_*`, `SYNC_DUC
 nothing in how the sync runs; it only reports where it is, one line on stdout per step, flushed at once:
 
     CRASH-WORKER PHASE <phase> <t>    start, run, extract, extracted, normalize, load, copy, merge, complete,
-                                      post_load, done (<t>: the worker's monotonic clock)
+                                      post_load, analytics, done (<t>: the worker's monotonic clock)
     CRASH-WORKER PAUSED <phase> <t>   with CRASH_PAUSE_AT=<phase>: stopped there, waiting to be killed
 
 `copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
@@ -83,6 +83,7 @@ def instrument() -> None:
     from dlt.load.load import Load
     from dlt.pipeline.pipeline import Pipeline
 
+    import sync_pipelines.defs.analytics as analytics
     import sync_pipelines.defs.assets as assets
 
     _before(Pipeline, "extract", "extract", after="extracted")
@@ -92,6 +93,7 @@ def instrument() -> None:
     _before(SqlLoadJob, "run", "merge")
     _before(Load, "complete_package", "complete")
     _before(assets, "after_load", "post_load")
+    _before(analytics, "dbt_environment", "analytics")  # the job's analytics step, after the load committed
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,7 @@ from dlt.common.versioned_state import decompress_state
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.synchroteam.source import pipeline_name
+from sync_pipelines.warehouse.analytics import PROJECT_DIR as ANALYTICS_PROJECT
 from sync_pipelines.warehouse.dialect import postgres_connection, session
 from sync_pipelines.warehouse.lock import advisory_key, pg_locks_ids
 from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
@@ -119,7 +120,8 @@ def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(em
     same_tenant = [log for log in logs[:2] if "Waiting for the warehouse" in log]
     assert same_tenant  # one waited for the other (and maybe the other for its checks)
     if isinstance(any_warehouse, PostgresWarehouse):
-        assert "Waiting for the warehouse" not in logs[2]  # the other tenant's schema was free
+        # the other tenant's schema was free (its analytics step may wait for the shared `analytics` schema's)
+        assert "Waiting for the warehouse schema synchroteam_hec" not in logs[2]
         assert re.search(
             r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices", same_tenant[0]
         )
@@ -159,7 +161,8 @@ def snapshot(cur) -> tuple:
     cur.execute(
         "SELECT (SELECT count(*) FROM synchroteam.invoices_live), (SELECT count(*) FROM synchroteam.invoices__lines_live),"
         " (SELECT count(*) FROM synchroteam.invoices WHERE _deleted_at IS NOT NULL),"
-        " (SELECT string_agg(md5(i::text), '' ORDER BY i.id) FROM synchroteam.invoices i)"
+        " (SELECT string_agg(md5(i::text), '' ORDER BY i.id) FROM synchroteam.invoices i),"
+        " (SELECT count(*) FROM analytics.invoices), (SELECT count(*) FROM analytics.invoice_lines)"
     )
     return cur.fetchone()
 
@@ -302,6 +305,8 @@ def test_the_documented_analyst_role_reads_every_tenant_and_writes_nothing(emula
         for schema in ("synchroteam", "synchroteam_hec"):
             cur.execute(f"SELECT count(*) FROM {schema}.invoices_live")
             assert cur.fetchone()[0] == len(emulator.tenant(DOMAINS[schema]).records("invoice"))
+            cur.execute("SELECT count(*) FROM analytics.invoices WHERE tenant = %s", [schema])
+            assert cur.fetchone()[0] == len(emulator.tenant(DOMAINS[schema]).records("invoice"))
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("DELETE FROM synchroteam.invoices")
     analyst.close()
@@ -368,8 +373,12 @@ def test_sync_all_then_changes_then_a_full_run_through_a_postgres_instance_under
     with instance_db.cursor() as cur:
         cur.execute("SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
         assert cur.fetchall() == [("sync_all", "SUCCESS")] * 3 + [("sync_synchroteam__invoices", "FAILURE")]
-        cur.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
-        assert cur.fetchone()[0] == 3 * sum(len(tenant_entities(t)) for t in TENANTS.values())
+        cur.execute(
+            "SELECT asset_key LIKE '[\"analytics\"%', count(*) FROM event_logs "
+            "WHERE dagster_event_type = 'ASSET_MATERIALIZATION' GROUP BY 1 ORDER BY 1"
+        )
+        entities = sum(len(tenant_entities(t)) for t in TENANTS.values())
+        assert cur.fetchall() == [(False, 3 * entities), (True, 3 * 11)]  # the loads, the analytics models
     instance_db.close()
 
     secrets = [PASSWORD, "Wrong-" + PASSWORD, quoted(PASSWORD)]
@@ -380,7 +389,8 @@ def test_sync_all_then_changes_then_a_full_run_through_a_postgres_instance_under
     from sync_pipelines.warehouse.pipeline import POSTGRES_PIPELINES_ROOT
     from sync_pipelines_tests.test_reliability import files_containing
 
-    for root in (tmp_path, POSTGRES_PIPELINES_ROOT):  # DAGSTER_HOME (compute logs, yaml) and dlt's scratch folder
+    # DAGSTER_HOME (compute logs, yaml), dlt's scratch folder, the dbt project's (artifacts, logs)
+    for root in (tmp_path, POSTGRES_PIPELINES_ROOT, ANALYTICS_PROJECT):
         for secret in secrets:
             assert files_containing(root, secret.encode()) == [], f"a password is in a file under {root}"
 

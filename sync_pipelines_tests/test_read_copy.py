@@ -18,10 +18,12 @@ INVOICES = ENTITIES["invoices"]
 
 
 def contents(path: Path) -> dict[str, list[tuple]]:
-    """Every table of the DuckDB file (dlt's bookkeeping included), its rows sorted."""
+    """Every table of the DuckDB file (dlt's bookkeeping included), its rows sorted; dlt's `*_staging` schemas
+    left out (the read copy drops them)."""
     with duckdb.connect(str(path), read_only=True) as con:
         tables = con.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND NOT ends_with(table_schema, '_staging')"
         ).fetchall()
         return {
             f"{schema}.{table}": sorted(map(repr, con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()))

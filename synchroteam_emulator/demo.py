@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, read_copy_path, warehouse
 from sync_pipelines.warehouse.tables import exists_yet, table_summary
 from synchroteam_emulator import (
     Emulator,
@@ -53,6 +53,7 @@ def run(scale: float, habits: argparse.Namespace | None = None) -> int:
     target = warehouse(env)
     if exists_yet(target):
         print_summary(target, requests)
+        print(where_analysts_start(target))
     if code:
         print("sync_all failed; see the steps' messages above, or the run in `make ui`.", file=sys.stderr)
     return code
@@ -64,6 +65,15 @@ def print_summary(target: Warehouse, requests: int) -> None:
     print(f"\nWhat landed in {target} ({requests} API requests):")
     for schema, table, count in rows:
         print(f"  {schema + '.' + table:<{width}}  {count:>8,}")
+
+
+def where_analysts_start(target: Warehouse) -> str:
+    """The summary's last line: analysts query the `analytics` schema (of the read copy, on DuckDB)."""
+    if isinstance(target, DuckDBWarehouse):
+        where = f"the read copy: duckdb -readonly {read_copy_path(target.path)}"
+    else:
+        where = str(target)
+    return f"\nAnalysts start at the schema analytics in {where} (dictionary: make docs)."
 
 
 def ui(scale: float, habits: argparse.Namespace | None = None, port: int = 3000) -> int:

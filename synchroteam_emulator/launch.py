@@ -99,10 +99,16 @@ def follow(instance: DagsterInstance, run_id: str, print_line=print, daemon_log:
             time.sleep(POLL_SECONDS)
 
 
+# dagster-dbt's own notices (its dbt command line, partial parsing): the analytics step's summary says enough
+DAGSTER_DBT_NOTICES = ("A dbt subsetted execution", "Copying `", "Running dbt command", "Finished dbt command")
+
+
 def _progress(entry, started: dict[str, float]) -> str | None:
     step = entry.step_key or ""
     event = entry.dagster_event
-    if event is None:  # a step's own notice (context.log): waits, the read copy
+    if event is None:  # a step's own notice (context.log): waits, the read copy, what the analytics models did
+        if entry.user_message.startswith(DAGSTER_DBT_NOTICES):
+            return None
         return f"  {step}: {entry.user_message}" if entry.level >= 20 and step else None
     if event.event_type == DagsterEventType.STEP_START:
         started[step] = entry.timestamp

@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
+from sync_pipelines.defs.analytics import analytics_downstream
 from sync_pipelines.defs.assets import retry_policy
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
 from sync_pipelines.defs.read_copy import with_read_copy
@@ -58,10 +59,15 @@ def cron_for(tenant: Tenant, entity: Entity) -> str:
     return f"{offset} */{cadence // 60} * * *" if cadence > 60 else f"{offset} * * * *"
 
 
+def with_analytics(selection: AssetSelection, pairs: list[tuple[Tenant, Entity]]) -> AssetSelection:
+    """A sync's selection, plus the analytics models over its entities' tables and their dbt tests."""
+    return selection | analytics_downstream([AssetKey([tenant.name, entity.name]) for tenant, entity in pairs])
+
+
 def entity_job(tenant: Tenant, entity: Entity) -> AssetJob:
     return define_asset_job(
         entity_job_name(tenant, entity),
-        selection=with_read_copy(sync_selection([(tenant, entity)])),
+        selection=with_read_copy(with_analytics(sync_selection([(tenant, entity)]), [(tenant, entity)])),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
@@ -75,7 +81,7 @@ def sync_all_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
     other."""
     return define_asset_job(
         "sync_all",
-        selection=with_read_copy(sync_selection(pairs)),
+        selection=with_read_copy(with_analytics(sync_selection(pairs), pairs)),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(sum(max_runtime_seconds(e) for _, e in pairs))},

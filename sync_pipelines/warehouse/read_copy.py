@@ -2,7 +2,8 @@
 atomically (copy, then rename), so a reader never sees a half-written file and one holding the old copy open
 keeps reading it undisturbed.
 
-Copying a warehouse of hundreds of MB is not free, so the copy is replaced only when it is not current: beside
+The copy holds the tenants' schemas and `analytics`, not dlt's `*_staging` schemas (dropped from the copy before it
+is published). Copying a warehouse of hundreds of MB is not free, so the copy is replaced only when it is not current: beside
 it, a stamp records the state of the warehouse file it was copied from.
 """
 
@@ -60,8 +61,22 @@ def _replace(path: Path, target: Path, source: list) -> None:
     stamp.unlink(missing_ok=True)  # no stamp while the copy and the warehouse may disagree
     partial = target.with_name(f".{target.name}.partial")
     shutil.copyfile(path, partial)
+    _drop_staging(partial)
     os.replace(partial, target)
     stamp.write_text(json.dumps({"source": source, "copy": _file_state(target)}))
+
+
+def _drop_staging(copy: Path) -> None:
+    """What analysts need, not dlt's scratch: the copy loses the `<schema>_staging` schemas of dlt's merges."""
+    with duckdb_connection(DuckDBWarehouse(copy)) as con:
+        staging = con.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE NOT internal AND database_name = current_database() "
+            "AND ends_with(schema_name, '_staging')"
+        ).fetchall()
+        for (schema,) in staging:
+            con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        if staging:
+            con.execute("CHECKPOINT")
 
 
 def _read_stamp(target: Path) -> dict | None:

@@ -1,0 +1,197 @@
+"""The analytics layer as Dagster assets: dagster-dbt's `@dbt_assets` over the dbt project `analytics/`, one asset
+per model (`analytics/<model>`), downstream of the entity assets whose tables it reads, its dbt tests as asset
+checks.
+
+A run builds the selected models and runs their tests (`dbt build`) in the warehouse's turn: the whole DuckDB file,
+or PostgreSQL's `analytics` schema. A model re-creates its view only when its SQL changed (the project's
+`stable_view`), so a run after loads that changed no column executes the tests and nothing else. A model that fails
+fails this step with dbt's message, after the loads it sits on have committed: on DuckDB the step refreshes the read
+copy before failing (the `warehouse/read_copy` step downstream is then skipped), like a failing sync step.
+"""
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    AssetSpec,
+    Failure,
+)
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
+
+from sync_pipelines.defs.pools import writer_pool
+from sync_pipelines.warehouse.analytics import (
+    PROJECT_DIR,
+    SCHEMA,
+    dbt_env,
+    dbt_executable,
+    dbt_version,
+    prepared_manifest,
+)
+from sync_pipelines.warehouse.lock import step_turn
+from sync_pipelines.warehouse.read_copy import refresh_read_copy
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
+
+ANALYTICS_POOL = "analytics_writer"  # on PostgreSQL; on DuckDB the one writer pool of the file
+
+
+class AnalyticsTranslator(DagsterDbtTranslator):
+    """Models as `analytics/<model>` (group `analytics`); a tenant's table, and its child lists' tables, as the entity
+    asset that loads them (`synchroteam/invoices` for `synchroteam.invoices__lines`)."""
+
+    def __init__(self) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"].split("__")[0]])
+        return AssetKey([SCHEMA, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return SCHEMA
+
+    def get_asset_check_spec(
+        self, asset_spec: AssetSpec, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetCheckSpec | None:
+        """dbt's tests as checks of severity error that block nothing: dagster-dbt would make them blocking, and a
+        failing test would then fail the step and skip the read copy downstream, hiding the run's loads."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None:
+            return None
+        return AssetCheckSpec(
+            name=spec.name,
+            asset=spec.asset_key,
+            description=spec.description,
+            additional_deps=spec.additional_deps,
+            metadata=spec.metadata,
+            blocking=False,
+        )
+
+
+class AnalyticsDbt(DbtCliResource):
+    """dagster-dbt's resource for dbt in its own virtualenv: its version read from the virtualenv, not from
+    `dbt --version` (about 2 s, twice per run, and a request to PyPI); no dbt adapter in our own process (dbt-core
+    is not importable there; dagster-dbt uses it only for column metadata we do not ask for)."""
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(dbt_version())
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None
+
+
+def dbt_resource() -> AnalyticsDbt:
+    return AnalyticsDbt(
+        project_dir=str(PROJECT_DIR),
+        profiles_dir=str(PROJECT_DIR),
+        dbt_executable=str(dbt_executable()),
+    )
+
+
+def analytics_pool() -> str:
+    return writer_pool(None) or ANALYTICS_POOL
+
+
+def build_analytics_assets() -> AssetsDefinition:
+    """Every model of the project, one step: `dbt build` of the selected ones and their tests."""
+
+    @dbt_assets(
+        manifest=prepared_manifest(),
+        name=SCHEMA,
+        dagster_dbt_translator=AnalyticsTranslator(),
+        pool=analytics_pool(),
+    )
+    def analytics(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        target = warehouse()
+        with step_turn(context, target, SCHEMA):
+            with dbt_environment(target):
+                invocation = dbt.cli(["build", "--target", target.kind], context=context, raise_on_error=False)
+            yield from invocation.stream()
+            results_file = invocation.target_path / "run_results.json"
+            if results_file.exists():
+                results = json.loads(results_file.read_text())
+                context.log.info(summary(results))
+                failed = failed_nodes(results)
+            else:  # dbt stopped before any model: the profile, the connection
+                failed = {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
+            shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
+            if failed:
+                refresh_after_failure(context, target)
+        if failed:
+            raise Failure(
+                description=f"dbt could not build {', '.join(sorted(failed))}: "
+                + " | ".join(f"{name}: {message}" for name, message in sorted(failed.items())),
+                metadata={"failed": sorted(failed)},
+                allow_retries=False,  # a model's SQL does not heal itself; the next run builds it again
+            )
+
+    return analytics
+
+
+@contextmanager
+def dbt_environment(target: Warehouse) -> Iterator[None]:
+    """The profile's variables in this process's environment while dagster-dbt starts dbt (it hands dbt a copy of
+    `os.environ`, and takes no environment of its own), removed after."""
+    values = dbt_env(target)
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def summary(run_results: Mapping[str, Any]) -> str:
+    """One line of what dbt did: views re-created, unchanged, failed; tests passed."""
+    results = run_results.get("results", [])
+    models = [r for r in results if r["unique_id"].startswith("model.")]
+    tests = [r for r in results if r["unique_id"].startswith("test.")]
+    unchanged = sum(r["status"] == "success" and r.get("message") == "UNCHANGED" for r in models)
+    created = sum(r["status"] == "success" for r in models) - unchanged
+    passed = sum(r["status"] == "pass" for r in tests)
+    return (
+        f"Analytics: {len(models)} models ({created} views re-created, {unchanged} unchanged, "
+        f"{len(models) - created - unchanged} failed), {passed} of {len(tests)} tests passed."
+    )
+
+
+def failed_nodes(run_results: Mapping[str, Any]) -> dict[str, str]:
+    """Models (and tests) dbt could not run, by name, with dbt's message; a test that runs and finds rows is a
+    failed check, not this."""
+    return {
+        result["unique_id"].split(".")[2]: " ".join(str(result.get("message") or "").split())[:500]
+        for result in run_results.get("results", [])
+        if result["status"] in ("error", "runtime error")
+    }
+
+
+def refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
+    """The read copy still gets the run's loads when the analytics step fails (its step is then skipped); called in
+    the step's turn."""
+    if not isinstance(target, DuckDBWarehouse):
+        return
+    try:
+        if refresh_read_copy(target.path):
+            context.log.info("Read copy refreshed with the run's loads before this step fails.")
+    except Exception as exc:
+        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
+
+
+def analytics_downstream(keys: Sequence[AssetKey]) -> AssetSelection:
+    """The analytics models that read the tables of the entity assets `keys`, with their checks."""
+    return AssetSelection.assets(*keys).downstream() & AssetSelection.groups(SCHEMA)

@@ -1,0 +1,396 @@
+"""The analytics layer: dbt models over both tenants' live rows, run by Dagster after the loads, on both warehouses.
+
+Row counts equal the emulator's live records, joins on (tenant, <parent>_id) lose no row, a deletion leaves analytics
+after a full run, the dbt tests are asset checks that fail on a planted duplicate, a failing model fails only its
+own step, a run that changed nothing re-creates no view, and the README's analyst questions run as written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from dagster import AssetCheckEvaluation, ExecuteInProcessResult
+
+from sync_pipelines import catalogue
+from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.warehouse.analytics import (
+    PROJECT_DIR,
+    SOURCES_FILE,
+    TENANTS_MACRO,
+    DbtFailed,
+    build_docs,
+    prepared_manifest,
+    source_tables,
+    sources_yaml,
+    tenants_macro,
+)
+from sync_pipelines.warehouse.dialect import session
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse, Warehouse, read_copy_path
+from sync_pipelines_tests.conftest import DOMAINS
+from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
+from synchroteam_emulator import Emulator
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
+# model: (the entity it reads, the emulator's resource, the child list it flattens or None, the parent's id column)
+MODELS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "jobs": ("jobs", "job", None, None),
+    "job_parts": ("jobs", "job", "parts", "job_id"),
+    "job_time_entries": ("jobs", "job", "timeEntries", "job_id"),
+    "invoices": ("invoices", "invoice", None, None),
+    "invoice_lines": ("invoices", "invoice", "lines", "invoice_id"),
+    "quotations": ("quotations", "quotation", None, None),
+    "quotation_lines": ("quotations", "quotation", "lines", "quotation_id"),
+    "credit_notes": ("credit_notes", "creditnote", None, None),
+    "credit_note_lines": ("credit_notes", "creditnote", "lines", "credit_note_id"),
+    "customers": ("customers", "customer", None, None),
+    "sites": ("sites", "site", None, None),
+}
+PARENT_MODEL = {
+    "job_id": "jobs",
+    "invoice_id": "invoices",
+    "quotation_id": "quotations",
+    "credit_note_id": "credit_notes",
+}
+
+
+def manifest() -> dict[str, Any]:
+    return json.loads(prepared_manifest().read_text())
+
+
+def models_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {node["name"]: node for node in document["nodes"].values() if node["resource_type"] == "model"}
+
+
+def expected_counts(emulator: Emulator, model: str) -> dict[str, int]:
+    """Per tenant that syncs the model's entity: its live records, or the sum of their child list's lengths."""
+    entity, resource, child, _ = MODELS[model]
+    counts = {}
+    for tenant in TENANTS.values():
+        if entity in tenant.entities:
+            records = emulator.tenant(DOMAINS[tenant.name]).records(resource)
+            counts[tenant.name] = sum(len(r.get(child) or []) for r in records) if child else len(records)
+    return {tenant: count for tenant, count in counts.items() if count}
+
+
+def rows(target: Warehouse, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    with session(target, read_only=True) as con:
+        return con.rows(sql, params or [])
+
+
+def counts_by_tenant(target: Warehouse, model: str) -> dict[str, int]:
+    return {t: int(n) for t, n in rows(target, f"SELECT tenant, count(*) FROM analytics.{model} GROUP BY tenant")}
+
+
+def dbt_checks(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
+    """The run's evaluations of the analytics checks (dbt's tests), by check name."""
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return {
+        e.check_name: e
+        for e in evaluations
+        if isinstance(e, AssetCheckEvaluation) and e.asset_key.path[0] == "analytics"
+    }
+
+
+def materialized(result: ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
+
+
+# -- the project, without a warehouse ----------------------------------------------------------------------------
+
+
+def test_the_dbt_sources_and_tenant_list_are_the_catalogues_and_follow_a_new_tenant(monkeypatch):
+    assert SOURCES_FILE.read_text() == sources_yaml(), "run `make analytics-sources`"
+    assert TENANTS_MACRO.read_text() == tenants_macro(), "run `make analytics-sources`"
+    sources: dict[str, set[str]] = {}
+    for node in manifest()["sources"].values():
+        sources.setdefault(node["source_name"], set()).add(node["name"])
+    assert sources == {tenant: set(tables) for tenant, tables in source_tables().items()}
+    assert sources["synchroteam_hec"] == {"invoices", "invoices__lines", "credit_notes", "credit_notes__lines"}
+
+    north = catalogue.Tenant(name="synchroteam_north", label="North", entities=("invoices", "customers"))
+    monkeypatch.setitem(catalogue.TENANTS, north.name, north)
+    assert "  - name: synchroteam_north\n" in sources_yaml()
+    assert '"synchroteam_north": ["invoices", "customers"]' in tenants_macro()
+
+
+def test_every_model_the_issue_names_exists_and_every_column_is_described():
+    models = models_of(manifest())
+    assert set(models) == set(MODELS)
+    for name, node in models.items():
+        assert node["description"].strip(), name
+        assert node["columns"], name
+        for column, spec in node["columns"].items():
+            assert spec["description"].strip(), f"{name}.{column}"
+        parent_id = MODELS[name][3]
+        key = ["tenant", parent_id, "line_number"] if parent_id else ["tenant", "id"]
+        assert list(node["columns"])[: len(key)] == key, name
+
+
+def test_the_dbt_tests_are_the_issue_s_unique_not_null_and_relationships_as_asset_checks():
+    from sync_pipelines.definitions import defs
+
+    checks: dict[str, set[str]] = {}
+    for key in defs.resolve_asset_graph().asset_check_keys:
+        if key.asset_key.path[0] == "analytics":
+            checks.setdefault(key.asset_key.path[1], set()).add(key.name)
+    assert set(checks) == set(MODELS)
+    for model, (_, _, _, parent_id) in MODELS.items():
+        names = checks[model]
+        key = f"tenant__{parent_id}__line_number" if parent_id else "tenant__id"
+        assert f"unique_key_{model}_{key}" in names
+        assert f"not_null_{model}_tenant" in names
+        if parent_id:
+            parent = PARENT_MODEL[parent_id]
+            assert f"relationships_within_tenant_{model}_{parent_id}__id__ref_{parent}_" in names
+        else:
+            assert f"not_null_{model}_id" in names
+
+
+def test_a_dbt_project_that_does_not_parse_fails_when_the_definitions_load_with_dbt_s_message(tmp_path):
+    project = tmp_path / "analytics"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    (project / "models" / "broken.sql").write_text("select {% if %} 1\n")  # Jinja that cannot be compiled
+    with pytest.raises(DbtFailed, match="broken"):
+        prepared_manifest(project)
+    (project / "models" / "broken.sql").unlink()
+    assert prepared_manifest(project).exists()  # and once fixed, it parses
+
+
+# -- after sync_all, on both warehouses --------------------------------------------------------------------------
+
+
+def test_after_sync_all_analytics_holds_every_live_record_of_both_tenants_typed_and_joinable(emulator, any_warehouse):
+    result = run_sync_all()
+    assert result.success
+    checks = dbt_checks(result)
+    assert len(checks) == 44 and all(check.passed for check in checks.values()), {
+        name: check.passed for name, check in checks.items()
+    }
+    assert {f"analytics/{model}" for model in MODELS} <= materialized(result)
+    assert_analytics_equals_emulator(emulator, any_warehouse)
+
+    documented = models_of(manifest())
+    for model in MODELS:
+        columns = rows(
+            any_warehouse,
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'analytics' "
+            "AND table_name = ? ORDER BY ordinal_position",
+            [model],
+        )
+        assert [name for name, _ in columns] == list(documented[model]["columns"]), model
+        for name, kind in columns:
+            assert_typed(model, name, kind.lower())
+
+    for statement in readme_statements("analytics questions"):
+        assert rows(any_warehouse, statement), statement
+
+    # a record deleted in the API leaves analytics after the next full run of its entity
+    main, hec = emulator.tenant(DOMAINS["synchroteam"]), emulator.tenant(DOMAINS["synchroteam_hec"])
+    gone = {"invoice": str(main.records("invoice")[3]["id"]), "job": str(main.records("job")[4]["id"])}
+    gone_hec = str(hec.records("invoice")[1]["id"])
+    main.delete("invoice", gone["invoice"])
+    main.delete("job", gone["job"])
+    hec.delete("invoice", gone_hec)
+    for tenant, entity in ((MAIN_TENANT, "invoices"), (MAIN_TENANT, "jobs"), (HEC_TENANT, "invoices")):
+        assert run_entity_job(tenant, ENTITIES[entity], {"mode": "full"}).success
+    assert_analytics_equals_emulator(emulator, any_warehouse)
+    assert not rows(
+        any_warehouse, "SELECT 1 FROM analytics.invoices WHERE tenant = 'synchroteam' AND id = ?", [gone["invoice"]]
+    )
+    assert not rows(
+        any_warehouse,
+        "SELECT 1 FROM analytics.invoice_lines WHERE tenant = 'synchroteam_hec' AND invoice_id = ?",
+        [gone_hec],
+    )
+    assert not rows(any_warehouse, "SELECT 1 FROM analytics.job_parts WHERE job_id = ?", [gone["job"]])
+
+
+def assert_analytics_equals_emulator(emulator: Emulator, target: Warehouse) -> None:
+    for model, (_, _, _, parent_id) in MODELS.items():
+        assert counts_by_tenant(target, model) == expected_counts(emulator, model), model
+        if parent_id:  # the join on (tenant, <parent>_id) loses no row
+            parent = PARENT_MODEL[parent_id]
+            joined = rows(
+                target,
+                f"SELECT count(*) FROM analytics.{model} c JOIN analytics.{parent} p "
+                f"ON p.tenant = c.tenant AND p.id = c.{parent_id}",
+            )[0][0]
+            assert joined == sum(expected_counts(emulator, model).values()), model
+
+
+def assert_typed(model: str, column: str, kind: str) -> None:
+    """Ids as text, amounts and quantities DECIMAL, instants TIMESTAMPTZ, as both engines name them."""
+    if column == "id" or column.endswith("_id") or column == "tenant":
+        assert kind in ("varchar", "text"), (model, column, kind)
+    elif column in ("quantity", "unit_price", "tax_rate", "total") or column.startswith("total_"):
+        assert kind in ("decimal(38,9)", "numeric"), (model, column, kind)
+    elif column.startswith(("date_created", "date_modified", "date_paid", "scheduled_", "actual_")) or column in (
+        "started_at",
+        "ended_at",
+    ):
+        assert kind == "timestamp with time zone", (model, column, kind)
+
+
+def readme_statements(name: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- sql: {name} -->\s*```sql\n(.*?)```", text, re.S)
+    assert match, f"README has no SQL block '{name}'"
+    return [s.strip() for s in match.group(1).split(";") if s.strip() and not s.strip().startswith("--")]
+
+
+def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_load_nor_the_read_copy(
+    emulator, any_warehouse
+):
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    with session(any_warehouse) as con:  # a second row with the id of the first, as a bad merge would leave
+        con.execute("CREATE TEMP TABLE planted AS SELECT * FROM synchroteam_hec.invoices LIMIT 1")
+        con.execute("UPDATE planted SET _dlt_id = 'planted-duplicate'")
+        con.execute("INSERT INTO synchroteam_hec.invoices SELECT * FROM planted")
+    result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False)
+    checks = dbt_checks(result)
+    assert not checks["unique_key_invoices_tenant__id"].passed
+    assert checks["unique_key_invoices_tenant__id"].severity.value == "ERROR"
+    assert (
+        checks["not_null_invoices_id"].passed
+        and checks["unique_key_invoice_lines_tenant__invoice_id__line_number"].passed
+    )
+    assert {"synchroteam_hec/invoices", "analytics/invoices", "analytics/invoice_lines"} <= materialized(result)
+    assert step_failures(result) == {}  # a failed check fails no step
+    if isinstance(any_warehouse, DuckDBWarehouse):
+        assert "warehouse/read_copy" in materialized(result)  # and skips nothing downstream
+
+    with session(any_warehouse) as con:
+        con.execute("DELETE FROM synchroteam_hec.invoices WHERE _dlt_id = 'planted-duplicate'")
+    assert dbt_checks(run_entity_job(HEC_TENANT, ENTITIES["invoices"]))["unique_key_invoices_tenant__id"].passed
+
+
+def test_a_model_that_fails_fails_the_analytics_step_with_dbt_s_message_after_the_loads_and_heals_next_run(
+    emulator, any_warehouse
+):
+    assert run_sync_all().success
+    # HEC's missing job number appears as a column no cast makes a number: the re-defined view fails to read
+    # (PostgreSQL refuses it at once, DuckDB when every row is read before the commit) and is rolled back
+    array = "'{1}'" if isinstance(any_warehouse, PostgresWarehouse) else "[1]"
+    with session(any_warehouse) as con:
+        con.execute(f"ALTER TABLE synchroteam_hec.invoices ADD COLUMN job__num INTEGER[] DEFAULT {array}")
+    hec = emulator.tenant(DOMAINS["synchroteam_hec"])
+    hec.add("invoice")
+    result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False)
+    failures = step_failures(result)
+    assert set(failures) == {"analytics"}, failures
+    assert "invoices" in failures["analytics"] and "bigint" in failures["analytics"].lower(), failures
+    assert "synchroteam_hec/invoices" in materialized(result)  # the load committed first
+    assert "analytics/invoice_lines" in materialized(result)  # the step's other model is built
+    loaded = len(hec.records("invoice"))
+    # analysts keep the previous view (its definition rolled back), which shows the new load
+    assert counts_by_tenant(any_warehouse, "invoices")["synchroteam_hec"] == loaded
+    if isinstance(any_warehouse, DuckDBWarehouse):  # the read copy got the load all the same, from the failing step
+        with duckdb.connect(str(read_copy_path(any_warehouse.path)), read_only=True) as copy:
+            assert copy.execute("SELECT count(*) FROM synchroteam_hec.invoices").fetchone()[0] == loaded
+
+    with session(any_warehouse) as con:
+        con.execute("DROP VIEW synchroteam_hec.invoices_live")  # the next load defines it again
+        con.execute("ALTER TABLE synchroteam_hec.invoices DROP COLUMN job__num")
+    healed = run_entity_job(HEC_TENANT, ENTITIES["invoices"])
+    assert healed.success and "analytics/invoices" in materialized(healed)
+    assert counts_by_tenant(any_warehouse, "invoices")["synchroteam_hec"] == loaded
+
+
+def test_a_run_that_changed_no_column_re_creates_no_view(emulator, any_warehouse):
+    assert run_sync_all().success
+    before = view_identities(any_warehouse)
+    assert set(before) == set(MODELS)
+    second = run_sync_all()
+    assert second.success and {f"analytics/{model}" for model in MODELS} <= materialized(second)
+    assert view_identities(any_warehouse) == before
+    if isinstance(any_warehouse, DuckDBWarehouse):  # a run that loads nothing writes nothing, analytics included
+        copy = read_copy_path(any_warehouse.path).stat()
+        nothing = run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "retry_rejected"})
+        assert nothing.success and "analytics/invoices" in materialized(nothing)
+        after = read_copy_path(any_warehouse.path).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (copy.st_ino, copy.st_mtime_ns)
+
+
+def view_identities(target: Warehouse) -> dict[str, Any]:
+    """Each analytics view's identity: PostgreSQL's oid and row version; DuckDB's SQL and comment (and the file)."""
+    if isinstance(target, PostgresWarehouse):
+        sql = (
+            "SELECT c.relname, c.oid::bigint, c.xmin::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'analytics' AND c.relkind = 'v'"
+        )
+    else:
+        sql = "SELECT view_name, sql, comment FROM duckdb_views() WHERE schema_name = 'analytics'"
+    return {name: tuple(rest) for name, *rest in rows(target, sql)}
+
+
+def test_the_read_copy_holds_analytics_and_the_tenants_tables_not_dlt_s_staging_and_make_docs_builds_the_site(
+    emulator, warehouse
+):
+    assert run_sync_all().success
+    with duckdb.connect(str(read_copy_path(warehouse)), read_only=True) as copy:
+        schemas = {s for (s,) in copy.execute("SELECT schema_name FROM duckdb_schemas() WHERE NOT internal").fetchall()}
+        assert {"analytics", "synchroteam", "synchroteam_hec"} <= schemas
+        assert not {s for s in schemas if s.endswith("_staging")}
+        assert copy.execute("SELECT count(*) FROM analytics.invoices").fetchone()[0] == sum(
+            expected_counts(emulator, "invoices").values()
+        )
+    index = build_docs(DuckDBWarehouse(warehouse))
+    assert index.exists()
+    catalog = json.loads((index.parent / "catalog.json").read_text())
+    assert catalog["nodes"]["model.analytics.invoices"]["columns"]["total_incl_tax"]["type"] == "DECIMAL(38,9)"
+
+
+def test_no_password_reaches_dbt_s_files(emulator, pg_warehouse):
+    from sync_pipelines_tests.postgres_server import PASSWORD
+    from sync_pipelines_tests.test_reliability import files_containing
+
+    assert run_sync_all().success
+    build_docs(pg_warehouse)
+    assert files_containing(PROJECT_DIR, PASSWORD.encode()) == []
+
+
+def test_on_postgresql_a_view_to_re_define_waits_10_s_for_an_analyst_then_fails_alone_and_never_blocks_the_reads(
+    emulator, pg_warehouse
+):
+    import threading
+    import time
+
+    from sync_pipelines.warehouse.dialect import postgres_connection
+
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    view = view_identities(pg_warehouse)["invoices"]
+    with session(pg_warehouse) as con:  # a field HEC never sent, as dlt adds it: analytics.invoices must change
+        con.execute("ALTER TABLE synchroteam_hec.invoices ADD COLUMN job__id VARCHAR")
+    analyst = postgres_connection(pg_warehouse, application_name="the test's analyst")
+    analyst.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    cur = analyst.cursor()
+    cur.execute("SET statement_timeout = '5s'")  # a read the run blocked would fail here
+    cur.execute("SELECT count(*) FROM analytics.invoices")
+    before = cur.fetchone()
+    results: list[ExecuteInProcessResult] = []
+    run = threading.Thread(
+        target=lambda: results.append(run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False))
+    )
+    started = time.monotonic()
+    run.start()
+    while run.is_alive():  # the analyst keeps reading, never waiting, while the view waits for them
+        cur.execute("SELECT count(*) FROM analytics.invoices")
+        assert cur.fetchone() == before
+        time.sleep(0.2)
+    waited = time.monotonic() - started
+    analyst.close()
+    (result,) = results
+    failures = step_failures(result)
+    assert set(failures) == {"analytics"} and "lock timeout" in failures["analytics"], failures
+    assert "synchroteam_hec/invoices" in materialized(result) and waited >= 10
+    assert view_identities(pg_warehouse)["invoices"] == view  # the previous view, untouched
+    # the analyst gone, the next run re-defines it
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    assert view_identities(pg_warehouse)["invoices"] != view
