@@ -30,6 +30,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from sync_pipelines.defs.pools import writer_pool
+from sync_pipelines.defs.read_copy import refresh_after_failure
 from sync_pipelines.warehouse.analytics import (
     PROJECT_DIR,
     SCHEMA,
@@ -39,8 +40,7 @@ from sync_pipelines.warehouse.analytics import (
     prepared_manifest,
 )
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.read_copy import refresh_read_copy
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
+from sync_pipelines.warehouse.settings import Warehouse, warehouse
 
 ANALYTICS_POOL = "analytics_writer"  # on PostgreSQL; on DuckDB the one writer pool of the file
 
@@ -178,18 +178,6 @@ def failed_nodes(run_results: Mapping[str, Any]) -> dict[str, str]:
         for result in run_results.get("results", [])
         if result["status"] in ("error", "runtime error")
     }
-
-
-def refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
-    """The read copy still gets the run's loads when the analytics step fails (its step is then skipped); called in
-    the step's turn."""
-    if not isinstance(target, DuckDBWarehouse):
-        return
-    try:
-        if refresh_read_copy(target.path):
-            context.log.info("Read copy refreshed with the run's loads before this step fails.")
-    except Exception as exc:
-        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
 
 
 def analytics_downstream(keys: Sequence[AssetKey]) -> AssetSelection:

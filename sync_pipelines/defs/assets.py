@@ -38,6 +38,7 @@ from dlt.common.pipeline import LoadInfo
 from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant
 from sync_pipelines.defs.checks import sync_check_results, sync_check_specs
 from sync_pipelines.defs.pools import writer_pool
+from sync_pipelines.defs.read_copy import refresh_after_failure
 from sync_pipelines.defs.run_config import Mode, SyncConfig, config_class, to_plan
 from sync_pipelines.errors import (
     SyncError,
@@ -52,7 +53,6 @@ from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
-from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import (
     DuckDBWarehouse,
     Warehouse,
@@ -195,7 +195,7 @@ def sync_entity(
             try:
                 results = _sync_entity(context, tenant, entity, config, given, target)
             except BaseException:
-                _refresh_after_failure(context, target)
+                refresh_after_failure(context, target)
                 raise
     except SyncError as error:  # the warehouse's settings, or its turn: nothing was requested from the API
         raise _retry_or_fail(context, error, tenant) from None
@@ -345,18 +345,6 @@ def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> Ware
         f"SYNC_DUCKDB_MEMORY_LIMIT={duckdb_config['memory_limit']!r} and "
         f"SYNC_DUCKDB_THREADS={duckdb_config['threads']}."
     )
-
-
-def _refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
-    """Whatever this run loaded before failing reaches the read copy (the run's `warehouse/read_copy` step, downstream,
-    will be skipped); a failure to copy must not hide the step's own error, so it is only logged."""
-    if not isinstance(target, DuckDBWarehouse):
-        return
-    try:
-        if refresh_read_copy(target.path):
-            context.log.info("Read copy refreshed with what the run loaded before this step failed.")
-    except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
-        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
 
 
 def retry_delay_seconds() -> float:

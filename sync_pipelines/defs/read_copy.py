@@ -21,9 +21,22 @@ from dagster import (
 from sync_pipelines.defs.pools import DUCKDB_POOL
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, duckdb_selected, read_copy_path, warehouse
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, duckdb_selected, read_copy_path, warehouse
 
 READ_COPY_KEY = AssetKey(["warehouse", "read_copy"])
+
+
+def refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
+    """Called by a step that fails in the warehouse's turn: Dagster skips `warehouse/read_copy` downstream of it,
+    so whatever the run loaded reaches the read copy here. A failure to copy must not hide the step's own error,
+    so it is only logged."""
+    if not isinstance(target, DuckDBWarehouse):
+        return
+    try:
+        if refresh_read_copy(target.path):
+            context.log.info("Read copy refreshed with what the run loaded before this step failed.")
+    except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
+        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
 
 
 def with_read_copy(selection: AssetSelection) -> AssetSelection:
