@@ -23,6 +23,7 @@ from pathlib import Path
 from bench import common
 from bench.common import (
     REPO,
+    SNAPSHOT_IGNORED,
     SNAPSHOT_ITEMS,
     CpuMeter,
     DagsterHome,
@@ -44,11 +45,10 @@ def export(revision: str, target: Path) -> Path:
 
 def snapshot(target: Path) -> Path:
     """This checkout's product, the dbt project included (its parsed manifest too: parsed once, not per run)."""
-    for item in (*SNAPSHOT_ITEMS, "analytics"):
+    for item in SNAPSHOT_ITEMS:
         source = REPO / item
         if source.is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "results", "logs", "analytics-*", "docs")
-            shutil.copytree(source, target / item, ignore=ignore)
+            shutil.copytree(source, target / item, ignore=shutil.ignore_patterns(*SNAPSHOT_IGNORED))
         elif source.exists():
             shutil.copy2(source, target / item)
     return target

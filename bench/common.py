@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Where every measured subprocess runs, and what it imports: the repository, or a frozen copy of the product
 # (see `snapshot_code`) so that a benchmark run measures one version even while the code is being edited.
 CODE_DIR = REPO
-SNAPSHOT_ITEMS = ("sync_pipelines", "synchroteam_emulator", "bench", "dagster.yaml", "pyproject.toml")
+SNAPSHOT_ITEMS = ("sync_pipelines", "synchroteam_emulator", "bench", "analytics", "dagster.yaml", "pyproject.toml")
+# what a copy leaves out: caches, results, dbt's logs and per-run targets (its parsed manifest is kept)
+SNAPSHOT_IGNORED = ("__pycache__", "results", "logs", "analytics-*", "docs")
 PYTHON = sys.executable
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TIMEZONE = "Europe/Paris"
@@ -118,9 +120,7 @@ def snapshot_code(target: Path) -> Path:
     for item in SNAPSHOT_ITEMS:
         src = REPO / item
         if src.is_dir():
-            shutil.copytree(
-                src, target / item, ignore=shutil.ignore_patterns("__pycache__", "results"), dirs_exist_ok=True
-            )
+            shutil.copytree(src, target / item, ignore=shutil.ignore_patterns(*SNAPSHOT_IGNORED), dirs_exist_ok=True)
         elif src.exists():
             shutil.copy2(src, target / item)
     CODE_DIR = target

@@ -7,24 +7,29 @@ own step, a run that changed nothing re-creates no view, and the README's analys
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from dagster import AssetCheckEvaluation, ExecuteInProcessResult
+from dagster import AssetCheckEvaluation, AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from sync_pipelines import catalogue
 from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.definitions import defs
+from sync_pipelines.defs.analytics import build_analytics_assets
 from sync_pipelines.warehouse.analytics import (
     PROJECT_DIR,
     SOURCES_FILE,
     TENANTS_MACRO,
     DbtFailed,
     build_docs,
+    model_code_versions,
     prepared_manifest,
     source_tables,
     sources_yaml,
@@ -32,6 +37,7 @@ from sync_pipelines.warehouse.analytics import (
 )
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse, Warehouse, read_copy_path
+from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
 from sync_pipelines_tests.conftest import DOMAINS
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
 from synchroteam_emulator import Emulator
@@ -316,6 +322,77 @@ def test_a_run_that_changed_no_column_re_creates_no_view(emulator, any_warehouse
         assert nothing.success and "analytics/invoices" in materialized(nothing)
         after = read_copy_path(any_warehouse.path).stat()
         assert (after.st_ino, after.st_mtime_ns) == (copy.st_ino, copy.st_mtime_ns)
+
+
+QUIET = {"lookback_minutes": 0, "revisit_days": 0}  # an incremental run that re-reads nothing already loaded
+
+
+def test_dbt_starts_only_when_a_table_it_reads_or_its_code_changed_or_when_asked_for_alone(emulator, warehouse):
+    instance = DagsterInstance.ephemeral()  # one instance for every run: it keeps what dbt last built from
+    first = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance)
+    assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(first)
+
+    nothing = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance)
+    assert nothing.success and materialized(nothing) >= {"synchroteam_hec/invoices"}
+    assert not {key for key in materialized(nothing) if key.startswith("analytics/")}
+    assert dbt_checks(nothing) == {}
+    said = [
+        entry.user_message for entry in instance.all_logs(nothing.run_id) if "dbt not started" in entry.user_message
+    ]
+    assert len(said) == 1 and "synchroteam_hec/invoices" in said[0], said
+
+    hec = emulator.tenant(DOMAINS["synchroteam_hec"])
+    hec.add("invoice")
+    changed = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance)
+    assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(changed)
+    assert counts_by_tenant(configured_warehouse(), "invoices")["synchroteam_hec"] == len(hec.records("invoice"))
+
+    # a row the sync did not write (here planted by hand; a reconciliation's load alike) is a change too
+    with session(configured_warehouse()) as con:
+        con.execute("CREATE TEMP TABLE planted AS SELECT * FROM synchroteam_hec.invoices LIMIT 1")
+        con.execute("UPDATE planted SET _dlt_id = 'planted-duplicate'")
+        con.execute("INSERT INTO synchroteam_hec.invoices SELECT * FROM planted")
+    planted = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False)
+    assert not dbt_checks(planted)["unique_key_invoices_tenant__id"].passed
+
+    alone = defs.resolve_job_def("sync_all").execute_in_process(
+        asset_selection=[AssetKey(["analytics", "invoices"])], instance=instance, raise_on_error=False
+    )
+    assert materialized(alone) == {"analytics/invoices"}
+
+
+def test_a_model_s_code_version_follows_its_sql_its_tests_and_the_project_s_macros_only():
+    document = manifest()
+    before = model_code_versions(document)
+    assert set(before) == {f"model.analytics.{model}" for model in MODELS} and len(set(before.values())) == len(MODELS)
+
+    def versions_after(change: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+        changed = copy.deepcopy(document)
+        change(changed)
+        return model_code_versions(changed)
+
+    def edit_model(d: dict[str, Any]) -> None:
+        d["nodes"]["model.analytics.sites"]["raw_code"] += "\n-- edited"
+
+    def edit_test(d: dict[str, Any]) -> None:
+        test = next(t for t in d["child_map"]["model.analytics.customers"] if t.startswith("test."))
+        d["nodes"][test]["test_metadata"]["kwargs"]["column_name"] = "other"
+
+    def edit_macro(d: dict[str, Any]) -> None:
+        d["macros"]["macro.analytics.union_tenants"]["macro_sql"] += "\n"
+
+    def edit_dbt_s_own_macro(d: dict[str, Any]) -> None:
+        d["macros"]["macro.dbt.test_not_null"]["macro_sql"] += "\n"
+
+    changed = {k for k, v in versions_after(edit_model).items() if v != before[k]}
+    assert changed == {"model.analytics.sites"}
+    changed = {k for k, v in versions_after(edit_test).items() if v != before[k]}
+    assert changed == {"model.analytics.customers"}
+    assert all(v != before[k] for k, v in versions_after(edit_macro).items())
+    assert versions_after(edit_dbt_s_own_macro) == before  # dbt's version covers its own macros
+    assert {spec.key.to_user_string(): spec.code_version for spec in build_analytics_assets().specs} == {
+        f"analytics/{node.split('.')[-1]}": version for node, version in before.items()
+    }
 
 
 def view_identities(target: Warehouse) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from dagster import (
     Backoff,
     Config,
     DailyPartitionsDefinition,
+    DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -265,7 +266,8 @@ def _sync_entity(
     key = context.asset_key  # the step's one asset: the entity, or its reconciliation
     metadata = materialization_metadata(extra, load_metadata(pipeline, load_info, entity.name), tenant, entity)
     return [
-        MaterializeResult(asset_key=key, metadata=metadata),
+        # the table's content version: what runs downstream (the analytics) can tell an unchanged table by
+        MaterializeResult(asset_key=key, metadata=metadata, data_version=DataVersion(after.content_version)),
         *sync_check_results(key, after, context.selected_asset_check_keys),
     ]
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sync_pipelines.catalogue import TENANTS, Entity, tenant_entities
 from sync_pipelines.warehouse.settings import (
@@ -131,6 +132,32 @@ def project_digest(project: Path = PROJECT_DIR) -> str:
         if path.is_file() and relative.parts[0] not in ("target", "logs") and path.suffix in (".yml", ".sql", ".md"):
             digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def model_code_versions(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Each model's code version: what dbt builds it and tests it from. Its SQL, configuration and documentation
+    (persisted as comments), its tests, every macro of the project (`union_tenants`, the `stable_view`
+    materialization, the generated tenants) and dbt's version. A model whose code version and inputs have not
+    changed since dbt last built it needs no build (dagster-dbt's own code version is its SQL alone)."""
+    project = manifest["metadata"]["project_name"]
+    common = hashlib.sha256(str(manifest["metadata"].get("dbt_version")).encode())
+    for unique_id, macro in sorted(manifest.get("macros", {}).items()):
+        if macro.get("package_name") == project:
+            common.update(unique_id.encode() + b"\0" + str(macro.get("macro_sql")).encode() + b"\0")
+    nodes = manifest.get("nodes", {})
+    versions = {}
+    for unique_id, node in nodes.items():
+        if node.get("resource_type") != "model":
+            continue
+        digest = common.copy()
+        for part_id in [unique_id, *sorted(manifest.get("child_map", {}).get(unique_id, []))]:
+            part = nodes.get(part_id)
+            if part is None or (part_id != unique_id and part.get("resource_type") != "test"):
+                continue
+            kept = {k: part.get(k) for k in ("raw_code", "config", "description", "columns", "test_metadata")}
+            digest.update(part_id.encode() + b"\0" + json.dumps(kept, sort_keys=True, default=str).encode() + b"\0")
+        versions[unique_id] = digest.hexdigest()[:16]
+    return versions
 
 
 def prepared_manifest(project: Path = PROJECT_DIR) -> Path:

@@ -50,6 +50,13 @@ class AfterLoad:
     deleted: int  # marked deleted by this run
     duplicate_ids: list[str] = field(default_factory=list)  # ids in the table more than once (at most 20)
     rejected: dict[str, int] = field(default_factory=dict)  # records the run quarantined, unresolved, by reason
+    last_load: str | None = None  # the newest load of the entity's pipeline that completed (dlt's load id)
+
+    @property
+    def content_version(self) -> str:
+        """Changes when the table's content may have: a load of its pipeline (a sync or a reconciliation), a row
+        marked deleted, a row added or removed by anything else. Dagster's data version of the entity asset."""
+        return f"{self.last_load or 'never'}:{self.rows}:{self.live_rows}"
 
 
 def after_load(
@@ -82,7 +89,8 @@ def after_load(
         live = _count(con, schema, table, live=True)
         duplicates = _duplicate_ids(con, schema, table) if rows else []
         rejected = _rejected_counts(con, schema, table, run_id) if run_id is not None else {}
-        return AfterLoad(rows, live, deleted, duplicates, rejected)
+        last_load = _last_load(con, schema, pipeline) if pipeline is not None else None
+        return AfterLoad(rows, live, deleted, duplicates, rejected, last_load)
 
 
 def _exists(con: Session, schema: str, table: str) -> bool:
@@ -269,6 +277,14 @@ def _prune_resolved(con: Session, schema: str, before: datetime) -> int:
     return con.execute(
         f'DELETE FROM "{schema}"."{REJECTED_TABLE}" WHERE status = ? AND resolved_at < ?', [RESOLVED, before]
     )
+
+
+def _last_load(con: Session, schema: str, pipeline: str) -> str | None:
+    """The id of `pipeline`'s newest completed load (its dlt schema is named after it), None before the first."""
+    if not _exists(con, schema, "_dlt_loads"):
+        return None
+    found = con.rows(f'SELECT max(load_id) FROM "{schema}"._dlt_loads WHERE schema_name = ? AND status = 0', [pipeline])
+    return str(found[0][0]) if found and found[0][0] is not None else None
 
 
 def _prune_pipeline_state(con: Session, schema: str, pipeline: str, keep: int = STATE_VERSIONS_KEPT) -> int:
