@@ -52,13 +52,18 @@ def run_row_count_checks() -> ExecuteInProcessResult:
     return defs.resolve_job_def("check_row_counts").execute_in_process(raise_on_error=False)
 
 
-def stored_cursor(tenant: Tenant, entity: Entity) -> Cursor:
-    """The cursor as stored in DuckDB (the local dlt folder is synced from the destination first)."""
+def stored_state(tenant: Tenant, entity: Entity) -> dict[str, Any]:
+    """The entity resource's dlt state as stored in the warehouse (not the local dlt folder's)."""
     pipeline = build_pipeline(tenant, entity)
     pipeline.drop()  # the local folder may hold a killed run's uncommitted state: read DuckDB's, as runs do
     pipeline.sync_destination()
     resources = pipeline.state.get("sources", {}).get(pipeline_name(tenant, entity), {}).get("resources", {})
-    return Cursor.from_state(resources.get(entity.name, {}))
+    return dict(resources.get(entity.name, {}))
+
+
+def stored_cursor(tenant: Tenant, entity: Entity) -> Cursor:
+    """The cursor as stored in the warehouse."""
+    return Cursor.from_state(stored_state(tenant, entity))
 
 
 def local_time(value: str) -> datetime:

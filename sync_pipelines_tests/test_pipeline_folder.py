@@ -2,21 +2,24 @@
 the warehouse), dropped when a run fails or finds a package a killed run left, so that the warehouse's committed
 state is the only truth the next run starts from."""
 
+import shutil
 from pathlib import Path
 
+import dlt
 import duckdb
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
+from sync_pipelines.synchroteam.records import to_api_timestamp
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import entity_source, pipeline_name
 from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.settings import pipelines_dir
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
-from sync_pipelines_tests.helpers import run_entity_job
+from sync_pipelines_tests.helpers import run_entity_job, stored_cursor, sync_requests
 
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]
@@ -90,3 +93,38 @@ def test_a_run_that_finds_nothing_loads_nothing_and_says_so(emulator, warehouse)
 def dlt_loads(warehouse: Path) -> int:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute("SELECT count(*) FROM synchroteam._dlt_loads").fetchone()[0]
+
+
+def test_a_folder_that_holds_the_warehouse_s_state_is_trusted_and_one_behind_it_is_restored(
+    emulator, warehouse, monkeypatch
+):
+    synced: list[str] = []
+    sync_destination = dlt.Pipeline.sync_destination
+
+    def counted(self, *args, **kwargs):
+        synced.append(self.pipeline_name)
+        return sync_destination(self, *args, **kwargs)
+
+    monkeypatch.setattr(dlt.Pipeline, "sync_destination", counted)
+    store = emulator.tenant(MAIN.domain)
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert synced == [pipeline_name(MAIN_TENANT, INVOICES)]  # a new folder: the warehouse is asked
+    folder = marker(warehouse).parent
+    behind = folder.with_name("behind")
+    shutil.copytree(folder, behind)
+
+    store.add("invoice")
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert len(synced) == 1  # the folder holds the state the warehouse has: not read again
+    cursor = stored_cursor(MAIN_TENANT, INVOICES)  # (reads the warehouse's state into a new folder)
+
+    # the folder one state behind the warehouse (as a copy restored from a backup would be)
+    shutil.rmtree(folder)
+    behind.rename(folder)
+    emulator.clear_requests()
+    synced.clear()
+    assert run_entity_job(MAIN_TENANT, INVOICES, config={"lookback_minutes": 0, "revisit_days": 0}).success
+    assert synced == [pipeline_name(MAIN_TENANT, INVOICES)]  # restored from the warehouse
+    (walk,) = [r for r in sync_requests(emulator) if r.resource == "invoice" and "changedSince" in r.params]
+    assert walk.params["changedSince"] == to_api_timestamp(cursor.at, TenantSettings.from_env(MAIN_TENANT).timezone)
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])

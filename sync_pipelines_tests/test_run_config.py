@@ -23,6 +23,7 @@ from sync_pipelines_tests.helpers import (
     run_entity_job,
     step_failures,
     stored_cursor,
+    stored_state,
     sync_requests,
 )
 
@@ -183,6 +184,28 @@ def test_refetch_statuses_re_reads_draft_and_new_quotations(emulator, warehouse)
     run_entity_job(MAIN_TENANT, quotations)
     assert value_of(warehouse, "quotations", draft["id"], "valid_until") == date(2030, 1, 31)
     assert sorted(r.params["status"] for r in sync_requests(emulator) if "status" in r.params) == ["draft", "new"]
+
+
+def test_records_the_re_fetch_walks_list_as_they_were_loaded_are_not_loaded_again(emulator, warehouse):
+    quotations = ENTITIES["quotations"]
+    store = emulator.tenant(MAIN.domain)
+    run_entity_job(MAIN_TENANT, quotations)
+
+    def re_read() -> set[str]:
+        return {str(q["id"]) for q in store.records("quotation") if q["status"] in ("draft", "new")}
+
+    quiet = run_entity_job(MAIN_TENANT, quotations).asset_materializations_for_node("synchroteam__quotations")[0]
+    assert (quiet.metadata["loaded"].value, quiet.metadata["refetched"].value) == (0, 0)
+    assert quiet.metadata["unchanged"].value >= len(re_read()) > 0  # and what the look-back listed again
+    assert set(stored_state(MAIN_TENANT, quotations)["refetch_memo"]) == re_read()
+
+    draft, other = [q for q in store.records("quotation") if q["status"] == "draft"][:2]
+    store.edit("quotation", draft["id"], {"validUntil": "2030-01-31"}, bump=False)
+    store.edit("quotation", other["id"], {"status": "accepted"}, bump=False)  # no walk lists it any more
+    edited = run_entity_job(MAIN_TENANT, quotations).asset_materializations_for_node("synchroteam__quotations")[0]
+    assert (edited.metadata["loaded"].value, edited.metadata["refetched"].value) == (1, 1)
+    assert value_of(warehouse, "quotations", draft["id"], "valid_until") == date(2030, 1, 31)
+    assert set(stored_state(MAIN_TENANT, quotations)["refetch_memo"]) == re_read()  # the accepted one let go
 
 
 def test_capped_runs_over_unsorted_changes_converge_without_skipping_any(emulator, warehouse):

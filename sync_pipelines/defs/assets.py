@@ -217,21 +217,21 @@ def _sync_entity(
             check_warehouse_path(target.path, TENANTS)
         plan = to_plan(config, entity, settings.timezone, given=given)
         duckdb_config = duckdb_settings()
-        rows_before, stored_quarantine = before_load(target, tenant.name, entity.name)
+        before = before_load(target, tenant.name, entity.name, pipeline_name(tenant, entity))
     except SyncError as error:
         if error.retryable:
             raise _retry_or_fail(context, error, tenant) from None
         raise _failure(error, tenant) from None
     _tag_run(context, plan, None)
     started = datetime.now(UTC)
-    quarantine = Quarantine(entity.name, context.run.run_id, started, stored_quarantine)
+    quarantine = Quarantine(entity.name, context.run.run_id, started, before.quarantine)
     stats = ExtractStats()
     try:
         with SynchroteamClient.in_process(settings, logger=context.log) as client:
             source = entity_source(tenant, entity, client, plan, stats, quarantine, logger=context.log)
             pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
             try:
-                load_info = run_pipeline(pipeline, source, target)
+                load_info = run_pipeline(pipeline, source, target, before.stored_state)
             except Exception as exc:
                 cause = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
                 if cause is None:
@@ -248,7 +248,7 @@ def _sync_entity(
                 target,
                 tenant.name,
                 entity.name,
-                stats.seen_ids if rows_before else None,
+                stats.seen_ids if before.rows else None,
                 started,
                 plan.max_deleted_share,
                 resolved_before=started - QUARANTINE_RETENTION,
@@ -261,7 +261,7 @@ def _sync_entity(
         if stats.seen_ids is not None:
             stats.seen_ids.close()  # a full walk's ids, spilled to a temporary file beyond 100,000
     _tag_run(context, plan, stats)
-    extra = _run_metadata(client, stats, rows_before, after.rows)
+    extra = _run_metadata(client, stats, before.rows, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
     key = context.asset_key  # the step's one asset: the entity, or its reconciliation
     metadata = materialization_metadata(extra, load_metadata(pipeline, load_info, entity.name), tenant, entity)

@@ -30,13 +30,19 @@ def refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> 
     """Called by a step that fails in the warehouse's turn: Dagster skips `warehouse/read_copy` downstream of it,
     so whatever the run loaded reaches the read copy here. A failure to copy must not hide the step's own error,
     so it is only logged."""
+    refresh_from_step(context, target, "with what the run loaded before this step failed")
+
+
+def refresh_from_step(context: AssetExecutionContext, target: Warehouse, why: str) -> None:
+    """The read copy refreshed, if it is not current, by a step after which Dagster skips `warehouse/read_copy`
+    (one that fails, or yields nothing), in the warehouse's turn; a failure to copy is logged, not raised."""
     if not isinstance(target, DuckDBWarehouse):
         return
     try:
         if refresh_read_copy(target.path):
-            context.log.info("Read copy refreshed with what the run loaded before this step failed.")
+            context.log.info(f"Read copy refreshed {why}.")
     except Exception as exc:  # e.g. the warehouse held by another process: the next run refreshes it
-        context.log.warning(f"Read copy not refreshed after the failure: {exc}")
+        context.log.warning(f"Read copy not refreshed {why}: {exc}")
 
 
 def with_read_copy(selection: AssetSelection) -> AssetSelection:

@@ -15,6 +15,9 @@ Entities whose list rows lack child lists (jobs: parts, time entries) need a `de
 look-back lists records already loaded again; they are loaded again (and their `details` fetched again) only if
 their list row changed. The state keeps, for the records loaded in the look-back window behind the cursor, a
 fingerprint of the list row they were loaded from (`details_memo`), committed with the load like the cursor.
+The re-fetch walks do the same for the records they list whose list row is the whole record (`refetch_memo`):
+a draft quotation or a recent invoice listed again as it was loaded is not loaded again, so a run where nothing
+changed loads nothing.
 """
 
 from __future__ import annotations
@@ -145,6 +148,9 @@ class _EntityReader:
         self.pool = ThreadPoolExecutor(max_workers=max(1, plan.details_concurrency))
         self.refetch_walks = self._refetch_walk_specs()
         self.refetch_candidates: set[str] = set()  # ids loaded that a re-fetch walk would load again
+        # id -> fingerprint of the complete list row a record matching a re-fetch walk was loaded from
+        self.refetch_memo: dict[str, str] = state.setdefault(REFETCH_MEMO, {})
+        self.refetch_listed: set[str] | None = set() if self.refetch_walks else None  # None: a walk stopped early
         # Every id this run loaded, so that none is loaded twice (a quarantined record re-read by id and listed as
         # changed, a quotation whose status moved from one re-fetched status to another between two walks): each
         # load package holds one row per id, which lets dlt's merge skip de-duplicating (`deduplicated`).
@@ -161,6 +167,7 @@ class _EntityReader:
             if self.plan.mode != "retry_rejected":
                 yield from self._main_walk()
                 yield from self._refetch_walks()
+                self._prune_refetch_memo()
         self._prune_memo()
         rows = self.quarantine.items()
         if rows is not None:
@@ -331,7 +338,9 @@ class _EntityReader:
                 wanted = [r for r in page if matches(r)]
                 if len(wanted) < len(page):
                     self._filtered_out(" ".join(params), len(page) - len(wanted))
-                fresh = [r for r in wanted if str(r.get("id")) not in self.refetch_candidates]
+                if self.refetch_listed is not None:
+                    self.refetch_listed.update(str(r.get("id")) for r in wanted)
+                fresh = self._refetch_changed([r for r in wanted if str(r.get("id")) not in self.refetch_candidates])
                 if room is not None:
                     fresh = fresh[: max(0, room)]
                     room -= len(fresh)
@@ -339,7 +348,34 @@ class _EntityReader:
                     self.stats.refetched += len(fresh)
                     yield self._complete(fresh)
                 if room is not None and room <= 0:
+                    self.refetch_listed = None  # the walks did not list all they match: keep the whole memo
                     return
+
+    def _refetch_changed(self, records: list[Record]) -> list[Record]:
+        """Drops, in incremental runs, the records a re-fetch walk lists as they were last loaded (the same
+        complete list row): re-loading them would write the same rows."""
+        if self.plan.mode != "incremental":
+            return records
+        changed = []
+        for record in records:
+            known = self.refetch_memo.get(str(record.get("id")))
+            if known is not None and self._complete_row(record) and known == _fingerprint(record):
+                self.stats.unchanged += 1
+            else:
+                changed.append(record)
+        return changed
+
+    def _complete_row(self, record: Record) -> bool:
+        """The list row is the whole record: it carries every child list (no `details` call completes it)."""
+        return all(child in record for child in self.entity.children)
+
+    def _prune_refetch_memo(self) -> None:
+        """Keeps the records the re-fetch walks listed this run (once every walk listed all it matches)."""
+        if self.refetch_listed is None:
+            return
+        listed = self.refetch_listed
+        for record_id in [k for k in self.refetch_memo if k not in listed]:
+            del self.refetch_memo[record_id]
 
     def _filtered_out(self, name: str, count: int = 1) -> None:
         """`count` listed records the filter `name` excludes: they cost their list rows only. The first of a run
@@ -373,13 +409,18 @@ class _EntityReader:
         """
         page = [r for r in page if r.get("id") is None or str(r.get("id")) not in self.emitted]
         bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
+        walked = {
+            str(r.get("id"))
+            for r in page
+            if not force_details and self._complete_row(r) and any(matches(r) for _, matches in self.refetch_walks)
+        }
         listed = (
             {}
             if force_details
             else {
                 str(r.get("id")): _fingerprint(r)
                 for r in page
-                if bound is None or (self._modified(r) or bound) >= bound
+                if bound is None or (self._modified(r) or bound) >= bound or str(r.get("id")) in walked
             }
         )
         complete, missing = _with_details(self.client, self.entity, page, self.pool, self.stats, force_details)
@@ -400,6 +441,10 @@ class _EntityReader:
             self._remember(raw, listed.get(record["id"]))
             if any(matches(raw) for _, matches in self.refetch_walks):
                 self.refetch_candidates.add(record["id"])
+            if record["id"] in walked:
+                self.refetch_memo[record["id"]] = listed[record["id"]]
+            else:  # loaded from a row the walks would not know it by (or from `details`): listed again, re-loaded
+                self.refetch_memo.pop(record["id"], None)
             good.append(record)
         self.stats.records_loaded += len(good)
         return good
@@ -415,6 +460,7 @@ def _local(moment: datetime, tz: tzinfo) -> datetime:
 
 
 MEMO = "details_memo"
+REFETCH_MEMO = "refetch_memo"
 MEMO_SLACK = 10_000  # memo entries remembered beyond the last prune before pruning again
 
 

@@ -19,6 +19,7 @@ from dlt.common.pipeline import LoadInfo
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines.warehouse.settings import WAREHOUSE_URL, DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
+from sync_pipelines.warehouse.tables import StoredState
 
 # A local folder per PostgreSQL database, for dlt's scratch files only: the state lives in the database, and a
 # run on another host (or after this folder is gone) restores it from there
@@ -69,7 +70,9 @@ def destination(target: Warehouse, duckdb_config: Mapping[str, Any] | None = Non
     return dlt.destinations.postgres(target.credentials())
 
 
-def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> LoadInfo | None:
+def run_pipeline(
+    pipeline: dlt.Pipeline, source: Any, target: Warehouse, stored: StoredState | None = None
+) -> LoadInfo | None:
     """Extract, normalize and load `source` into the warehouse; raises on a failed load job. None when the
     source yielded nothing and its state did not change (the common scheduled run): no load happened.
 
@@ -83,12 +86,17 @@ def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> Load
       (`deduplicated`); the next run reads those changes from the API again instead;
     - on PostgreSQL the folder is scratch on whichever host runs the step, possibly stale against what another
       host loaded since: it is dropped every time, as dagster-dlt does.
-    A DuckDB run after a clean one restores nothing: dlt only checks that the warehouse's state is not newer.
+    A DuckDB run after a clean one restores nothing. When the caller read the warehouse's newest state already
+    (`stored`, `tables.before_load`) and the folder holds that very state, dlt does not read it again (its
+    `sync_destination` opens a connection of its own for it); otherwise dlt restores the warehouse's state if it
+    is newer, as always.
     """
-    if not isinstance(target, DuckDBWarehouse) or pipeline.has_pending_data:
+    dropped = not isinstance(target, DuckDBWarehouse) or pipeline.has_pending_data
+    if dropped:
         pipeline.drop()
     try:
-        pipeline.sync_destination()  # the warehouse's state, if newer than the folder's (or the folder is new)
+        if dropped or not holds_state(pipeline, stored):
+            pipeline.sync_destination()  # the warehouse's state, if newer than the folder's (or the folder is new)
         pipeline.extract(source, loader_file_format=load_file_format(pipeline))
         if not _extracted_anything(pipeline):  # no row and no state change: nothing to normalize or load
             pipeline.abort_packages()
@@ -100,6 +108,14 @@ def run_pipeline(pipeline: dlt.Pipeline, source: Any, target: Warehouse) -> Load
         pipeline.drop()
         raise
     return info
+
+
+def holds_state(pipeline: dlt.Pipeline, stored: StoredState | None) -> bool:
+    """The pipeline's working folder holds the state `stored` in the warehouse (same version, same hash)."""
+    if stored is None:
+        return False
+    local = pipeline.state
+    return local.get("_state_version") == stored.version and local.get("_version_hash") == stored.version_hash
 
 
 def _extracted_anything(pipeline: dlt.Pipeline) -> bool:

@@ -33,14 +33,43 @@ def exists_yet(target: Warehouse) -> bool:
     return not isinstance(target, DuckDBWarehouse) or target.path.exists()
 
 
-def before_load(target: Warehouse, schema: str, table: str) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Before a sync's load, in one connection: the rows of `schema.table` and its stored quarantine rows. Raises
-    `WarehouseLocked` if another process holds the DuckDB file, and a `SYNC_WAREHOUSE_URL` error if PostgreSQL
-    cannot be reached; (0, {}) when there is no warehouse yet."""
+@dataclass(frozen=True)
+class BeforeLoad:
+    rows: int = 0  # in the table
+    quarantine: dict[str, dict[str, Any]] = field(default_factory=dict)  # the entity's stored quarantine rows
+    stored_state: StoredState | None = None  # the pipeline's newest dlt state in the warehouse
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What identifies a dlt pipeline state: its version and its hash (`_dlt_pipeline_state`)."""
+
+    version: int
+    version_hash: str
+
+
+def before_load(target: Warehouse, schema: str, table: str, pipeline: str | None = None) -> BeforeLoad:
+    """Before a sync's load, in one connection: the rows of `schema.table`, its stored quarantine rows and
+    `pipeline`'s newest stored dlt state. Raises `WarehouseLocked` if another process holds the DuckDB file, and a
+    `SYNC_WAREHOUSE_URL` error if PostgreSQL cannot be reached; nothing when there is no warehouse yet."""
     if not exists_yet(target):
-        return 0, {}
+        return BeforeLoad()
     with session(target) as con:
-        return _count(con, schema, table), _quarantine(con, schema, table)
+        state = _stored_state(con, schema, pipeline) if pipeline is not None else None
+        return BeforeLoad(_count(con, schema, table), _quarantine(con, schema, table), state)
+
+
+def _stored_state(con: Session, schema: str, pipeline: str) -> StoredState | None:
+    """The newest state of `pipeline` that a completed load committed, as dlt's `sync_destination` reads it."""
+    if not _exists(con, schema, "_dlt_pipeline_state") or not _exists(con, schema, "_dlt_loads"):
+        return None
+    found = con.rows(
+        f"""SELECT s.version, s.version_hash FROM "{schema}"._dlt_pipeline_state s
+        JOIN "{schema}"._dlt_loads l ON l.load_id = s._dlt_load_id
+        WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY s._dlt_load_id DESC LIMIT 1""",
+        [pipeline],
+    )
+    return StoredState(int(found[0][0]), str(found[0][1])) if found and found[0][1] is not None else None
 
 
 @dataclass(frozen=True)
