@@ -137,23 +137,29 @@ def render(results: dict[str, Any]) -> str:
         add("")
         add(
             "| entity | records | requests: list pages + details + asset-check calls | wall s | of which the "
-            "entity's Dagster step s | records/s | peak RSS MB |"
+            "entity's Dagster step s | of which the analytics step s | records/s | records/s, analytics aside | "
+            "peak RSS MB |"
         )
-        add("|---|---:|---:|---:|---:|---:|---:|")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in full:
             add(
                 f"| {name(row)} | {n(row['records'])} | {req_split(row['requests'])} "
-                f"| {f1(row['wall_s'])} | {f1(row['step_s'])} | {n(row['records_per_s'])} | {n(row['rss_mb'])} |"
+                f"| {f1(row['wall_s'])} | {f1(row['step_s'])} | {f1(row.get('analytics_s'))} | "
+                f"{n(row['records_per_s'])} | {n(load_rate(row))} | {n(row['rss_mb'])} |"
             )
         tot = totals(full)
+        analytics = sum(row.get("analytics_s") or 0.0 for row in full)
         add(
             f"| **total** | **{n(tot['records'])}** | **{n(tot['requests'])}** | **{f1(tot['wall_s'])}** | "
-            f"{f1(tot['step_s'])} | **{n(tot['records_per_s'])}** | **{n(tot['rss_mb'])}** (max) |"
+            f"{f1(tot['step_s'])} | {f1(analytics)} | **{n(tot['records_per_s'])}** | "
+            f"**{n(tot['records'] / (tot['wall_s'] - analytics))}** | **{n(tot['rss_mb'])}** (max) |"
         )
         add("")
         add(
             "Wall time is the whole `dagster job execute` process, Dagster's start-up included; records/s = records "
-            "÷ wall. Peak RSS is the process's high-water mark (`wait4`), the emulator being another process."
+            "÷ wall. Each entity's job also builds the analytics models over its tables (dbt, `analytics` step); "
+            "*analytics aside* = records ÷ (wall − that step), the work the alternatives below do. Peak RSS is the "
+            "process's high-water mark (`wait4`), the emulator being another process."
         )
         add("")
     if full and alts:
@@ -222,7 +228,7 @@ def render(results: dict[str, Any]) -> str:
         add("")
         add(
             "| run | requests | of which asset-check calls | minimum | ratio | worst entity (ratio) | wall s (incl. "
-            "start-up) | entity steps s | other steps (read copy) s | start-up and between steps s | peak RSS MB |"
+            "start-up) | entity steps s | other steps (analytics, read copy) s | start-up and between steps s | peak RSS MB |"
         )
         add("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
         for r in inc["rounds"]:
@@ -557,15 +563,22 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             if row["entity"] not in LIST_ONLY or name(row) not in rest:
                 continue
             theirs = rest[name(row)]
+            ours = load_rate(row)
             rows.append(
                 (
-                    f"Full-sync records/s of {name(row)} ≥ rest_api's (same `jsonl` loader, start-up included)",
-                    f"{n(row['records_per_s'])} vs {n(theirs['records_per_s'])} "
-                    f"({ratio(row['records_per_s'], theirs['records_per_s'])})",
-                    row["records_per_s"] >= theirs["records_per_s"],
+                    f"Full-sync records/s of {name(row)} ≥ rest_api's (same `jsonl` loader, start-up included, the "
+                    "analytics step aside)",
+                    f"{n(ours)} vs {n(theirs['records_per_s'])} ({ratio(ours, theirs['records_per_s'])}); with the "
+                    f"analytics step {n(row['records_per_s'])}",
+                    ours >= theirs["records_per_s"],
                 )
             )
     return rows
+
+
+def load_rate(row: dict[str, Any]) -> float:
+    """A full sync's records per second without its analytics step (results from before the layer had none)."""
+    return row["records"] / (row["wall_s"] - (row.get("analytics_s") or 0.0))
 
 
 def update_benchmarks_md(path: Path, tables: str) -> None:
