@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -736,3 +737,19 @@ def test_every_request_asks_for_json_with_both_headers():
     with make_client(lambda r: seen.append(r.headers) or json_response(200, {"id": 1})) as client:
         client.details("job", "1")
     assert seen[0]["Accept"] == "application/json" and seen[0]["Content-Type"] == "application/json"
+
+
+def test_clients_share_one_tls_context_that_still_verifies_the_server(monkeypatch):
+    contexts = []
+    real_client = httpx.Client
+
+    def recording(*args, **kwargs):
+        contexts.append(kwargs.get("verify"))
+        return real_client(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "Client", recording)
+    with SynchroteamClient(settings()), SynchroteamClient(settings("synchroteam_hec")):
+        pass
+    first, second = contexts
+    assert isinstance(first, ssl.SSLContext) and first is second  # built once per process, not per step
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname  # sharing it weakens nothing
