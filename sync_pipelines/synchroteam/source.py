@@ -409,18 +409,19 @@ class _EntityReader:
         """
         page = [r for r in page if r.get("id") is None or str(r.get("id")) not in self.emitted]
         bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
-        walked = {
-            str(r.get("id"))
-            for r in page
-            if not force_details and self._complete_row(r) and any(matches(r) for _, matches in self.refetch_walks)
-        }
+        # complete list rows (the record itself) by id: whether a re-fetch walk lists them, and if so their print
+        walks: dict[str, bool] = {}
+        if self.refetch_walks and not force_details:
+            for r in page:
+                if self._complete_row(r):
+                    walks[str(r.get("id"))] = any(matches(r) for _, matches in self.refetch_walks)
         listed = (
             {}
             if force_details
             else {
                 str(r.get("id")): _fingerprint(r)
                 for r in page
-                if bound is None or (self._modified(r) or bound) >= bound or str(r.get("id")) in walked
+                if bound is None or (self._modified(r) or bound) >= bound or walks.get(str(r.get("id")))
             }
         )
         complete, missing = _with_details(self.client, self.entity, page, self.pool, self.stats, force_details)
@@ -439,12 +440,16 @@ class _EntityReader:
             self.quarantine.loaded(record["id"])
             self.emitted.add(record["id"])
             self._remember(raw, listed.get(record["id"]))
-            if any(matches(raw) for _, matches in self.refetch_walks):
-                self.refetch_candidates.add(record["id"])
-            if record["id"] in walked:
-                self.refetch_memo[record["id"]] = listed[record["id"]]
-            else:  # loaded from a row the walks would not know it by (or from `details`): listed again, re-loaded
+            walked = walks.get(record["id"])
+            if walked is None:  # completed by `details`: matched on the whole record, never remembered
+                walked = any(matches(raw) for _, matches in self.refetch_walks)
                 self.refetch_memo.pop(record["id"], None)
+            elif walked:
+                self.refetch_memo[record["id"]] = listed[record["id"]]
+            else:  # loaded from a row no walk lists: if one lists it again, its row will have changed
+                self.refetch_memo.pop(record["id"], None)
+            if walked:
+                self.refetch_candidates.add(record["id"])
             good.append(record)
         self.stats.records_loaded += len(good)
         return good
