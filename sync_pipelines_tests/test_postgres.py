@@ -122,9 +122,9 @@ def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(em
     if isinstance(any_warehouse, PostgresWarehouse):
         # the other tenant's schema was free (its analytics step may wait for the shared `analytics` schema's)
         assert "Waiting for the warehouse schema synchroteam_hec" not in logs[2]
-        assert re.search(
-            r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices", same_tenant[0]
-        )
+        # one of the two waited for the other's sync (the other may have waited only at its analytics step)
+        waited = r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices"
+        assert any(re.search(waited, log) for log in same_tenant)
     assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS, entities=["invoices"])
 
 
@@ -464,8 +464,14 @@ def test_killed_mid_load_then_a_normal_run_completes_the_warehouse(step, delay, 
     assert hit == step or delay is not None, hit
 
     after = stored_cursor(pg_warehouse, jobs)
-    if hit in ("merge", "complete"):  # nothing committed: the cursor did not move
+    if delay is None and hit in ("merge", "complete"):  # paused there, killed: nothing committed, the cursor stayed
         assert after == before, hit
+    elif after != before:  # 10 ms later, the kill may land after the commit: then the cursor came with the whole load
+        with session(pg_warehouse, read_only=True) as con:
+            (changed,) = con.rows(
+                "SELECT count(*) FROM synchroteam.jobs WHERE description = 'Changed while a load was killed'"
+            )[0]
+        assert changed == 6, hit
     with session(pg_warehouse, read_only=True) as con:
         assert con.rows("SELECT count(*) - count(DISTINCT id) FROM synchroteam.jobs")[0][0] == 0
         (orphans,) = con.rows(
