@@ -409,7 +409,7 @@ class _EntityReader:
         """
         page = [r for r in page if r.get("id") is None or str(r.get("id")) not in self.emitted]
         bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
-        # complete list rows (the record itself) by id: whether a re-fetch walk lists them, and if so their print
+        # complete list rows (the record itself) by id: whether a re-fetch walk lists them (none: no walk this run)
         walks: dict[str, bool] = {}
         if self.refetch_walks and not force_details:
             for r in page:
@@ -441,7 +441,7 @@ class _EntityReader:
             self.emitted.add(record["id"])
             self._remember(raw, listed.get(record["id"]))
             walked = walks.get(record["id"])
-            if walked is None:  # completed by `details`: matched on the whole record, never remembered
+            if walked is None:  # no walk, or a row completed by `details`: matched on the whole record, not remembered
                 walked = any(matches(raw) for _, matches in self.refetch_walks)
                 self.refetch_memo.pop(record["id"], None)
             elif walked:
