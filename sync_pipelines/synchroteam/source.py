@@ -268,12 +268,19 @@ class _EntityReader:
 
     def _changed(self, records: list[Record]) -> list[Record]:
         """Drops, in incremental runs, the records whose list row is the one they were last loaded from."""
+        return self._drop_unchanged(
+            records, lambda record_id, _: known[1] if (known := self.memo.get(record_id)) else None
+        )
+
+    def _drop_unchanged(self, records: list[Record], loaded_print: Callable[[str, Record], str | None]) -> list[Record]:
+        """The records whose list row's fingerprint is not `loaded_print` (that of the row the record was loaded
+        from, None: unknown), in incremental runs; the others are counted unchanged."""
         if self.plan.mode != "incremental":
             return records
         changed = []
         for record in records:
-            known = self.memo.get(str(record.get("id")))
-            if known is not None and known[1] == _fingerprint(record):
+            known = loaded_print(str(record.get("id")), record)
+            if known is not None and known == _fingerprint(record):
                 self.stats.unchanged += 1
             else:
                 changed.append(record)
@@ -354,16 +361,9 @@ class _EntityReader:
     def _refetch_changed(self, records: list[Record]) -> list[Record]:
         """Drops, in incremental runs, the records a re-fetch walk lists as they were last loaded (the same
         complete list row): re-loading them would write the same rows."""
-        if self.plan.mode != "incremental":
-            return records
-        changed = []
-        for record in records:
-            known = self.refetch_memo.get(str(record.get("id")))
-            if known is not None and self._complete_row(record) and known == _fingerprint(record):
-                self.stats.unchanged += 1
-            else:
-                changed.append(record)
-        return changed
+        return self._drop_unchanged(
+            records, lambda record_id, row: self.refetch_memo.get(record_id) if self._complete_row(row) else None
+        )
 
     def _complete_row(self, record: Record) -> bool:
         """The list row is the whole record: it carries every child list (no `details` call completes it)."""
