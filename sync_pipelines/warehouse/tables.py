@@ -18,6 +18,7 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sync_pipelines.errors import SuspiciousDeletions
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
@@ -122,14 +123,40 @@ def after_load(
         return AfterLoad(rows, live, deleted, duplicates, rejected, last_load)
 
 
+class _Catalog:
+    """The base tables of the schemas a session looked at, and their columns, each read once per session: a query
+    on `information_schema` costs DuckDB 2-3 ms, and `after_load` asked 13 of them. This module's own DDL keeps
+    it current, and no other DDL reaches a session's schema while it is open: the sessions run in the warehouse's
+    writer turn (`lock.step_turn`: the DuckDB file's one writer, PostgreSQL's advisory lock on the tenant's
+    schema), and dlt's loads, which create tables, run between them."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, set[str]] = {}
+        self.columns: dict[tuple[str, str], list[str]] = {}
+
+
+_catalogs: WeakKeyDictionary[Session, _Catalog] = WeakKeyDictionary()
+
+
+def _catalog(con: Session) -> _Catalog:
+    return _catalogs.setdefault(con, _Catalog())
+
+
+def _base_tables(con: Session, schema: str) -> set[str]:
+    catalog = _catalog(con)
+    if schema not in catalog.tables:
+        catalog.tables[schema] = {
+            r[0]
+            for r in con.rows(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE'",
+                [schema],
+            )
+        }
+    return catalog.tables[schema]
+
+
 def _exists(con: Session, schema: str, table: str) -> bool:
-    return bool(
-        con.rows(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
-            "AND table_type = 'BASE TABLE'",
-            [schema, table],
-        )[0][0]
-    )
+    return table in _base_tables(con, schema)
 
 
 @contextmanager
@@ -165,11 +192,18 @@ def _has_column(con: Session, schema: str, table: str, column: str) -> bool:
 
 def _columns(con: Session, schema: str, table: str, only: str | None = None) -> list[str]:
     """The columns of `schema.table` in their order (or just `only`, if it is one of them)."""
-    sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?"
-    params = [schema, table]
-    if only is not None:
-        sql, params = f"{sql} AND column_name = ?", [*params, only]
-    return [r[0] for r in con.rows(f"{sql} ORDER BY ordinal_position", params)]
+    catalog = _catalog(con)
+    if (schema, table) not in catalog.columns:
+        catalog.columns[schema, table] = [
+            r[0]
+            for r in con.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "ORDER BY ordinal_position",
+                [schema, table],
+            )
+        ]
+    columns = catalog.columns[schema, table]
+    return columns if only is None else [c for c in columns if c == only]
 
 
 def _mark_deleted(
@@ -209,6 +243,7 @@ def _ensure_deleted_column(con: Session, schema: str, table: str) -> None:
     # looked up first: on PostgreSQL, ALTER TABLE waits for every reader of the table, even when it adds nothing
     if not _has_column(con, schema, table, DELETED_AT):
         con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN IF NOT EXISTS "{DELETED_AT}" TIMESTAMPTZ')
+        _catalog(con).columns.pop((schema, table), None)
 
 
 def _ensure_live_views(con: Session, schema: str, table: str) -> list[str]:
@@ -228,12 +263,7 @@ def _ensure_live_views(con: Session, schema: str, table: str) -> list[str]:
             f"Rows of {schema}.{table} not marked deleted",
         )
     }
-    children = con.rows(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' "
-        "AND starts_with(table_name, ?) ORDER BY table_name",
-        [schema, f"{table}__"],
-    )
-    for (child,) in children:
+    for child in sorted(t for t in _base_tables(con, schema) if t.startswith(f"{table}__")):
         columns = ", ".join(f'c."{c}"' for c in _columns(con, schema, child))
         views[f"{child}_live"] = (
             f'SELECT {columns} FROM "{schema}"."{child}" c JOIN "{schema}"."{table}" p ON c._dlt_root_id = p._dlt_id '
@@ -277,6 +307,7 @@ def _ensure_rejected_table(con: Session, schema: str) -> None:
         return
     columns = ", ".join(f'"{name}" {kind}' for name, kind in REJECTED_COLUMNS.items())
     con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{REJECTED_TABLE}" ({columns})')
+    _base_tables(con, schema).add(REJECTED_TABLE)
 
 
 def _quarantine(con: Session, schema: str, entity: str) -> dict[str, dict[str, Any]]:
