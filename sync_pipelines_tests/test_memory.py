@@ -1,5 +1,8 @@
 """What keeps a big first load small: DuckDB's limits reach every connection to the warehouse."""
 
+from dlt.common.configuration import resolve_configuration
+from dlt.common.data_writers.buffered import BufferedDataWriter
+
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.defs.assets import build_pipeline
 from sync_pipelines.warehouse import settings
@@ -27,6 +30,17 @@ def test_the_limits_follow_the_environment(tmp_path, monkeypatch):
     env = {"SYNC_DUCKDB_MEMORY_LIMIT": "512MB", "SYNC_DUCKDB_THREADS": "1"}
     pipeline = build_pipeline(TENANTS["synchroteam"], ENTITIES["invoices"], duckdb_settings(env))
     assert current_settings(pipeline) == ("488.2 MiB", 1)
+
+
+def test_dlt_holds_a_thousand_records_of_a_table_before_writing_them_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNC_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.delenv("DATA_WRITER__BUFFER_MAX_ITEMS", raising=False)
+    build_pipeline(TENANTS["synchroteam"], ENTITIES["invoices"], duckdb_settings({}))
+    spec = BufferedDataWriter.BufferedDataWriterConfiguration
+    assert resolve_configuration(spec()).buffer_max_items == 1_000  # dlt's own default is 5,000
+
+    monkeypatch.setenv("DATA_WRITER__BUFFER_MAX_ITEMS", "200")
+    assert resolve_configuration(spec()).buffer_max_items == 200
 
 
 def test_the_warehouse_helpers_connect_with_the_same_limits(tmp_path, monkeypatch):
