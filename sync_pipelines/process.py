@@ -14,8 +14,10 @@ One side effect is silenced on purpose. DuckDB's Python module (nanobind) counts
 that were not freed, and prints a "nanobind: leaked ... instances!" report of them to standard error: a false
 alarm once the heap is deliberately left to the operating system (nanobind's reference-leak notes say as much).
 The handler therefore points file descriptor 2 at /dev/null once Python's own streams are flushed. A traceback of
-the run, an error raised by code running at exit in handlers registered after this one, or Dagster's last log
-line are all written before that point; what is lost is what finalization itself would print.
+the run, Dagster's last log line and what the exit handlers registered after this one print (they run before it)
+are all written by then. What is lost is what finalization itself would print, and what the handlers registered
+before it would print: those of the modules imported before the code location (logging's last flush, dlt's
+telemetry shutdown), which print nothing unless they fail.
 """
 
 import atexit
