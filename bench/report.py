@@ -290,14 +290,15 @@ def render(results: dict[str, Any]) -> str:
         catch_up = inc.get("catch_up")
         if catch_up:
             held = sorted({entity for run in catch_up for entity in run["capped_before"]})
+            loaded = "; ".join(
+                ", ".join(f"{k} {n(v)}" for k, v in run["loaded"].items()) or "nothing" for run in catch_up
+            )
             add("")
             add(
                 f'Between the "1% changed, entity defaults" round and the no-change rounds with the defaults, '
                 f"{len(catch_up)} unmeasured `sync_all` run(s) with the defaults loaded what the caps had held back "
-                f"({', '.join(held)}: "
-                + "; ".join(", ".join(f"{k} {n(v)}" for k, v in run["loaded"].items()) or "nothing" for run in catch_up)
-                + f" loaded; {', '.join(f1(run['wall_s']) for run in catch_up)} s), so that those rounds find "
-                "nothing to load."
+                f"of {', '.join(held)} (loaded, run by run: {loaded}; "
+                f"{', '.join(f1(run['wall_s']) for run in catch_up)} s), so that those rounds find nothing to load."
             )
         singles = inc.get("single_entity_no_change") or []
         if singles:
