@@ -52,6 +52,7 @@ from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
+from sync_pipelines.warehouse.dialect import held_open
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
 from sync_pipelines.warehouse.settings import (
@@ -194,7 +195,8 @@ def sync_entity(
         target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
         with step_turn(context, target, tenant.name):
             try:
-                results = _sync_entity(context, tenant, entity, config, given, target)
+                with held_open(target):
+                    results = _sync_entity(context, tenant, entity, config, given, target)
             except BaseException:
                 refresh_after_failure(context, target)
                 raise
