@@ -283,6 +283,8 @@ def rest_row(
         "tenant": tenant,
         "entity": entity,
         "wall_s": m.wall_s,
+        # the pipeline's own time in its process: `rest_api_source` and `pipeline.run`, after Python's imports
+        "run_s": lines[0]["wall_s"],
         "rss_mb": m.peak_rss_mb,
         "records": records,
         "records_per_s": records / m.wall_s,
