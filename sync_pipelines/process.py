@@ -1,13 +1,4 @@
-"""How a process that loaded the code location uses its memory, and how it ends.
-
-`return_free_memory` hands the C heap's free pages back to the operating system between the phases of a load.
-A first load's extract parses every page of the API into short-lived Python objects; once they are freed, glibc
-keeps the pages they used for the process (it returns memory only from the top of its heap), and DuckDB's load
-then comes on top of them. Measured on a first load of 100,000 invoices: 269 MB before the normalize, 245 MB
-after `malloc_trim(0)` (BENCHMARKS.md, "Where the memory of a first load goes"). Elsewhere than glibc it does
-nothing.
-
-The rest of this module is how the process ends: without tearing its heap down object by object.
+"""How a process that loaded the code location ends: without tearing its heap down object by object.
 
 At exit, CPython's finalization runs the cycle collector over every object still alive and frees them one by
 one: the modules of Dagster, dlt, dagster-dbt and the definitions, some 2,400 modules and a few hundred thousand
@@ -30,12 +21,9 @@ telemetry shutdown), which print nothing unless they fail.
 """
 
 import atexit
-import ctypes
-import functools
 import gc
 import os
 import sys
-from collections.abc import Callable
 
 _registered = False
 
@@ -61,19 +49,3 @@ def _leave_heap_to_the_os() -> None:
         os.close(devnull)
     except OSError:
         pass
-
-
-def return_free_memory() -> None:
-    """Hands the free pages of the C heap back to the operating system (glibc's `malloc_trim`); see the module's
-    docstring. Takes a few milliseconds; a no-op where the C library has no `malloc_trim`."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):  # not glibc (musl, macOS, Windows)
-        return None

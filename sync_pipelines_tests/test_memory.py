@@ -80,30 +80,3 @@ def test_a_memory_limit_below_the_floor_fails_before_any_request(emulator, wareh
     (message,) = step_failures(result).values()
     assert "[configuration]" in message and "SYNC_DUCKDB_MEMORY_LIMIT='64MB' is below 96MB" in message
     assert emulator.requests == []
-
-
-def test_a_load_hands_the_extracts_freed_memory_back_before_normalizing_and_before_loading(
-    emulator, warehouse, monkeypatch
-):
-    from dlt.pipeline.pipeline import Pipeline
-
-    from sync_pipelines.warehouse import pipeline as pipeline_module
-
-    calls: list[str] = []
-    for phase in ("extract", "normalize", "load"):
-        original = getattr(Pipeline, phase)
-
-        def timed(self, *args, _phase=phase, _original=original, **kwargs):
-            calls.append(_phase)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Pipeline, phase, timed)
-    monkeypatch.setattr(pipeline_module, "return_free_memory", lambda: calls.append("trim"))
-    tenant, invoices = TENANTS["synchroteam"], ENTITIES["invoices"]
-
-    assert run_entity_job(tenant, invoices).success
-    assert calls == ["extract", "trim", "normalize", "trim", "load"]
-
-    calls.clear()  # nothing changed: nothing extracted, nothing to hand back
-    assert run_entity_job(tenant, invoices).success
-    assert calls == ["extract"]

@@ -1,5 +1,5 @@
-"""A process that loaded the code location hands freed memory back between the phases of a load, leaves its heap
-to the operating system at exit (process.py), and still reports what went wrong, with its exit status."""
+"""A process that loaded the code location leaves its heap to the operating system at exit (process.py), and
+still reports what went wrong, with its exit status."""
 
 import subprocess
 import sys
@@ -47,27 +47,3 @@ def test_an_error_its_exit_status_and_late_exit_handlers_still_reach_the_user():
     assert "nanobind" not in failed.stderr
 
     assert run("raise SystemExit(3)").returncode == 3
-
-
-FRAGMENTED = """
-from sync_pipelines.process import return_free_memory
-
-def rss_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
-
-# 64 MB in blocks below glibc's mmap threshold (its heap, like a page of parsed records), then one block above
-# them that stays: glibc can no longer give the freed pages back by shrinking its heap from the top
-blocks = [bytearray(32 * 1024) for _ in range(2048)]
-kept = bytearray(32 * 1024)
-del blocks
-before = rss_mb()
-return_free_memory()
-print(before - rss_mb())
-"""
-
-
-def test_the_pages_a_phase_freed_go_back_to_the_operating_system():
-    ran = subprocess.run([sys.executable, "-c", FRAGMENTED], capture_output=True, text=True, timeout=60)
-    assert ran.returncode == 0, ran.stderr
-    assert float(ran.stdout) > 48  # of the 64 MB freed; glibc alone keeps them all

@@ -17,7 +17,6 @@ from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 
 from sync_pipelines.catalogue import Entity, Tenant
-from sync_pipelines.process import return_free_memory
 from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines.warehouse.settings import WAREHOUSE_URL, DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
 from sync_pipelines.warehouse.tables import StoredState
@@ -106,9 +105,7 @@ def run_pipeline(
         if not _extracted_anything(pipeline):  # no row and no state change: nothing to normalize or load
             pipeline.abort_packages()
             return None
-        return_free_memory()  # what the extract's pages used, before the load's DuckDB comes on top
         pipeline.normalize()
-        return_free_memory()
         info = pipeline.load()
         info.raise_on_failed_jobs()
     except BaseException:
