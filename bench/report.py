@@ -214,7 +214,7 @@ def render(results: dict[str, Any]) -> str:
             add("| entity | records | product step s | rest_api run s | step rec/s | rest_api run rec/s | step ÷ run |")
             add("|---|---:|---:|---:|---:|---:|---:|")
             for prod, rest in paired:
-                ours, theirs = prod["records"] / prod["step_s"], rest["records"] / rest["run_s"]
+                ours, theirs = step_and_run_rates(prod, rest)
                 add(
                     f"| {name(prod)} | {n(prod['records'])} | {f1(prod['step_s'])} | {f1(rest['run_s'])} | "
                     f"{n(ours)} | {n(theirs)} | {ratio(ours, theirs)} |"
@@ -608,7 +608,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
                 )
             )
             if row.get("step_s") and theirs.get("run_s"):
-                step_rate, run_rate = row["records"] / row["step_s"], theirs["records"] / theirs["run_s"]
+                step_rate, run_rate = step_and_run_rates(row, theirs)
                 rows.append(
                     (
                         f"Full-sync records/s of the step of {name(row)} ≥ rest_api's pipeline run (same `jsonl` "
@@ -618,6 +618,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
                     )
                 )
     return rows
+
+
+def step_and_run_rates(product: dict[str, Any], rest: dict[str, Any]) -> tuple[float, float]:
+    """Records/s of the product's entity step, and of rest_api's pipeline run in its process (start-up aside)."""
+    return product["records"] / product["step_s"], rest["records"] / rest["run_s"]
 
 
 def load_rate(row: dict[str, Any]) -> float:

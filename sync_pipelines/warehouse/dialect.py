@@ -125,17 +125,18 @@ def held_open(target: Warehouse) -> Iterator[None]:
     instance per file in a process while a connection to it is open: every connection opened in the block, dlt's
     included, joins it instead of opening the file again, and none checkpoints it on close. A step otherwise
     opens and closes the file about ten times (the product's sessions before and after the load, dlt's state
-    restore, each load job): 0.28 s of the 1.17 s load of 100,000 invoices, 0.1-0.2 s of a small entity's step
-    (BENCHMARKS.md). Nothing to hold on PostgreSQL."""
+    restore, each load job): the load of 100,000 invoices took 1.17 s, 0.89 s held; small entities' steps
+    0.1-0.25 s less (BENCHMARKS.md). Nothing to hold on PostgreSQL."""
     if not isinstance(target, DuckDBWarehouse):
         yield
         return
+    path = str(target.path)
     with duckdb_connection(target):
-        _HELD.add(str(target.path))
+        _HELD.add(path)
         try:
             yield
         finally:
-            _HELD.discard(str(target.path))
+            _HELD.discard(path)
 
 
 @contextmanager
