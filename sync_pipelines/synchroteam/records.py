@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -48,28 +49,45 @@ def normalise_record(
     Null fields are left out: a merge replaces the whole row, so an absent field lands as NULL, and dlt does
     not warn about columns it cannot type. `unconverted`, when given, receives each field of CONVERTED_FIELDS
     whose value could not be converted, as (path, value as it came), in the record's order: one pass over the
-    record both normalises and checks it.
+    record both normalises and checks it (a second one names the paths, for the rare record that has any).
     """
+    if unconverted is None:
+        return _normalise(record, tz, None, None)
+    found: list[tuple[str, Any]] = []
+    out = _normalise(record, tz, found, None)
+    if found:
+        _normalise(record, tz, unconverted, prefix)
+    return out
+
+
+def _normalise(
+    record: dict[str, Any], tz: tzinfo, unconverted: list[tuple[str, Any]] | None, prefix: str | None
+) -> dict[str, Any]:
+    """`normalise_record`'s pass; a field's path is only spelled out when `prefix` is given."""
     out: dict[str, Any] = {}
+    keys, converters = _KEYS, _CONVERTERS
     for name, value in record.items():
         if value is None:
             continue
-        key = _key(name)
+        key = keys.get(name) or _key(name)
         if isinstance(value, dict):
-            out[key] = normalise_record(value, tz, unconverted, f"{prefix}{key}." if unconverted is not None else "")
+            out[key] = _normalise(value, tz, unconverted, None if prefix is None else f"{prefix}{key}.")
         elif isinstance(value, list):
-            out[key] = [
-                normalise_record(v, tz, unconverted, f"{prefix}{key}[{i}]." if unconverted is not None else "")
-                if isinstance(v, dict)
-                else v
-                for i, v in enumerate(value)
-            ]
-        elif key in CONVERTED_FIELDS:
-            converted = out[key] = _convert(key, value, tz)
-            if unconverted is not None and not _fits(key, converted):
-                unconverted.append((f"{prefix}{key}", value))
-        else:
+            if prefix is None:
+                out[key] = [_normalise(v, tz, unconverted, None) if isinstance(v, dict) else v for v in value]
+            else:
+                out[key] = [
+                    _normalise(v, tz, unconverted, f"{prefix}{key}[{i}].") if isinstance(v, dict) else v
+                    for i, v in enumerate(value)
+                ]
+        elif (convert := converters.get(key)) is None:
             out[key] = value
+        elif (converted := convert(value, tz)) is _KEPT:
+            out[key] = value
+            if unconverted is not None:
+                unconverted.append((key if prefix is None else f"{prefix}{key}", value))
+        else:
+            out[key] = converted
     return out
 
 
@@ -82,30 +100,43 @@ def _key(key: str) -> str:
     return known
 
 
-def _convert(key: str, value: Any, tz: tzinfo) -> Any:
-    """A scalar of CONVERTED_FIELDS, converted; kept as it came when it cannot be."""
-    if key == "id":
-        return str(value)
-    if key in TIMESTAMP_FIELDS:
-        return (parse_timestamp(value, tz) or value) if isinstance(value, str) else value
-    if key in DATE_FIELDS:
-        parsed = parse_timestamp(value, tz) if isinstance(value, str) else None
-        return parsed.date() if parsed else value
-    if isinstance(value, bool):  # a decimal field: True is not a number, whatever Python says
+# A converter returns the value in its column's type, or _KEPT: the value cannot be converted and is kept as it came.
+_KEPT = object()
+
+
+def _to_text(value: Any, tz: tzinfo) -> Any:
+    return value if isinstance(value, str) else str(value)
+
+
+def _to_timestamp(value: Any, tz: tzinfo) -> Any:
+    if isinstance(value, str):
+        return parse_timestamp(value, tz) or _KEPT
+    return value if isinstance(value, datetime) else _KEPT
+
+
+def _to_date(value: Any, tz: tzinfo) -> Any:
+    if isinstance(value, str):
+        parsed = parse_timestamp(value, tz)
+        return parsed.date() if parsed else _KEPT
+    return value if isinstance(value, date) else _KEPT
+
+
+def _to_decimal(value: Any, tz: tzinfo) -> Any:
+    if isinstance(value, bool):  # True is not a number, whatever Python says
+        return _KEPT
+    if isinstance(value, Decimal):
         return value
-    parsed_number = parse_decimal(value)
-    return value if parsed_number is None else parsed_number
+    parsed = parse_decimal(value)
+    return _KEPT if parsed is None else parsed
 
 
-def _fits(key: str, value: Any) -> bool:
-    """Whether a converted value has its column's type (an id always has: it is text)."""
-    if key in DECIMAL_FIELDS:  # a bool is an int to Python, not a number to a DECIMAL column
-        return isinstance(value, (Decimal, int, float)) and not isinstance(value, bool)
-    if key in TIMESTAMP_FIELDS:
-        return isinstance(value, datetime)
-    if key in DATE_FIELDS:
-        return isinstance(value, date)
-    return True
+_CONVERTERS: dict[str, Callable[[Any, tzinfo], Any]] = {
+    "id": _to_text,
+    **dict.fromkeys(TIMESTAMP_FIELDS, _to_timestamp),
+    **dict.fromkeys(DATE_FIELDS, _to_date),
+    **dict.fromkeys(DECIMAL_FIELDS, _to_decimal),
+}
+assert _CONVERTERS.keys() == CONVERTED_FIELDS
 
 
 def parse_timestamp(value: str, tz: tzinfo) -> datetime | None:
@@ -122,6 +153,8 @@ def parse_timestamp(value: str, tz: tzinfo) -> datetime | None:
 
 def parse_decimal(value: Any) -> Decimal | None:
     """Numbers in any of the shapes the API sends: 2, 2.5, "2.5", "2,00", "1.234,50", "1,234.50", " 3 "."""
+    if type(value) is int:
+        return Decimal(value)
     if isinstance(value, (int, float)):
         return Decimal(str(value))
     if not isinstance(value, str):
