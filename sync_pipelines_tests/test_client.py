@@ -303,6 +303,25 @@ def test_a_truncated_json_body_is_retried_then_reported_as_unexpected_response()
     assert len(calls) == 3 and err.value.retryable
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "expected"),
+    [
+        # what only Python's own parser reads (the fast one refuses it): an integer beyond 64 bits, NaN
+        (b'{"id": 18446744073709551616, "total": NaN}', "application/json", {"id": 2**64, "total": math.nan}),
+        # UTF-16, which JSON allows
+        ('{"id": 1, "name": "Bâtiment Été"}'.encode("utf-16"), "application/json; charset=utf-16", None),
+    ],
+)
+def test_a_body_the_fast_json_parser_refuses_is_read_as_python_reads_it(content, content_type, expected):
+    answer = httpx.Response(200, content=content, headers={"Content-Type": content_type})
+    with make_client(lambda r: answer) as client:
+        got = client.details("site", "1")
+    if expected is None:
+        assert got == {"id": 1, "name": "Bâtiment Été"}
+    else:
+        assert got["id"] == expected["id"] and math.isnan(got["total"])
+
+
 def test_retry_after_on_a_503_is_honoured():
     answers = iter([json_response(503, {"message": "maintenance"}, {"Retry-After": "4"}), json_response(200, {})])
     fake = FakeTime()

@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Any
 
 import httpx
+import orjson
 
 from sync_pipelines.errors import (
     ApiUnavailable,
@@ -704,6 +705,10 @@ def _json(response: httpx.Response, path: str) -> Any:
             f"Expected JSON from {path}, got {content_type or 'no Content-Type'} (HTTP {response.status_code}): "
             f"{response.text[:120]!r}"
         )
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        pass  # not UTF-8, or what only Python's parser reads (NaN, integers beyond 64 bits): it decides
     try:
         return response.json()
     except ValueError:
