@@ -89,12 +89,15 @@ def expected_requests(
 ) -> tuple[int, int]:
     """(list pages, details calls) of a run with the entity's default config: the change window (records
     modified at or after `since`) plus the default re-fetch walks, one details call per job in the window
-    that is new or differs from `previous` (the records as the previous run loaded them)."""
+    that is new or differs from `previous` (the records as the previous run loaded them). A first run
+    (`since` None) lists every record: it walks nothing again."""
     changed = [r for r in records if since is None or local_time(r["dateModified"]) >= since]
     loaded = {r["id"]: r for r in previous or []}
     details = sum(1 for r in changed if loaded.get(r["id"]) != r)
     defaults = config_class(entity)()
     list_pages = pages(len(changed))
+    if since is None:
+        return list_pages, details if entity.name == "jobs" else 0
     refetch_days = getattr(defaults, "refetch_recent_days", 0)
     if refetch_days:
         first_day = ((today or datetime.now()) - timedelta(days=refetch_days)).date()

@@ -244,6 +244,11 @@ class _EntityReader:
                 yield self._complete(chunk)
         if plan.moves_cursor:
             self._advance(newest, kept[-1][0].key if kept else None)
+        if since is None and until is None and not stats.capped and self.refetch_walks:
+            # Every record was just listed and loaded from its list row or its details: a walk would list them
+            # again for nothing. What they remember of the records they match is kept (`_complete`).
+            self.refetch_walks, self.refetch_listed = [], None
+            self.log.info("%s: every record was listed, so the re-fetch walks were not needed.", self.entity.name)
 
     def _window(self) -> tuple[datetime | None, datetime | None]:
         plan = self.plan
@@ -286,15 +291,13 @@ class _EntityReader:
                 changed.append(record)
         return changed
 
-    def _remember(self, raw: Record, fingerprint: str | None) -> None:
+    def _remember(self, raw: Record, modified: datetime, fingerprint: str | None) -> None:
         """Remembers a loaded record's list row (`fingerprint`; None: not worth remembering), only once the
         record's minute had ended by the server's clock when it was listed: a later edit in that same minute
         would keep its `dateModified` (and maybe its list row) and must not be skipped."""
-        modified, listed_at = self._modified(raw), self.client.listed_at
-        record_id = str(raw.get("id"))
-        if modified is not None:
-            self.newest_loaded = modified if self.newest_loaded is None else max(self.newest_loaded, modified)
-        if fingerprint is None or modified is None or listed_at is None or modified + timedelta(minutes=1) > listed_at:
+        listed_at, record_id = self.client.listed_at, str(raw.get("id"))
+        self.newest_loaded = modified if self.newest_loaded is None else max(self.newest_loaded, modified)
+        if fingerprint is None or listed_at is None or modified + timedelta(minutes=1) > listed_at:
             self.memo.pop(record_id, None)
             return
         self.memo[record_id] = [modified.isoformat(), fingerprint]
@@ -439,7 +442,7 @@ class _EntityReader:
                 continue
             self.quarantine.loaded(record["id"])
             self.emitted.add(record["id"])
-            self._remember(raw, listed.get(record["id"]))
+            self._remember(raw, record["dateModified"], listed.get(record["id"]))
             walked = walks.get(record["id"])
             if walked is None:  # no walk, or a row completed by `details`: matched on the whole record, not remembered
                 walked = any(matches(raw) for _, matches in self.refetch_walks)
