@@ -153,8 +153,8 @@ def test_a_first_load_keeps_the_memo_small_while_it_lists_everything(emulator, w
     sizes: list[int] = []
     remember = source._EntityReader._remember
 
-    def measured(self, raw, fingerprint):
-        remember(self, raw, fingerprint)
+    def measured(self, raw, modified, fingerprint):
+        remember(self, raw, modified, fingerprint)
         sizes.append(len(self.memo))
 
     monkeypatch.setattr(source._EntityReader, "_remember", measured)
