@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MAIN_DOMAIN, MAIN_KEY, DagsterHome, EmulatorProcess, tenant_specs
+from bench.rest_api_source import RESOURCES
 from bench.run import SCALES
-
-RESOURCES = {"invoices": "invoice", "quotations": "quotation", "customers": "customer", "sites": "site"}
-RESOURCES["credit_notes"] = "creditnote"
 
 
 def main(argv: list[str] | None = None) -> int:
