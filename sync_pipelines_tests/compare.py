@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +42,8 @@ def _comparable(value: Any) -> Any:
         return value.astimezone(ZoneInfo("UTC"))
     if hasattr(value, "is_finite"):  # Decimal: DuckDB pads the scale
         return value.normalize()
+    if isinstance(value, float):  # an amount the record keeps as the API's number: DECIMAL in the warehouse
+        return Decimal(str(value)).normalize()
     return value
 
 

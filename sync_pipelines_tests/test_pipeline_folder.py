@@ -10,6 +10,7 @@ import duckdb
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.synchroteam import source
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.records import to_api_timestamp
@@ -128,3 +129,24 @@ def test_a_folder_that_holds_the_warehouse_s_state_is_trusted_and_one_behind_it_
     (walk,) = [r for r in sync_requests(emulator) if r.resource == "invoice" and "changedSince" in r.params]
     assert walk.params["changedSince"] == to_api_timestamp(cursor.at, TenantSettings.from_env(MAIN_TENANT).timezone)
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
+def test_a_schema_stored_without_the_amount_types_gets_them_from_the_next_run(emulator, warehouse, monkeypatch):
+    """A warehouse loaded before amounts were typed by column name: its stored schema takes the source's."""
+
+    def stored_preferred_types() -> dict:
+        pipeline = build_pipeline(MAIN_TENANT, INVOICES)
+        pipeline.drop()  # the warehouse's schema, not the local folder's
+        pipeline.sync_destination()
+        return dict(pipeline.default_schema.settings.get("preferred_types") or {})
+
+    with monkeypatch.context() as patched:
+        patched.setattr(source, "entity_schema", lambda tenant, entity: dlt.Schema(pipeline_name(tenant, entity)))
+        assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert not stored_preferred_types()
+
+    emulator.tenant(MAIN.domain).add("invoice")
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+
+    naming = dlt.Schema("x").naming.normalize_identifier
+    assert stored_preferred_types() == source.decimal_columns(naming)

@@ -81,6 +81,18 @@ def test_normalise_record_unifies_casing_ids_times_and_numbers_and_keeps_the_unr
     assert unconverted == [("lines[0].total", "twenty")]  # its path, and the value as it came
 
 
+def test_amounts_sent_as_json_numbers_stay_numbers_for_dlt_and_the_others_become_decimals():
+    line = {"quantity": 2, "unitPrice": 10.5, "total": "21,00", "taxRate": 2**70}
+    out = normalise_record({"lines": [line]}, PARIS)["lines"][0]
+    # the schema makes these columns DECIMAL: dlt's normalizer turns a number into Decimal(str(number))
+    assert type(out["quantity"]) is int and type(out["unitPrice"]) is float
+    assert out["total"] == Decimal("21.00")
+    assert out["taxRate"] == Decimal(2**70)  # beyond what a JSON number may be in dlt's files
+    unconverted: list = []
+    normalise_record({"lines": [{"quantity": float("nan"), "total": float("inf")}]}, PARIS, unconverted)
+    assert [path for path, _ in unconverted] == ["lines[0].quantity", "lines[0].total"]
+
+
 def test_every_field_that_does_not_fit_its_column_is_reported_with_its_path_in_the_records_order():
     record = {
         "dateModified": "yesterday",

@@ -8,8 +8,9 @@ from datetime import timedelta
 import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.synchroteam.records import DECIMAL_FIELDS
 from sync_pipelines.warehouse.settings import pipelines_dir
-from sync_pipelines_tests.compare import assert_warehouse_equals_emulator, table_exists
+from sync_pipelines_tests.compare import NAMING, assert_warehouse_equals_emulator, table_exists
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (
     expected_requests,
@@ -61,6 +62,17 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
             "AND table_name = 'invoices' AND column_name = 'date_modified'"
         ).fetchone()
         assert modified_type == ("TIMESTAMP WITH TIME ZONE",)
+        # amounts reach dlt as the API's JSON numbers: DECIMAL by column name, at any depth, in every table
+        names = "|".join(NAMING.normalize_identifier(name) for name in DECIMAL_FIELDS)
+        amounts = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema IN ('synchroteam', 'synchroteam_hec') AND regexp_matches(column_name, ?)",
+            [f"(^|__)({names})$"],
+        ).fetchall()
+        assert {kind for _, _, kind in amounts} == {"DECIMAL(38,9)"}, amounts
+        assert {("invoices", "total_incl_tax"), ("invoices__lines", "unit_price"), ("jobs__parts", "quantity")} <= {
+            (table, column) for table, column, _ in amounts
+        }
 
 
 def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_evaluated_in_the_sync_steps(

@@ -5,11 +5,15 @@
 - timestamps are naive `YYYY-MM-DD HH:mm[:ss]` strings in the tenant's time zone: they become aware
   datetimes (stored as TIMESTAMP WITH TIME ZONE); date-only fields become dates;
 - numbers may arrive as localized strings (`"2,00"`, `"1.234,50"`) or coordinates as strings: they become
-  Decimals. A value that cannot be read is kept as it came, never dropped.
+  Decimals. A finite JSON number is kept as it came: dlt's normalizer makes it the same `Decimal(str(number))`,
+  the columns of these fields being DECIMAL by name in every table (`source.entity_schema`), and dlt need not
+  encode and decode a Decimal object per value on its way. A value that cannot be read is kept as it came, never
+  dropped.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
@@ -37,6 +41,7 @@ DECIMAL_FIELDS = frozenset(
 # the fields whose values are converted; every other scalar is kept as it came
 CONVERTED_FIELDS = TIMESTAMP_FIELDS | DATE_FIELDS | DECIMAL_FIELDS | {"id"}
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
+_INT64 = range(-(2**63), 2**63)  # what a JSON number can be in dlt's files; a larger one goes as a Decimal
 _KEYS: dict[str, str] = {}  # the API's field names, normalised once each (a record has dozens, a load millions)
 _KEYS_KEPT = 10_000
 
@@ -122,6 +127,11 @@ def _to_date(value: Any, tz: tzinfo) -> Any:
 
 
 def _to_decimal(value: Any, tz: tzinfo) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else _KEPT
+    if kind is int:
+        return value if value in _INT64 else Decimal(value)
     if isinstance(value, bool):  # True is not a number, whatever Python says
         return _KEPT
     if isinstance(value, Decimal):

@@ -27,6 +27,7 @@ import hashlib
 import heapq
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import dlt
+from dlt.common.data_types import TDataType
+from dlt.common.schema.typing import TSimpleRegex
 from dlt.sources import DltSource
 
 from sync_pipelines.catalogue import Entity, Tenant
@@ -48,6 +51,7 @@ from sync_pipelines.synchroteam.quarantine import (
     check_record,
 )
 from sync_pipelines.synchroteam.records import (
+    DECIMAL_FIELDS,
     normalise_record,
     parse_timestamp,
     to_api_timestamp,
@@ -115,7 +119,25 @@ def entity_source(
         write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
         columns={"id": {"data_type": "text", "nullable": False}},
     )
-    return DltSource(dlt.Schema(pipeline_name(tenant, entity)), "synchroteam", [resource])
+    return DltSource(entity_schema(tenant, entity), "synchroteam", [resource])
+
+
+def entity_schema(tenant: Tenant, entity: Entity) -> dlt.Schema:
+    """The entity's dlt schema: amounts and coordinates DECIMAL by column name, in every table (the records keep
+    them as JSON numbers, `decimal_columns`). dlt hands a source's schema settings to the stored
+    schema on every run, so a warehouse loaded before gets them too."""
+    schema = dlt.Schema(pipeline_name(tenant, entity))
+    schema.update_preferred_types(decimal_columns(schema.naming.normalize_identifier))
+    return schema
+
+
+def decimal_columns(normalize_identifier: Callable[[str], str]) -> dict[TSimpleRegex, TDataType]:
+    """dlt's `preferred_types` for the columns of `DECIMAL_FIELDS`, by name, at any depth and in any table (a
+    nested dict's field is `<parent>__<field>`, a child list's row a table of its own): `normalize_identifier` is the
+    schema's naming convention (`unitPrice` -> `unit_price`)."""
+    return {
+        TSimpleRegex(f"re:(^|__){re.escape(normalize_identifier(name))}$"): "decimal" for name in sorted(DECIMAL_FIELDS)
+    }
 
 
 class _Newest:
