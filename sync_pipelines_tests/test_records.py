@@ -1,6 +1,6 @@
 """Normalising records and reading settings: messy values in, typed values out, nothing dropped."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -48,6 +48,25 @@ def test_timestamps_are_read_in_the_tenant_zone_with_or_without_seconds():
     assert winter.astimezone(UTC) == datetime(2026, 1, 15, 7, 5, tzinfo=UTC)
     assert summer.astimezone(UTC) == datetime(2026, 7, 15, 6, 5, 30, tzinfo=UTC)
     assert parse_timestamp("not a date", PARIS) is None
+
+
+@pytest.mark.parametrize(
+    "raw", ["2026-10-25 02:30", "2026-03-29 02:30", "2026-03-01T08:05:30.250", "2026-07-15 23:59:59", "2026-02-01"]
+)
+def test_a_tenant_local_timestamp_is_that_wall_time_in_the_zone_even_when_it_is_ambiguous_or_skipped(raw):
+    parsed = parse_timestamp(raw, PARIS)
+    expected = datetime.fromisoformat(raw).replace(tzinfo=PARIS)  # fold 0: the earlier of two, the offset before a gap
+    assert parsed == expected and parsed.utcoffset() == expected.utcoffset() and parsed.tzinfo is PARIS
+
+
+@pytest.mark.parametrize("raw", ["20260301", "2026-W09-1", "2026-060", "2026-3-1 08:00", "", "  ", "2026-13-01"])
+def test_only_calendar_dates_are_read_as_timestamps(raw):
+    assert parse_timestamp(raw, PARIS) is None
+
+
+def test_an_explicit_offset_wins_over_the_tenant_zone():
+    parsed = parse_timestamp("2026-03-01T08:05:00+05:30", PARIS)
+    assert parsed.utcoffset() == timedelta(hours=5, minutes=30)
 
 
 def test_change_window_is_written_back_in_tenant_local_time():

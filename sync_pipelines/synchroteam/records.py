@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -40,7 +39,6 @@ DECIMAL_FIELDS = frozenset(
 
 # the fields whose values are converted; every other scalar is kept as it came
 CONVERTED_FIELDS = TIMESTAMP_FIELDS | DATE_FIELDS | DECIMAL_FIELDS | {"id"}
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
 _INT64 = range(-(2**63), 2**63)  # what a JSON number can be in dlt's files; a larger one goes as a Decimal
 _KEYS: dict[str, str] = {}  # the API's field names, normalised once each (a record has dozens, a load millions)
 _KEYS_KEPT = 10_000
@@ -152,13 +150,18 @@ assert _CONVERTERS.keys() == CONVERTED_FIELDS
 def parse_timestamp(value: str, tz: tzinfo) -> datetime | None:
     """`"2026-03-01 08:05"` (tenant-local) -> aware datetime; an explicit offset in the value wins. None if unreadable."""
     text = value.strip()
-    if not _TIMESTAMP.match(text):
+    if text[4:5] != "-" or text[7:8] != "-":  # YYYY-MM-DD first; fromisoformat reads "20260301" and week dates too
         return None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    if parsed.tzinfo:
+        return parsed
+    # the constructor, not `replace(tzinfo=tz)`: the same value at half the cost, for millions of timestamps a load
+    return datetime(
+        parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second, parsed.microsecond, tz
+    )
 
 
 def parse_decimal(value: Any) -> Decimal | None:
