@@ -124,8 +124,8 @@ def entity_source(
 
 def entity_schema(tenant: Tenant, entity: Entity) -> dlt.Schema:
     """The entity's dlt schema: amounts and coordinates DECIMAL by column name, in every table (the records keep
-    them as JSON numbers, `decimal_columns`). dlt hands a source's schema settings to the stored
-    schema on every run, so a warehouse loaded before gets them too."""
+    them as JSON numbers, `decimal_columns`). dlt hands a source's schema settings to the stored schema on every
+    run, so a warehouse loaded before gets them too."""
     schema = dlt.Schema(pipeline_name(tenant, entity))
     schema.update_preferred_types(decimal_columns(schema.naming.normalize_identifier))
     return schema
