@@ -299,14 +299,15 @@ class DagsterHome:
         ops_config: dict[str, dict[str, Any]] | None = None,
         timeout: float = 3600,
         env: dict[str, str] | None = None,
+        module: str = "sync_pipelines.definitions",
     ) -> Measured:
-        """`dagster job execute -m sync_pipelines.definitions -j <job>`, the way users run it."""
+        """`dagster job execute -m <module> -j <job>`, the way users run the product's jobs."""
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         if ops_config:
             run_config["ops"] = {op: {"config": cfg} for op, cfg in ops_config.items()}
         path = self.config_dir / f"{job}-{time.monotonic_ns()}.yaml"
         path.write_text(json.dumps(run_config))  # JSON is YAML
-        cmd = [DAGSTER, "job", "execute", "-m", "sync_pipelines.definitions", "-j", job, "-c", str(path)]
+        cmd = [DAGSTER, "job", "execute", "-m", module, "-j", job, "-c", str(path)]
         return run_measured(cmd, {**self.env, **(env or {})}, timeout=timeout)
 
     def runs(self, limit: int) -> list[dict[str, Any]]:

@@ -5,13 +5,15 @@
 
 Phases, each against an emulator in its own process (bench/emulator_server.py):
 1. full first sync, one entity per `dagster job execute` (as users run it): wall, records/s, peak RSS;
+   then Dagster's floor: a job of one asset that does nothing (bench/dagster_floor.py), run the same way;
 5. the same full sync by (a) a hand-written httpx loop (bench/plain_loop.py) and (b) dlt's rest_api source
    with its defaults (bench/rest_api_source.py);
 2. incremental runs of `sync_all` (every entity of both tenants, Dagster start-up included) after 1% of every
    entity changed and after no change, at look-back 0 and at the entity defaults, against the minimum number of
    requests; the two alternatives' incremental runs on the same data;
 3. a full sync of customers under an emulator rate limit, known (paced) and unknown (429s);
-4. peak RSS of the invoices sync at 1x and 10x the table size.
+4. peak RSS of the invoices sync at 1x and 10x the table size;
+5b. the full sync of the other list entities at 10x, by the product and by rest_api, whole processes side by side.
 """
 
 from __future__ import annotations
@@ -290,6 +292,79 @@ def rest_row(
         "records_per_s": records / m.wall_s,
         "requests": requests_of(stats, tenant, resource),
     }
+
+
+# -- 1b. Dagster's own cost of a run -----------------------------------------------------------------------------
+
+FLOOR_ROUNDS = 5
+
+
+def phase_dagster_floor(work: Path, scale: Scale) -> dict[str, Any]:
+    """A one-asset job that does nothing (bench/dagster_floor.py), run as the product's jobs are: what every
+    product job pays before and after its steps whatever its code does. Five runs; the report uses the median."""
+    root = work / "floor"
+    home = DagsterHome(root, "http://127.0.0.1:9", root / "unused.duckdb")  # the job reads neither
+    walls, rss = [], []
+    for k in range(FLOOR_ROUNDS):
+        log(f"Dagster's floor: a one-asset job that does nothing, run {k + 1} of {FLOOR_ROUNDS}")
+        m = home.job("floor", timeout=scale.timeout_s, module="bench.dagster_floor").check("the one-asset job")
+        walls.append(m.wall_s)
+        rss.append(m.peak_rss_mb)
+    return {"walls_s": walls, "wall_s": sorted(walls)[len(walls) // 2], "rss_mb": max(rss)}
+
+
+# -- 5b. list entities at 10x, product and rest_api ---------------------------------------------------------------
+
+
+def tenx_lists_counts(scale: Scale) -> tuple[dict[str, int], dict[str, int]]:
+    """Ten times the scale's list-only entities, main invoices aside (their 10x sync is the memory phase's)."""
+    main = {r: 10 * c for r, c in scale.main.items() if r not in ("job", "invoice")}
+    return main, {r: 10 * c for r, c in scale.hec.items()}
+
+
+def phase_tenx_lists(work: Path, scale: Scale) -> dict[str, Any]:
+    """The full first sync of every list entity but main invoices at 10x, by the product's entity job and by
+    rest_api, one process each, side by side: where a process's fixed start-up no longer weighs on records/s."""
+    main, hec = tenx_lists_counts(scale)
+    entities = [e for e in ENTITIES if e[1] != "jobs" and (e[0], e[1]) != ("synchroteam", "invoices")]
+    log(f"10x lists: emulator with {main} and HEC {hec}")
+    out: dict[str, Any] = {"main": main, "hec": hec, "product": [], "rest_api": []}
+    with EmulatorProcess(tenant_specs(main, hec)) as emu:
+        out["emulator_build_s"] = emu.build_s
+        root = work / "tenx_lists"
+        home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
+        for tenant, entity, resource in entities:
+            log(f"10x lists, full sync (product): {tenant}/{entity}")
+            job = f"sync_{tenant}__{entity}"
+            m = home.job(job, timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity} at 10x")
+            stats = emu.stats(reset=True)
+            run = home.runs(1)[0]
+            out["product"].append(
+                {
+                    "tenant": tenant,
+                    "entity": entity,
+                    "wall_s": m.wall_s,
+                    "rss_mb": m.peak_rss_mb,
+                    "requests": requests_of(stats, tenant, resource),
+                    "records": run["materializations"][f"{tenant}/{entity}"]["loaded"],
+                    "step_s": run["steps"].get(f"{tenant}__{entity}"),
+                    "analytics_s": run["steps"].get("analytics", 0.0),
+                    "run_status": run["status"],
+                }
+            )
+            row = out["product"][-1]
+            row["records_per_s"] = row["records"] / row["wall_s"]
+        for tenant, entity, resource in entities:
+            log(f"10x lists, full sync (rest_api): {tenant}/{entity}")
+            m, lines, stats = run_rest(
+                emu,
+                work / "tenx_rest_api.duckdb",
+                work / "tenx_rest_api_dlt",
+                [(tenant, entity, resource)],
+                scale.timeout_s,
+            )
+            out["rest_api"].append(rest_row(tenant, entity, resource, m, lines, stats))
+    return out
 
 
 # -- 2. incremental runs ----------------------------------------------------------------------------------------
@@ -815,12 +890,14 @@ def publish(results: dict[str, Any], scale: Scale, args: argparse.Namespace) -> 
 # phase -> (runs against the shared emulator, function); the order of a full run
 PHASES: dict[str, tuple[bool, Any]] = {
     "full": (True, lambda emu, home, work, scale: phase_full_product(emu, home, scale)),
+    "dagster_floor": (True, lambda emu, home, work, scale: phase_dagster_floor(work, scale)),
     "alternatives_full": (True, lambda emu, home, work, scale: phase_full_alternatives(emu, work, scale)),
     "incremental": (True, lambda emu, home, work, scale: phase_incremental(emu, home, work, scale)),
     "memory_1x": (True, lambda emu, home, work, scale: phase_memory_1x(emu, home, work, scale)),
     "rate": (True, lambda emu, home, work, scale: phase_rate(emu, work, scale)),
     "rate_window": (True, lambda emu, home, work, scale: phase_rate_window(emu, work, scale)),
     "memory_10x": (False, lambda emu, home, work, scale: phase_memory_10x(work, scale)),
+    "tenx_lists": (False, lambda emu, home, work, scale: phase_tenx_lists(work, scale)),
 }
 
 
