@@ -505,7 +505,11 @@ def outside_the_work(add: Any, paired: list[tuple[dict[str, Any], dict[str, Any]
             f"{f1(outside(prod) - theirs, 2)} | {f1(rest['wall_s'])} | "
             + (f"{f1(floor['wall_s'] + prod['step_s'])}" if floor else "–")
             + " | "
-            + ("– (the step is not faster)" if even is None else f"{n(even)} records ({even / prod['records']:.1f}×)")
+            + (
+                "– (the step is not faster)"
+                if even is None
+                else f"{n(even)} records ({even / prod['records']:.2g}× the table)"
+            )
             + " |"
         )
     add("")
