@@ -24,7 +24,7 @@ from sync_pipelines.defs.schedules import (
     row_counts_schedule,
     sync_all_job,
 )
-from sync_pipelines.process import end_without_teardown, spare_loaded_objects
+from sync_pipelines.process import end_without_teardown
 
 end_without_teardown()  # a run's process ends when its run has, not 0.7 s later (process.py)
 
@@ -63,5 +63,3 @@ defs = Definitions(
     ],
     resources={"dbt": dbt_resource()},
 )
-
-spare_loaded_objects()  # the collector no longer walks the imports' objects during every run (process.py)

@@ -1,14 +1,4 @@
-"""How a process that loaded the code location treats its heap: the collector spares what the imports built, and
-the process ends without tearing the heap down object by object.
-
-Importing the code location (Dagster, dlt, dagster-dbt, the definitions) leaves a few hundred thousand objects
-that live as long as the process. Python's cycle collector walks all of them in each of its full collections,
-and a sync allocates enough (dicts per record, dlt's buffers) to trigger many during a step.
-`spare_loaded_objects`, called once the definitions are built, moves them into the collector's permanent
-generation (`gc.freeze`): the collector still runs, on what the run creates. Measured on a first sync of 20,000
-quotations (`dagster job execute`, each run in a fresh process, 3 alternating pairs): the entity step took
-8.33, 7.81 and 9.58 s without, 7.41, 7.11 and 6.50 s with. What is frozen is never collected as a cycle
-(reference counting still frees it): a module's objects, kept anyway.
+"""How a process that loaded the code location ends: without tearing its heap down object by object.
 
 At exit, CPython's finalization runs the cycle collector over every object still alive and frees them one by
 one: the modules of Dagster, dlt, dagster-dbt and the definitions, some 2,400 modules and a few hundred thousand
@@ -16,8 +6,8 @@ objects. Measured on a no-change run of one entity's job (`dagster job execute`,
 2.8-3.0 s went there, after the run had ended and its events were stored. Nothing in it is work: the operating
 system reclaims the memory anyway.
 
-`end_without_teardown` registers an exit handler that moves every object into the collector's permanent generation
-(`gc.freeze`) again, which finalization does not walk: the same process ends in 0.04 s. Every exit handler
+`end_without_teardown` registers an exit handler that moves every object into the collector's permanent
+generation (`gc.freeze`), which finalization does not walk: the same process ends in 0.04 s. Every exit handler
 still runs, files opened with `with` are closed, committed DuckDB and PostgreSQL transactions are durable.
 
 One side effect is silenced on purpose. DuckDB's Python module (nanobind) counts, after finalization, its objects
@@ -44,11 +34,6 @@ def end_without_teardown() -> None:
     if not _registered:
         atexit.register(_leave_heap_to_the_os)
         _registered = True
-
-
-def spare_loaded_objects() -> None:
-    """Moves every object alive now into the collector's permanent generation (see the module's docstring)."""
-    gc.freeze()
 
 
 def _leave_heap_to_the_os() -> None:

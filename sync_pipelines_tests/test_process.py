@@ -47,25 +47,3 @@ def test_an_error_its_exit_status_and_late_exit_handlers_still_reach_the_user():
     assert "nanobind" not in failed.stderr
 
     assert run("raise SystemExit(3)").returncode == 3
-
-
-def test_the_collector_spares_the_loaded_code_location_and_still_collects_the_runs_garbage():
-    loaded = run(
-        """
-        import gc, weakref
-        frozen = gc.get_freeze_count()
-        class Node:
-            pass
-        node = Node()
-        node.itself = node  # a cycle made by the run, after the code location loaded
-        alive = weakref.ref(node)
-        del node
-        gc.collect()
-        print(frozen, gc.isenabled(), alive() is None)
-        """
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    frozen, enabled, collected = loaded.stdout.split()
-    assert int(frozen) > 100_000  # Dagster's, dlt's and the definitions' objects, out of the collector's walks
-    assert enabled == "True"
-    assert collected == "True"
