@@ -141,33 +141,35 @@ def requests_of(stats: RequestStats, tenant: str, resource: str) -> dict[str, in
 
 
 def phase_full_product(emu: EmulatorProcess, home: DagsterHome, scale: Scale) -> list[dict[str, Any]]:
-    rows = []
+    measured = []
     for tenant, entity, resource in ENTITIES:
         emu.stats(reset=True)
         log(f"full sync (product): {tenant}/{entity}")
         m = home.job(f"sync_{tenant}__{entity}", timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity}")
-        stats = emu.stats(reset=True)
-        rows.append(
-            {
-                "tenant": tenant,
-                "entity": entity,
-                "wall_s": m.wall_s,
-                "rss_mb": m.peak_rss_mb,
-                "requests": requests_of(stats, tenant, resource),
-            }
-        )
-    for row, run in zip(rows, home.runs(len(rows))):
-        meta = run["materializations"][f"{row['tenant']}/{row['entity']}"]
-        row.update(
-            records=meta["loaded"],
-            api_requests=meta["api_requests"],
-            step_s=run["steps"].get(f"{row['tenant']}__{row['entity']}"),
-            analytics_s=run["steps"].get("analytics", 0.0),  # dbt's models over the entity's tables
-            run_status=run["status"],
-        )
-        row["records_per_s"] = row["records"] / row["wall_s"]
-        row["load_records_per_s"] = row["records"] / (row["wall_s"] - row["analytics_s"])
-    return rows
+        measured.append((tenant, entity, resource, m, emu.stats(reset=True)))
+    return [product_row(*one, run) for one, run in zip(measured, home.runs(len(measured)))]
+
+
+def product_row(
+    tenant: str, entity: str, resource: str, m: Any, stats: RequestStats, run: dict[str, Any]
+) -> dict[str, Any]:
+    """One entity's full sync by the product's entity job, as the report reads it."""
+    meta = run["materializations"][f"{tenant}/{entity}"]
+    row = {
+        "tenant": tenant,
+        "entity": entity,
+        "wall_s": m.wall_s,
+        "rss_mb": m.peak_rss_mb,
+        "requests": requests_of(stats, tenant, resource),
+        "records": meta["loaded"],
+        "api_requests": meta["api_requests"],
+        "step_s": run["steps"].get(f"{tenant}__{entity}"),
+        "analytics_s": run["steps"].get("analytics", 0.0),  # dbt's models over the entity's tables
+        "run_status": run["status"],
+    }
+    row["records_per_s"] = row["records"] / row["wall_s"]
+    row["load_records_per_s"] = row["records"] / (row["wall_s"] - row["analytics_s"])
+    return row
 
 
 # -- 5. the alternatives ----------------------------------------------------------------------------------------
@@ -338,22 +340,7 @@ def phase_tenx_lists(work: Path, scale: Scale) -> dict[str, Any]:
             job = f"sync_{tenant}__{entity}"
             m = home.job(job, timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity} at 10x")
             stats = emu.stats(reset=True)
-            run = home.runs(1)[0]
-            out["product"].append(
-                {
-                    "tenant": tenant,
-                    "entity": entity,
-                    "wall_s": m.wall_s,
-                    "rss_mb": m.peak_rss_mb,
-                    "requests": requests_of(stats, tenant, resource),
-                    "records": run["materializations"][f"{tenant}/{entity}"]["loaded"],
-                    "step_s": run["steps"].get(f"{tenant}__{entity}"),
-                    "analytics_s": run["steps"].get("analytics", 0.0),
-                    "run_status": run["status"],
-                }
-            )
-            row = out["product"][-1]
-            row["records_per_s"] = row["records"] / row["wall_s"]
+            out["product"].append(product_row(tenant, entity, resource, m, stats, home.runs(1)[0]))
         for tenant, entity, resource in entities:
             log(f"10x lists, full sync (rest_api): {tenant}/{entity}")
             m, lines, stats = run_rest(
