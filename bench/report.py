@@ -462,6 +462,11 @@ def outside(row: dict[str, Any]) -> float:
     return row["wall_s"] - row["step_s"] - (row.get("analytics_s") or 0.0)
 
 
+def rest_outside(row: dict[str, Any]) -> float:
+    """What rest_api's process spends outside its pipeline run."""
+    return row["wall_s"] - row["run_s"]
+
+
 def catch_up_records(prod: dict[str, Any], rest: dict[str, Any]) -> float | None:
     """The table size at which the product's whole process (analytics aside) takes as long as rest_api's: the
     difference of their fixed costs over the difference of their per-record costs; None if the step is not the
@@ -470,7 +475,7 @@ def catch_up_records(prod: dict[str, Any], rest: dict[str, Any]) -> float | None
     per_record = 1 / run_rate - 1 / step_rate
     if per_record <= 0:
         return None
-    return max(0.0, (outside(prod) - (rest["wall_s"] - rest["run_s"])) / per_record)
+    return max(0.0, (outside(prod) - rest_outside(rest)) / per_record)
 
 
 def outside_the_work(add: Any, paired: list[tuple[dict[str, Any], dict[str, Any]]], floor: Any) -> None:
@@ -498,11 +503,11 @@ def outside_the_work(add: Any, paired: list[tuple[dict[str, Any], dict[str, Any]
     )
     add("|---|---:|---:|---:|---:|---:|---:|---:|")
     for prod, rest in paired:
-        theirs = rest["wall_s"] - rest["run_s"]
+        ours, theirs = outside(prod), rest_outside(rest)
         even = catch_up_records(prod, rest)
         add(
-            f"| {name(prod)} | {n(prod['records'])} | {f1(outside(prod), 2)} | {f1(theirs, 2)} | "
-            f"{f1(outside(prod) - theirs, 2)} | {f1(rest['wall_s'])} | "
+            f"| {name(prod)} | {n(prod['records'])} | {f1(ours, 2)} | {f1(theirs, 2)} | "
+            f"{f1(ours - theirs, 2)} | {f1(rest['wall_s'])} | "
             + (f"{f1(floor['wall_s'] + prod['step_s'])}" if floor else "–")
             + " | "
             + (

@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -257,12 +258,7 @@ def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> d
                 "requests": requests_of(stats, tenant, resource),
             }
         )
-    for tenant, entity, resource in ENTITIES:
-        log(f"full sync (rest_api): {tenant}/{entity}")
-        m, lines, stats = run_rest(
-            emu, work / "rest_api.duckdb", work / "rest_api_dlt", [(tenant, entity, resource)], scale.timeout_s
-        )
-        out["rest_api"].append(rest_row(tenant, entity, resource, m, lines, stats))
+    out["rest_api"] = rest_full_syncs(emu, work, "rest_api", ENTITIES, scale)
     # dlt's own default loader format (insert_values), on the smallest invoice table only: see rest_api_source.py
     tenant, entity, resource = "synchroteam_hec", "invoices", "invoice"
     log(f"full sync (rest_api, dlt's default loader format): {tenant}/{entity}")
@@ -276,6 +272,20 @@ def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> d
     )
     out["rest_api_default_loader"] = rest_row(tenant, entity, resource, m, lines, stats)
     return out
+
+
+def rest_full_syncs(
+    emu: EmulatorProcess, work: Path, name: str, entities: list[tuple[str, str, str]], scale: Scale
+) -> list[dict[str, Any]]:
+    """Each entity's full sync by the rest_api alternative, one process each, into `work/<name>.duckdb`."""
+    rows = []
+    for tenant, entity, resource in entities:
+        log(f"full sync ({name}): {tenant}/{entity}")
+        m, lines, stats = run_rest(
+            emu, work / f"{name}.duckdb", work / f"{name}_dlt", [(tenant, entity, resource)], scale.timeout_s
+        )
+        rows.append(rest_row(tenant, entity, resource, m, lines, stats))
+    return rows
 
 
 def rest_row(
@@ -312,7 +322,7 @@ def phase_dagster_floor(work: Path, scale: Scale) -> dict[str, Any]:
         m = home.job("floor", timeout=scale.timeout_s, module="bench.dagster_floor").check("the one-asset job")
         walls.append(m.wall_s)
         rss.append(m.peak_rss_mb)
-    return {"walls_s": walls, "wall_s": sorted(walls)[len(walls) // 2], "rss_mb": max(rss)}
+    return {"walls_s": walls, "wall_s": statistics.median(walls), "rss_mb": max(rss)}
 
 
 # -- 5b. list entities at 10x, product and rest_api ---------------------------------------------------------------
@@ -328,9 +338,10 @@ def phase_tenx_lists(work: Path, scale: Scale) -> dict[str, Any]:
     """The full first sync of every list entity but main invoices at 10x, by the product's entity job and by
     rest_api, one process each, side by side: where a process's fixed start-up no longer weighs on records/s."""
     main, hec = tenx_lists_counts(scale)
-    entities = [e for e in ENTITIES if e[1] != "jobs" and (e[0], e[1]) != ("synchroteam", "invoices")]
+    counts = {"synchroteam": main, "synchroteam_hec": hec}
+    entities = [e for e in ENTITIES if e[2] in counts[e[0]]]
     log(f"10x lists: emulator with {main} and HEC {hec}")
-    out: dict[str, Any] = {"main": main, "hec": hec, "product": [], "rest_api": []}
+    out: dict[str, Any] = {"main": main, "hec": hec, "product": []}
     with EmulatorProcess(tenant_specs(main, hec)) as emu:
         out["emulator_build_s"] = emu.build_s
         root = work / "tenx_lists"
@@ -341,16 +352,7 @@ def phase_tenx_lists(work: Path, scale: Scale) -> dict[str, Any]:
             m = home.job(job, timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity} at 10x")
             stats = emu.stats(reset=True)
             out["product"].append(product_row(tenant, entity, resource, m, stats, home.runs(1)[0]))
-        for tenant, entity, resource in entities:
-            log(f"10x lists, full sync (rest_api): {tenant}/{entity}")
-            m, lines, stats = run_rest(
-                emu,
-                work / "tenx_rest_api.duckdb",
-                work / "tenx_rest_api_dlt",
-                [(tenant, entity, resource)],
-                scale.timeout_s,
-            )
-            out["rest_api"].append(rest_row(tenant, entity, resource, m, lines, stats))
+        out["rest_api"] = rest_full_syncs(emu, work, "tenx_rest_api", entities, scale)
     return out
 
 
