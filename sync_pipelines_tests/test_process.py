@@ -1,9 +1,15 @@
-"""A process that loaded the code location leaves its heap to the operating system at exit (process.py), and
-still reports what went wrong, with its exit status."""
+"""A process that loads the code location builds it with the cycle collector at rest and spares it afterwards, and
+leaves its heap to the operating system at exit (process.py), still reporting what went wrong, with its exit
+status."""
 
+import gc
 import subprocess
 import sys
 import textwrap
+
+import pytest
+
+from sync_pipelines.process import long_lived
 
 PRELUDE = """
 import atexit, os, sys
@@ -47,3 +53,44 @@ def test_an_error_its_exit_status_and_late_exit_handlers_still_reach_the_user():
     assert "nanobind" not in failed.stderr
 
     assert run("raise SystemExit(3)").returncode == 3
+
+
+def test_the_code_location_is_built_with_the_collector_at_rest_and_spared_after():
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import gc
+                import dagster  # as Dagster's CLI and code servers do, before they load the code location
+                collections = []
+                gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+                import sync_pipelines.definitions
+                print(gc.get_freeze_count(), gc.isenabled(), collections.count(2))
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    frozen, enabled, full_collections = loaded.stdout.split()
+    assert int(frozen) > 100_000  # dlt, dagster-dbt and the definitions: out of every later collection's way
+    assert enabled == "True"  # the run's own objects are collected as usual
+    assert full_collections == "0"  # none walked the objects while they were being built
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_long_lived_leaves_the_collector_as_it_found_it_even_when_the_build_fails(enabled_before):
+    was = gc.isenabled()
+    (gc.enable if enabled_before else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError), long_lived():
+            assert not gc.isenabled()
+            raise RuntimeError("an import failed")
+        assert gc.isenabled() is enabled_before
+    finally:
+        (gc.enable if was else gc.disable)()
+        gc.unfreeze()  # back to the test process's own collector
