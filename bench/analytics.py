@@ -12,7 +12,6 @@ from the run's event log. Results: `bench/results/analytics-<scale>.json`.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from bench.common import (
     other_load,
     tenant_specs,
 )
-from bench.run import RESULTS, SCALES, log
+from bench.run import SCALES, log, write_results
 
 
 def export(revision: str, target: Path) -> Path:
@@ -105,18 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         for variant, cols in rows.items()
     }
-    out = {
-        "started": started.isoformat(timespec="seconds"),
-        "scale": args.scale,
+    fields = {
         "rounds": args.rounds,
         "without": f"{args.base} ({base_commit})",
         "with": f"this checkout (fingerprint {code_fingerprint(REPO)})",
         "other_processes_cores": round(load["other_cores"], 2),
         "summary": summary,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"analytics-{args.scale}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    path = write_results("analytics", args.scale, started, fields)
     for name in ("first_wall_s", "nochange_wall_s"):
         without, with_ = summary["without"][name]["median"], summary["with"][name]["median"]
         log(

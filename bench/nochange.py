@@ -11,7 +11,6 @@ already hold the first sync. `--profile DIR` also runs one no-change `sync_all` 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ from bench.common import (
     snapshot_code,
     tenant_specs,
 )
-from bench.run import ENTITIES, LOOKBACK_ZERO, RESULTS, SCALES, log, run_rest
+from bench.run import ENTITIES, LOOKBACK_ZERO, SCALES, log, run_rest, write_results
 
 SINGLE = "sync_synchroteam__invoices"
 
@@ -86,15 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     plain = summary["rest_api"]["wall_s_median"]
     for row in summary.values():
         row["vs_rest_api"] = round(row["wall_s_median"] / plain, 2)
-    out = {
-        "started": started.isoformat(timespec="seconds"),
-        "scale": args.scale,
-        "rounds": args.rounds,
-        "fingerprint": code_fingerprint(REPO),
-        "summary": summary,
-    }
-    path = RESULTS / f"nochange-{args.scale}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    fields = {"rounds": args.rounds, "fingerprint": code_fingerprint(REPO), "summary": summary}
+    path = write_results("nochange", args.scale, started, fields)
     for name, row in summary.items():
         log(
             f"{name:<28} median {row['wall_s_median']:6.2f} s  ({row['vs_rest_api']:.2f}x rest_api)  "

@@ -119,6 +119,15 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def write_results(name: str, scale: str, started: datetime, fields: dict[str, Any]) -> Path:
+    """`bench/results/<name>-<scale>.json` of a side-by-side script: when it started, its scale, then `fields`."""
+    out = {"started": started.isoformat(timespec="seconds"), "scale": scale, **fields}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}-{scale}.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return path
+
+
 def alt_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
 
