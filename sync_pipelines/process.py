@@ -7,8 +7,8 @@ walks them in full collections while they are built, each over every object buil
 collection of the run after. `long_lived` disables the collector while the definitions are built, then moves
 everything alive into its permanent generation (`gc.freeze`): the collector runs again on what the run creates,
 and never walks the code location again. In a no-change run of one entity's job (`dagster job execute`), the
-collector's time fell from 0.62-0.70 s to 0.25-0.39 s, and the run's wall time by 0.47 s (median of 8 alternating
-pairs, faster in all 8: `python -m bench.collector`, BENCHMARKS.md "The collector at load").
+collector's time fell from 0.62-0.70 s to 0.25-0.39 s, and the run's wall time by 0.3-0.5 s (alternating pairs,
+faster in 20 of 24: `python -m bench.collector`, BENCHMARKS.md "The collector at load").
 What is frozen is never collected as a cycle (reference counting still frees it): module-level objects, kept
 anyway. The few thousand objects the imports leave as cyclic garbage stay too (a collection would free them for
 0.18 s; the process's peak memory is the same, 170 MB, either way).
