@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             **{f"{v}_wall_s": [round(x, 2) for x in w] for v, w in walls.items()},
             **{f"{v}_peak_rss_mb": round(max(r["rss_mb"] for r in rows)) for v, rows in by_variant.items()},
             "pairs_faster_now": sum(n < b for n, b in zip(walls["now"], walls["as_before"], strict=True)),
-            "median_saving_s": round(statistics.median(b - n for n, b in zip(walls["now"], walls["as_before"])), 3),
+            "median_saving_s": round(
+                statistics.median(b - n for n, b in zip(walls["now"], walls["as_before"], strict=True)), 3
+            ),
         }
     fields = {"pairs": args.pairs, "fingerprint": code_fingerprint(REPO), "summary": summary}
     path = write_results("collector", args.scale, started, fields)
