@@ -4,8 +4,12 @@ no-change `sync_all` with look-back 0), from the product's code location (`sync_
 alternating order, each run a fresh `dagster job execute` process on the same warehouse and DAGSTER_HOME.
 
     python -m bench.collector [--pairs 8] [--scale quick]
+    python -m bench.collector --first-sync quotation:20000 [--pairs 4]
 
-Prints each pair and the medians; writes `bench/results/collector-<scale>.json`. Not part of `make bench`.
+`--first-sync RESOURCE:COUNT` measures instead the first sync of that one entity (an emulator holding only it), each
+run on a fresh warehouse and DAGSTER_HOME: wall time, the entity's step, the analytics step, and what is left
+outside them. Prints each pair and the medians; writes `bench/results/collector-<scale>.json` (or
+`collector-first-<resource>-<count>.json`). Not part of `make bench`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, DagsterHome, EmulatorProcess, code_fingerprint, snapshot_code, tenant_specs
+from bench.common import ENTITIES, REPO, DagsterHome, EmulatorProcess, code_fingerprint, snapshot_code, tenant_specs
 from bench.run import LOOKBACK_ZERO, SCALES, log, write_results
 
 VARIANTS = {"now": "sync_pipelines.definitions", "as_before": "bench.collector_as_before"}
@@ -28,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--scale", default="quick", choices=sorted(SCALES))
+    parser.add_argument("--first-sync", default=None, metavar="RESOURCE:COUNT")
     args = parser.parse_args(argv)
+    if args.first_sync:
+        resource, count = args.first_sync.split(":")
+        return first_syncs(resource, int(count), args.pairs)
     scale = SCALES[args.scale]
     started = datetime.now()
     runs: dict[str, dict[str, list[dict[str, float]]]] = {job: {v: [] for v in VARIANTS} for job in JOBS}
@@ -68,6 +76,43 @@ def main(argv: list[str] | None = None) -> int:
             f"faster now in {row['pairs_faster_now']} of {args.pairs} pairs, median saving {row['median_saving_s']:.2f} s; "
             f"peak RSS now {row['now_peak_rss_mb']} MB, as before {row['as_before_peak_rss_mb']} MB"
         )
+    log(f"written {path}")
+    return 0
+
+
+def first_syncs(resource: str, count: int, pairs: int) -> int:
+    """`pairs` alternating pairs of the first sync of one entity, each on a fresh warehouse and DAGSTER_HOME."""
+    started = datetime.now()
+    entity = next(e for tenant, e, r in ENTITIES if r == resource and tenant == "synchroteam")
+    job, step = f"sync_synchroteam__{entity}", f"synchroteam__{entity}"
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
+        work = Path(tmp)
+        snapshot_code(work / "code")
+        with EmulatorProcess(tenant_specs({resource: count}, None)) as emu:
+            for pair in range(pairs):
+                for variant in list(VARIANTS) if pair % 2 == 0 else list(VARIANTS)[::-1]:
+                    root = work / f"{pair}-{variant}"
+                    home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
+                    m = home.job(job, module=VARIANTS[variant]).check(f"{job} ({variant})")
+                    steps = home.runs(1)[0]["steps"]
+                    row = {"wall_s": m.wall_s, "step_s": steps[step], "analytics_s": steps.get("analytics", 0.0)}
+                    row["outside_s"] = row["wall_s"] - row["step_s"] - row["analytics_s"]
+                    runs[variant].append(row)
+                    log(f"pair {pair + 1}/{pairs} {variant}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
+    summary = {
+        variant: {name: round(statistics.median(r[name] for r in rows), 3) for name in rows[0]}
+        for variant, rows in runs.items()
+    }
+    fields = {"entity": entity, "records": count, "pairs": pairs, "fingerprint": code_fingerprint(REPO)}
+    path = write_results(
+        "collector-first",
+        f"{resource}-{count}",
+        started,
+        {**fields, "summary": summary, "runs": runs},
+    )
+    for variant, row in summary.items():
+        log(f"{variant:<10} medians: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
     log(f"written {path}")
     return 0
 
