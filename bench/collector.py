@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ENTITIES, REPO, DagsterHome, EmulatorProcess, code_fingerprint, snapshot_code, tenant_specs
+from bench.common import ENTITIES, DagsterHome, EmulatorProcess, snapshot_code, tenant_specs
 from bench.run import LOOKBACK_ZERO, SCALES, log, write_results
 
 VARIANTS = {"now": "sync_pipelines.definitions", "as_before": "bench.collector_as_before"}
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             home.job("sync_all", timeout=scale.timeout_s).check("first sync_all")
             home.job("sync_all").check("a first no-change sync_all")  # the analytics build once, then rest
             for pair in range(args.pairs):
-                order = list(VARIANTS) if pair % 2 == 0 else list(VARIANTS)[::-1]
+                order = _order(pair)
                 for job, ops_config in JOBS.items():
                     for variant in order:
                         m = home.job(job, ops_config, module=VARIANTS[variant]).check(f"{job} ({variant})")
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 statistics.median(b - n for n, b in zip(walls["now"], walls["as_before"], strict=True)), 3
             ),
         }
-    fields = {"pairs": args.pairs, "fingerprint": code_fingerprint(REPO), "summary": summary}
+    fields = {"pairs": args.pairs, "summary": summary}
     path = write_results("collector", args.scale, started, fields)
     for job, row in summary.items():
         log(
@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     log(f"written {path}")
     return 0
+
+
+def _order(pair: int) -> list[str]:
+    """The variants in the order pair `pair` runs them: alternating, so that neither always goes first."""
+    return list(VARIANTS) if pair % 2 == 0 else list(VARIANTS)[::-1]
 
 
 def first_syncs(resource: str, count: int, pairs: int) -> int:
@@ -91,7 +96,7 @@ def first_syncs(resource: str, count: int, pairs: int) -> int:
         snapshot_code(work / "code")
         with EmulatorProcess(tenant_specs({resource: count}, None)) as emu:
             for pair in range(pairs):
-                for variant in list(VARIANTS) if pair % 2 == 0 else list(VARIANTS)[::-1]:
+                for variant in _order(pair):
                     root = work / f"{pair}-{variant}"
                     home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
                     m = home.job(job, module=VARIANTS[variant]).check(f"{job} ({variant})")
@@ -104,7 +109,7 @@ def first_syncs(resource: str, count: int, pairs: int) -> int:
         variant: {name: round(statistics.median(r[name] for r in rows), 3) for name in rows[0]}
         for variant, rows in runs.items()
     }
-    fields = {"entity": entity, "records": count, "pairs": pairs, "fingerprint": code_fingerprint(REPO)}
+    fields = {"entity": entity, "records": count, "pairs": pairs}
     path = write_results(
         "collector-first",
         f"{resource}-{count}",

@@ -20,11 +20,9 @@ from typing import Any
 
 from bench.common import (
     PYTHON,
-    REPO,
     DagsterHome,
     EmulatorProcess,
     Measured,
-    code_fingerprint,
     snapshot_code,
     tenant_specs,
 )
@@ -85,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     plain = summary["rest_api"]["wall_s_median"]
     for row in summary.values():
         row["vs_rest_api"] = round(row["wall_s_median"] / plain, 2)
-    fields = {"rounds": args.rounds, "fingerprint": code_fingerprint(REPO), "summary": summary}
+    fields = {"rounds": args.rounds, "summary": summary}
     path = write_results("nochange", args.scale, started, fields)
     for name, row in summary.items():
         log(

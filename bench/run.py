@@ -120,8 +120,14 @@ def log(message: str) -> None:
 
 
 def write_results(name: str, scale: str, started: datetime, fields: dict[str, Any]) -> Path:
-    """`bench/results/<name>-<scale>.json` of a side-by-side script: when it started, its scale, then `fields`."""
-    out = {"started": started.isoformat(timespec="seconds"), "scale": scale, **fields}
+    """`bench/results/<name>-<scale>.json` of a side-by-side script: when it started, its scale, the product's
+    fingerprint, then `fields`."""
+    out = {
+        "started": started.isoformat(timespec="seconds"),
+        "scale": scale,
+        "fingerprint": common.code_fingerprint(REPO),
+    }
+    out.update(fields)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}-{scale}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
