@@ -51,6 +51,9 @@ def tenant_specs(main_counts: dict[str, int], hec_counts: dict[str, int] | None)
 
 
 LIVE_PIDS: set[int] = set()
+# the measured processes during which the machine was paused (see `clock_gap`), in order: what, when, how long
+PAUSES: list[dict[str, Any]] = []
+PAUSE_NOTED_S = 0.5
 
 
 class CpuMeter:
@@ -231,6 +234,9 @@ class Measured:
     stdout: str = ""
     stderr: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # seconds the calendar clock moved beyond the monotonic one meanwhile (see `clock_gap`): the machine was
+    # paused (a virtual machine's snapshot) or its clock was set; 0 in a clean measurement
+    paused_s: float = 0.0
 
     def check(self, what: str) -> Measured:
         if self.rc != 0:
@@ -246,6 +252,7 @@ def run_measured(cmd: list[str], env: dict[str, str], timeout: float = 3600, cwd
     temporary files so that a chatty child never blocks on a pipe.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        gap = clock_gap()
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd or CODE_DIR, stdout=out, stderr=err)
         timer = threading.Timer(timeout, proc.kill)
@@ -258,9 +265,34 @@ def run_measured(cmd: list[str], env: dict[str, str], timeout: float = 3600, cwd
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        paused = round(clock_gap() - gap, 3)
+        if paused >= PAUSE_NOTED_S:
+            PAUSES.append({"what": _what(cmd), "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "paused_s": paused})
         return Measured(
-            cmd, proc.returncode, wall, usage.ru_maxrss / 1024, out.read()[-200_000:], err.read()[-200_000:]
+            cmd,
+            proc.returncode,
+            wall,
+            usage.ru_maxrss / 1024,
+            out.read()[-200_000:],
+            err.read()[-200_000:],
+            paused_s=paused,
         )
+
+
+def _what(cmd: list[str]) -> str:
+    """A measured command, as a report names it: the Dagster job, or the Python module."""
+    for flag in ("-j", "-m"):
+        if flag in cmd[:-1]:
+            return cmd[cmd.index(flag) + 1]
+    return Path(cmd[0]).name
+
+
+def clock_gap() -> float:
+    """The calendar clock less the monotonic one. It grows when the machine is paused and its calendar clock set
+    right on resuming (a virtual machine's snapshot: the kernel logs "virtual machine fork"), or when the clock is
+    set: a run's wall time (monotonic) then leaves the pause out, while its event timestamps (calendar) count it,
+    and a step can seem longer than its run."""
+    return time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 class DagsterHome:

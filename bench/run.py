@@ -182,6 +182,7 @@ def product_row(
         "step_s": run["steps"].get(f"{tenant}__{entity}"),
         "analytics_s": run["steps"].get("analytics", 0.0),  # dbt's models over the entity's tables
         "run_status": run["status"],
+        "paused_s": m.paused_s,
     }
     row["records_per_s"] = row["records"] / row["wall_s"]
     row["load_records_per_s"] = row["records"] / (row["wall_s"] - row["analytics_s"])
@@ -834,9 +835,10 @@ def main(argv: list[str] | None = None) -> int:
     results["load"] = {}
 
     def phase(key: str, fn, *a):
-        before = meter.mark()
+        before, pauses = meter.mark(), len(common.PAUSES)
         results[key] = fn(*a)
         results["load"][key] = common.other_load(before, meter.mark())
+        results.setdefault("pauses", {})[key] = common.PAUSES[pauses:]
         return results[key]
 
     try:
@@ -938,10 +940,11 @@ def remeasure(scale: Scale, phases: list[str], args: argparse.Namespace) -> int:
             meter = common.CpuMeter()
             for phase in phases:
                 log(f"phase {phase}, measured again")
-                before = meter.mark()
+                before, pauses = meter.mark(), len(common.PAUSES)
                 results[phase] = PHASES[phase][1](emu if PHASES[phase][0] else None, home, work, scale)
-                # the other processes' load during this phase, in place of the first run's figure
+                # the other processes' load and the machine's pauses during this phase, in place of the first run's
                 results.setdefault("load", {})[phase] = common.other_load(before, meter.mark())
+                results.setdefault("pauses", {})[phase] = common.PAUSES[pauses:]
                 results.setdefault("remeasured", {})[phase] = {**stamp, "wall_s": time.monotonic() - started}
     finally:
         if not args.workdir:
