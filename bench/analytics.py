@@ -27,6 +27,7 @@ from bench.common import (
     CpuMeter,
     DagsterHome,
     EmulatorProcess,
+    alternating,
     code_fingerprint,
     other_load,
     tenant_specs,
@@ -76,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         begin = meter.mark()
         with EmulatorProcess(tenant_specs(scale.main, scale.hec)) as emu:
             for k in range(args.rounds):
-                order = ("without", "with") if k % 2 == 0 else ("with", "without")
-                for variant in order:
+                for variant in alternating(["without", "with"], k):
                     log(f"round {k + 1}/{args.rounds}: {variant} the analytics layer")
                     root = work / f"{variant}-{k}"
                     root.mkdir()

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ENTITIES, DagsterHome, EmulatorProcess, snapshot_code, tenant_specs
+from bench.common import ENTITIES, DagsterHome, EmulatorProcess, alternating, snapshot_code, tenant_specs
 from bench.run import LOOKBACK_ZERO, SCALES, log, write_results
 
 VARIANTS = {"now": "sync_pipelines.definitions", "as_before": "bench.collector_as_before"}
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             home.job("sync_all", timeout=scale.timeout_s).check("first sync_all")
             home.job("sync_all").check("a first no-change sync_all")  # the analytics build once, then rest
             for pair in range(args.pairs):
-                order = _order(pair)
+                order = alternating(list(VARIANTS), pair)
                 for job, ops_config in JOBS.items():
                     for variant in order:
                         m = home.job(job, ops_config, module=VARIANTS[variant]).check(f"{job} ({variant})")
@@ -80,11 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _order(pair: int) -> list[str]:
-    """The variants in the order pair `pair` runs them: alternating, so that neither always goes first."""
-    return list(VARIANTS) if pair % 2 == 0 else list(VARIANTS)[::-1]
-
-
 def first_syncs(resource: str, count: int, pairs: int) -> int:
     """`pairs` alternating pairs of the first sync of one entity, each on a fresh warehouse and DAGSTER_HOME."""
     started = datetime.now()
@@ -96,7 +91,7 @@ def first_syncs(resource: str, count: int, pairs: int) -> int:
         snapshot_code(work / "code")
         with EmulatorProcess(tenant_specs({resource: count}, None)) as emu:
             for pair in range(pairs):
-                for variant in _order(pair):
+                for variant in alternating(list(VARIANTS), pair):
                     root = work / f"{pair}-{variant}"
                     home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
                     m = home.job(job, module=VARIANTS[variant]).check(f"{job} ({variant})")

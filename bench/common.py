@@ -43,6 +43,11 @@ ENTITIES = [
 ]
 
 
+def alternating(items: list[str], round_: int) -> list[str]:
+    """`items` in the order round `round_` runs them: reversed every other round, so that none always goes first."""
+    return list(items) if round_ % 2 == 0 else list(items)[::-1]
+
+
 def tenant_specs(main_counts: dict[str, int], hec_counts: dict[str, int] | None) -> list[dict[str, Any]]:
     specs = [dict(domain=MAIN_DOMAIN, api_key=MAIN_KEY, timezone=TIMEZONE, counts=main_counts, seed=101)]
     if hec_counts:

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import ENTITIES, DagsterHome, EmulatorProcess, snapshot_code, tenant_specs
+from bench.common import ENTITIES, DagsterHome, EmulatorProcess, alternating, snapshot_code, tenant_specs
 from bench.run import log, run_rest, write_results
 
 
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             walls[size] = {"product": [], "rest_api": []}
             with EmulatorProcess(tenant_specs({resource: size}, None)) as emu:
                 for r in range(args.rounds):
-                    order = ["product", "rest_api"] if r % 2 == 0 else ["rest_api", "product"]
-                    for who in order:
+                    for who in alternating(["product", "rest_api"], r):
                         root = work / f"{size}-{r}-{who}"
                         if who == "product":
                             home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")

@@ -778,6 +778,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             )
         )
     marginal = {row["entity"]: row for row in per_record(results)}
+    judged_per_record: set[str] = set()  # the entities whose records/s target is read per record
     tenx = results.get("tenx_lists") or {}
     tenx_rates = {
         name(prod): (load_rate(prod), rest["records_per_s"])
@@ -795,7 +796,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             )
             if name(row) in marginal:
                 # the target's reading: what one more record costs, start-up cancelled out (per_record)
-                m = marginal.pop(name(row))
+                m = marginal[name(row)]
+                judged_per_record.add(name(row))
                 at_10x = tenx_rates.get(name(row))
                 rows.append(
                     (
@@ -837,10 +839,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
                     )
                 )
     for prod, rest in zip(tenx.get("product") or [], tenx.get("rest_api") or [], strict=True):
-        if full and alts and name(prod) not in tenx_rates:
-            continue
-        if any(name(prod) in target for target, _, _ in rows):
-            continue  # in its per-record row
+        if name(prod) in judged_per_record:
+            continue  # its 10x reading is in its per-record row
         ours = load_rate(prod)
         rows.append(
             (

@@ -182,7 +182,6 @@ def product_row(
         "step_s": run["steps"].get(f"{tenant}__{entity}"),
         "analytics_s": run["steps"].get("analytics", 0.0),  # dbt's models over the entity's tables
         "run_status": run["status"],
-        "paused_s": m.paused_s,
     }
     row["records_per_s"] = row["records"] / row["wall_s"]
     row["load_records_per_s"] = row["records"] / (row["wall_s"] - row["analytics_s"])
