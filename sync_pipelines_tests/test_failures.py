@@ -170,6 +170,24 @@ def test_a_quarantined_record_fixed_and_listed_as_changed_loads_once_with_its_li
     assert quarantine_rows(warehouse, "invoices")[invoice]["status"] == "resolved"
 
 
+def test_a_quarantined_record_fixed_and_re_read_by_a_full_run_loads_once(emulator, warehouse, bad_records):
+    # A full run's main walk keeps no ids of its own against repeats (the list yields each once): it must still
+    # drop the record the quarantine retry loaded just before it.
+    run_entity_job(MAIN_TENANT, ENTITIES["invoices"])
+    store = emulator.tenant(MAIN.domain)
+    store.edit("invoice", bad_records["invoices"], {"totalInclTax": 120.0}, bump=False)
+
+    result = run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "full"})
+
+    assert check(result, "synchroteam/invoices", "no_duplicate_ids").passed
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (rows,) = con.execute(
+            "SELECT count(*) FROM synchroteam.invoices WHERE id = ?", [bad_records["invoices"]]
+        ).fetchone()
+    assert rows == 1
+    assert quarantine_rows(warehouse, "invoices")[bad_records["invoices"]]["status"] == "resolved"
+
+
 def test_the_export_writes_one_csv_per_entity_and_reason(emulator, warehouse, bad_records):
     run_sync_all()
 

@@ -11,6 +11,7 @@ import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.synchroteam import source
+from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.warehouse.tables import STATE_VERSIONS_KEPT
 from sync_pipelines_tests.conftest import MAIN
@@ -188,6 +189,27 @@ def test_rows_only_a_re_fetch_walk_lists_stay_out_of_the_details_memo(emulator, 
     drafts = {str(q["id"]) for q in store.records("quotation") if q["status"] in statuses}
     assert walked == drafts and len(drafts) > 10  # the walks' rows were remembered, over several pages
     assert added_behind_window == []
+
+
+def test_a_first_load_holds_each_listed_id_once(emulator, warehouse, monkeypatch):
+    # The walk's id set (for the deletion sweep and the list's repeats) is the only one a first load fills: a
+    # second copy against repeats in the load package would double the ids a million-record load holds.
+    added: list[str] = []
+    add = IdSet.add
+
+    def counted(self, key):
+        added.append(key)
+        add(self, key)
+
+    monkeypatch.setattr(IdSet, "add", counted)
+    statuses = ("draft", "new")
+    run_entity(MAIN_TENANT, ENTITIES["quotations"], SyncPlan(mode="full", refetch_statuses=statuses))
+    run_entity(MAIN_TENANT, CUSTOMERS, SyncPlan())
+
+    listed = [
+        str(r["id"]) for resource in ("quotation", "customer") for r in emulator.tenant(MAIN.domain).records(resource)
+    ]
+    assert sorted(added) == sorted(listed)
 
 
 def test_list_row_fingerprints_match_the_memos_stored_before_orjson(emulator):

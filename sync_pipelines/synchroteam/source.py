@@ -178,6 +178,10 @@ class _EntityReader:
         # changed, a quotation whose status moved from one re-fetched status to another between two walks): each
         # load package holds one row per id, which lets dlt's merge skip de-duplicating (`deduplicated`).
         self.emitted = IdSet()
+        # False while the main walk lists every record: it yields each id once (`iter_pages`) and no re-fetch walk
+        # follows, so its ids are only checked against the retried ones, not kept a second time (a first load's
+        # million ids would be held twice, `seen` and here).
+        self.remember_emitted = True
         # id -> [dateModified, fingerprint of the list row] of records loaded near the cursor
         self.memo: dict[str, list[str]] = state.setdefault(MEMO, {})
         self.memo_retention = max(plan.overlap, DEFAULT_OVERLAP)
@@ -223,6 +227,8 @@ class _EntityReader:
         )
         cap = plan.max_records if capped_mode else 0
         since_local = None if since is None else _local(since, self.tz)
+        listing_all = since is None and until is None and not cap  # every record, uncapped: no walk follows
+        self.remember_emitted = not listing_all
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
         newest: datetime | None = None
         if plan.mode == "full":
@@ -267,7 +273,8 @@ class _EntityReader:
                 yield self._complete(chunk)
         if plan.moves_cursor:
             self._advance(newest, kept[-1][0].key if kept else None)
-        if since is None and until is None and not stats.capped and self.refetch_walks:
+        self.remember_emitted = True
+        if listing_all and self.refetch_walks:
             # Every record was just listed and loaded from its list row or its details: a walk would list them
             # again for nothing. What they remember of the records they match is kept (`_complete`).
             self.refetch_walks, self.refetch_listed = [], None
@@ -433,7 +440,8 @@ class _EntityReader:
 
         Remembers the ids a re-fetch walk would repeat. A record this run loaded already is not loaded again.
         """
-        page = [r for r in page if r.get("id") is None or str(r.get("id")) not in self.emitted]
+        if len(self.emitted):
+            page = [r for r in page if r.get("id") is None or str(r.get("id")) not in self.emitted]
         bound = self._memo_bound()  # rows older than it would not stay in the memo: no fingerprint needed
         # complete list rows (the record itself) by id: whether a re-fetch walk lists them (none: no walk this run)
         walks: dict[str, bool] = {}
@@ -466,7 +474,8 @@ class _EntityReader:
                 self.quarantine.reject(rejection)
                 continue
             self.quarantine.loaded(record["id"])
-            self.emitted.add(record["id"])
+            if self.remember_emitted:
+                self.emitted.add(record["id"])
             # a row only a walk lists lies behind the window: the details memo would prune it at the end of the run
             self._remember(raw, record["dateModified"], listed.get(record["id"]) if record["id"] in in_window else None)
             walked = walks.get(record["id"])
