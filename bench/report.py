@@ -7,6 +7,7 @@ the hand-written text around it alone.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ PHASES = {
     "rate_window": "announced rate window",
     "memory_10x": "memory 10x",
     "dagster_floor": "Dagster's floor",
-    "tenx_lists": "list entities at 10x",
+    "per_record": "list entities per record",
 }
 
 SCENARIOS = (
@@ -244,10 +245,8 @@ def render(results: dict[str, Any]) -> str:
             )
         add("")
 
-    tenx = results.get("tenx_lists")
-    if tenx:
-        tenx_section(add, tenx)
-        per_record_section(add, results)
+    if results.get("per_record"):
+        per_record_section(add, results["per_record"])
 
     inc = results.get("incremental")
     if inc:
@@ -532,106 +531,85 @@ def outside_the_work(add: Any, paired: list[tuple[dict[str, Any], dict[str, Any]
     add("")
 
 
-def tenx_section(add: Any, tenx: dict[str, Any]) -> None:
-    add("### 5b. The list entities at 10x: whole processes side by side")
-    add("")
-    add(
-        f"An emulator of its own with ten times the list entities (main tenant {fmt_counts(tenx['main'])}; HEC "
-        f"{fmt_counts(tenx['hec'])}; built in {f1(tenx.get('emulator_build_s'))} s; main invoices at 10x are "
-        "section 4's). Each entity's full first sync by the product's entity job and by rest_api (the same "
-        "`jsonl` loader), one process each, Dagster's and Python's start-up included, as in section 1."
-    )
-    add("")
-    add(
-        "| entity | records | product wall s | of which the entity step s | of which the analytics step s | "
-        "product rec/s, analytics aside | rest_api wall s | rest_api rec/s | product ÷ rest_api | requests product "
-        "/ rest_api | peak RSS MB product / rest_api |"
-    )
-    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for prod, rest in zip(tenx["product"], tenx["rest_api"]):
-        ours = load_rate(prod)
-        add(
-            f"| {name(prod)} | {n(prod['records'])} | {f1(prod['wall_s'])} | {f1(prod['step_s'])} | "
-            f"{f1(prod.get('analytics_s'))} | {n(ours)} | {f1(rest['wall_s'])} | {n(rest['records_per_s'])} | "
-            f"{ratio(ours, rest['records_per_s'])} | {n(prod['requests']['total'])} / "
-            f"{n(rest['requests']['total'])} | {n(prod['rss_mb'])} / {n(rest['rss_mb'])} |"
-        )
-    add("")
-
-
 def per_record(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each list entity's full sync at 1x and at 10x, by the product and by rest_api: the records a second one
-    more record costs, (records at 10x − records at 1x) ÷ (wall at 10x − wall at 1x), whole processes, the
-    product's analytics step aside as in section 1 (dbt over views: 6–11 s whatever the size, noise that would
-    swamp a small table's difference). What a process pays once (Python's and Dagster's start-up, the read copy,
-    the exit) is paid at both sizes and cancels out."""
-    tenx = results.get("tenx_lists") or {}
-    one = {name(r): r for r in results.get("full") or []}
-    rest_one = {name(r): r for r in (results.get("alternatives_full") or {}).get("rest_api") or []}
-    rows = []
-    for prod, rest in zip(tenx.get("product") or [], tenx.get("rest_api") or [], strict=True):
-        key = name(prod)
-        if key not in one or key not in rest_one or prod["records"] <= one[key]["records"]:
-            continue
-        more = prod["records"] - one[key]["records"]
-        ours = _aside(prod) - _aside(one[key])
-        theirs = rest["wall_s"] - rest_one[key]["wall_s"]
-        rows.append(
-            {
-                "entity": key,
-                "records": (one[key]["records"], prod["records"]),
-                "product_s": (_aside(one[key]), _aside(prod)),
-                "rest_api_s": (rest_one[key]["wall_s"], rest["wall_s"]),
-                "product_per_s": more / ours if ours > 0 else None,
-                "rest_api_per_s": more / theirs if theirs > 0 else None,
-            }
-        )
-    return rows
+    """The per-record phase's entities, each read by `per_record_row`."""
+    return [per_record_row(entity) for entity in (results.get("per_record") or {}).get("entities") or []]
 
 
-def _aside(row: dict[str, Any]) -> float:
-    """A product run's wall time without its analytics step."""
-    return row["wall_s"] - (row.get("analytics_s") or 0.0)
+def per_record_row(entity: dict[str, Any]) -> dict[str, Any]:
+    """One list entity's side-by-side full syncs at two sizes (`small`, `large`: each way's rows, one a round):
+    the records a second one more record costs, (records at the larger size − at the smaller) ÷ (median wall at the
+    larger − at the smaller), whole processes, the product's analytics step aside as in section 1 (dbt over views,
+    several seconds at either size, noise that would swamp a small table's difference). What a process pays once
+    (Python's and Dagster's start-up, the definitions, the read copy, the exit) is paid at both sizes and cancels
+    out; what is left is the per-record work the issue's records/s target is about."""
+    row: dict[str, Any] = {"entity": name(entity), "rounds": len(entity["large"]["product"])}
+    for who in ("product", "rest_api"):
+        walls = [[without_analytics(r) for r in entity[size][who]] for size in ("small", "large")]
+        records = [max(r["records"] for r in entity[size][who]) for size in ("small", "large")]
+        medians = [statistics.median(w) for w in walls]
+        row[who] = {
+            "records": records,
+            "walls": walls,
+            "median_s": medians,
+            "per_s": (records[1] - records[0]) / (medians[1] - medians[0]) if medians[1] > medians[0] else None,
+            "rss_mb": max(r["rss_mb"] for r in entity["large"][who]),
+        }
+    # each round read alone: its own two sizes, the product's rate against the rest_api runs next to its own
+    rates = {
+        who: [
+            (row[who]["records"][1] - row[who]["records"][0]) / (big - little) if big > little else 0.0
+            for little, big in zip(*row[who]["walls"])
+        ]
+        for who in ("product", "rest_api")
+    }
+    row["product_won"] = sum(p >= q for p, q in zip(rates["product"], rates["rest_api"]))
+    return row
 
 
-def same_run(results: dict[str, Any], phases: tuple[str, ...]) -> bool:
-    """Whether `phases` were measured in one benchmark run (the first, or one `--phases` run of them all)."""
-    again = results.get("remeasured") or {}
-    return len({(again.get(p) or {}).get("started_at") for p in phases}) == 1
+def without_analytics(row: dict[str, Any]) -> float:
+    """A run's wall time without the product's analytics step (rest_api's rows have none)."""
+    return float(row["wall_s"] - (row.get("analytics_s") or 0.0))
 
 
-PER_RECORD_PHASES = ("full", "alternatives_full", "tenx_lists")
-
-
-def per_record_section(add: Any, results: dict[str, Any]) -> None:
-    rows = per_record(results)
-    if not rows:
-        return
+def per_record_section(add: Any, phase: dict[str, Any]) -> None:
+    small, large = phase["small"], phase["large"]
+    builds = phase.get("emulator_build_s") or {}
+    add("### 5b. Every list entity per record: the product and rest_api side by side")
+    add("")
     add(
-        "**Per record, start-up cancelled out**: how many records a second the records beyond the 1x table cost, "
-        "(records at 10x − records at 1x) ÷ (wall at 10x − wall at 1x), whole processes of sections 1, 5 and 5b, "
-        "the product's analytics step aside as there (dbt over views, 6–11 s at either size). What a process pays "
-        "once (Python's and Dagster's start-up, the definitions, the read copy, the exit) is in both and cancels "
-        "out; what is left is the per-record work the issue's records/s target is about."
-        + (
-            ""
-            if same_run(results, PER_RECORD_PHASES)
-            else " **The 1x and 10x rows come from different benchmark runs** (see the dates above): a ratio across "
-            "two runs carries the machine's drift between them."
-        )
+        "Each list entity's full first sync at two sizes, by the product's entity job and by rest_api (the same "
+        "`jsonl` loader), whole processes, each run on a fresh warehouse. Each product run has its rest_api run "
+        f"next to it, the order reversed every other pair, {phase['rounds']} rounds, so that the machine's drift "
+        "falls on both alike. Sizes: main tenant "
+        f"{fmt_counts(small['synchroteam'])} and {fmt_counts(large['synchroteam'])}; HEC "
+        f"{fmt_counts(small['synchroteam_hec'])} and {fmt_counts(large['synchroteam_hec'])} (main invoices at ten "
+        "times the scale are section 4's); emulators of their own, built in "
+        f"{f1(builds.get('small'))} and {f1(builds.get('large'))} s."
     )
     add("")
     add(
-        "| entity | records 1x → 10x | product wall s, analytics aside, 1x → 10x | rest_api wall s 1x → 10x | product rec/s per "
-        "record | rest_api rec/s per record | product ÷ rest_api |"
+        "*Per record* = (records at the larger size − at the smaller) ÷ (median wall at the larger − at the "
+        "smaller), the product's analytics step aside as in section 1 (dbt over views, several seconds at either "
+        "size). What a process pays once (Python's and Dagster's start-up, the definitions, the read copy, the "
+        "exit) is in both sizes and cancels out; what is left is the per-record work the issue's records/s target "
+        "is about. *Rounds won*: the rounds whose own per-record rate (that round's two sizes alone) was the "
+        "product's at least as high as rest_api's."
     )
-    add("|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
+    add("")
+    add(
+        "| entity | records | product median wall s, analytics aside | rest_api median wall s | product rec/s per "
+        "record | rest_api rec/s per record | product ÷ rest_api | rounds won | peak RSS MB at "
+        "the larger size, product / rest_api |"
+    )
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in per_record({"per_record": phase}):
+        p, r = row["product"], row["rest_api"]
         add(
-            f"| {row['entity']} | {n(row['records'][0])} → {n(row['records'][1])} | "
-            f"{f1(row['product_s'][0])} → {f1(row['product_s'][1])} | "
-            f"{f1(row['rest_api_s'][0])} → {f1(row['rest_api_s'][1])} | {n(row['product_per_s'])} | "
-            f"{n(row['rest_api_per_s'])} | {ratio(row['product_per_s'], row['rest_api_per_s'])} |"
+            f"| {row['entity']} | {n(p['records'][0])} → {n(p['records'][1])} | {f1(p['median_s'][0])} → "
+            f"{f1(p['median_s'][1])} | {f1(r['median_s'][0])} → {f1(r['median_s'][1])} | {n(p['per_s'])} | "
+            f"{n(r['per_s'])} | {ratio(p['per_s'], r['per_s'])} | {row['product_won']} of {row['rounds']} | "
+            f"{n(p['rss_mb'])} / {n(r['rss_mb'])} |"
         )
     add("")
 
@@ -778,79 +756,63 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             )
         )
     marginal = {row["entity"]: row for row in per_record(results)}
-    judged_per_record: set[str] = set()  # the entities whose records/s target is read per record
-    tenx = results.get("tenx_lists") or {}
-    tenx_rates = {
-        name(prod): (load_rate(prod), rest["records_per_s"])
-        for prod, rest in zip(tenx.get("product") or [], tenx.get("rest_api") or [], strict=True)
-    }
-    if full and alts:
-        rest = {name(r): r for r in alts["rest_api"]}
-        for row in full:
-            if row["entity"] not in LIST_ONLY or name(row) not in rest:
-                continue
-            theirs = rest[name(row)]
-            ours = load_rate(row)
+    rest = {name(r): r for r in (alts or {}).get("rest_api") or []}
+    at_1x = {name(r): r for r in full or [] if r["entity"] in LIST_ONLY and name(r) in rest}
+    for key, m in marginal.items():
+        # the target's reading: what one more record costs, side by side, start-up cancelled out
+        ours, theirs = m["product"]["per_s"], m["rest_api"]["per_s"]
+        other = ""
+        if key in at_1x:
+            one, rest_one = at_1x[key], rest[key]
             step_rate, run_rate = (
-                step_and_run_rates(row, theirs) if row.get("step_s") and theirs.get("run_s") else (None, None)
+                step_and_run_rates(one, rest_one) if one.get("step_s") and rest_one.get("run_s") else (None, None)
             )
-            if name(row) in marginal:
-                # the target's reading: what one more record costs, start-up cancelled out (per_record)
-                m = marginal[name(row)]
-                judged_per_record.add(name(row))
-                at_10x = tenx_rates.get(name(row))
-                rows.append(
-                    (
-                        f"Full-sync records/s of {name(row)} ≥ rest_api's, per record (1x → 10x, whole processes, "
-                        "the analytics step aside, same `jsonl` loader, start-up cancelled out)",
-                        f"{n(m['product_per_s'])} vs {n(m['rest_api_per_s'])} "
-                        f"({ratio(m['product_per_s'], m['rest_api_per_s'])}); other readings: the step against "
-                        f"rest_api's run at 1x {ratio(step_rate, run_rate)}, whole processes (analytics aside) at 1x "
-                        f"{ratio(ours, theirs['records_per_s'])}" + (f", at 10x {ratio(*at_10x)}" if at_10x else ""),
-                        m["product_per_s"] is not None
-                        and m["rest_api_per_s"] is not None
-                        and m["product_per_s"] >= m["rest_api_per_s"],
-                    )
-                )
-                continue
-            floor = results.get("dagster_floor")
-            bound = (
-                f"; Dagster's floor {f1(floor['wall_s'], 2)} s + this step {f1(row['step_s'])} s > rest_api's whole "
-                f"process {f1(theirs['wall_s'])} s"
-                if floor and row.get("step_s") and floor["wall_s"] + row["step_s"] > theirs["wall_s"]
-                else ""
+            other = (
+                f"; other readings, section 1 against section 5: the step against rest_api's run "
+                f"{ratio(step_rate, run_rate)}, whole processes (analytics aside) "
+                f"{ratio(load_rate(one), rest_one['records_per_s'])}"
             )
-            rows.append(
-                (
-                    f"Full-sync records/s of {name(row)} ≥ rest_api's (same `jsonl` loader, start-up included, the "
-                    "analytics step aside)",
-                    f"{n(ours)} vs {n(theirs['records_per_s'])} ({ratio(ours, theirs['records_per_s'])}); with the "
-                    f"analytics step {n(row['records_per_s'])}{bound}",
-                    ours >= theirs["records_per_s"],
-                )
-            )
-            if step_rate is not None and run_rate is not None:
-                rows.append(
-                    (
-                        f"Full-sync records/s of the step of {name(row)} ≥ rest_api's pipeline run (same `jsonl` "
-                        "loader, each process's start-up aside)",
-                        f"{n(step_rate)} vs {n(run_rate)} ({ratio(step_rate, run_rate)})",
-                        step_rate >= run_rate,
-                    )
-                )
-    for prod, rest in zip(tenx.get("product") or [], tenx.get("rest_api") or [], strict=True):
-        if name(prod) in judged_per_record:
-            continue  # its 10x reading is in its per-record row
-        ours = load_rate(prod)
         rows.append(
             (
-                f"Full-sync records/s of {name(prod)} at 10x ({n(prod['records'])}) ≥ rest_api's (same `jsonl` "
-                "loader, start-up included, the analytics step aside)",
-                f"{n(ours)} vs {n(rest['records_per_s'])} ({ratio(ours, rest['records_per_s'])}); with the "
-                f"analytics step {n(prod['records_per_s'])}",
-                ours >= rest["records_per_s"],
+                f"Full-sync records/s of {key} ≥ rest_api's, per record (section 5b: side by side, "
+                f"{m['rounds']} alternating rounds, medians, whole processes, the analytics step aside, same "
+                "`jsonl` loader, start-up cancelled out)",
+                f"{n(ours)} vs {n(theirs)} ({ratio(ours, theirs)}), {n(m['product']['records'][0])} → "
+                f"{n(m['product']['records'][1])} records; rounds won {m['product_won']} of {m['rounds']}{other}",
+                ours is not None and theirs is not None and ours >= theirs,
             )
         )
+    for key, row in at_1x.items():
+        if key in marginal:
+            continue  # read per record above
+        theirs = rest[key]
+        ours = load_rate(row)
+        floor = results.get("dagster_floor")
+        bound = (
+            f"; Dagster's floor {f1(floor['wall_s'], 2)} s + this step {f1(row['step_s'])} s > rest_api's whole "
+            f"process {f1(theirs['wall_s'])} s"
+            if floor and row.get("step_s") and floor["wall_s"] + row["step_s"] > theirs["wall_s"]
+            else ""
+        )
+        rows.append(
+            (
+                f"Full-sync records/s of {key} ≥ rest_api's (same `jsonl` loader, start-up included, the analytics "
+                "step aside)",
+                f"{n(ours)} vs {n(theirs['records_per_s'])} ({ratio(ours, theirs['records_per_s'])}); with the "
+                f"analytics step {n(row['records_per_s'])}{bound}",
+                ours >= theirs["records_per_s"],
+            )
+        )
+        if row.get("step_s") and theirs.get("run_s"):
+            step_rate, run_rate = step_and_run_rates(row, theirs)
+            rows.append(
+                (
+                    f"Full-sync records/s of the step of {key} ≥ rest_api's pipeline run (same `jsonl` loader, each "
+                    "process's start-up aside)",
+                    f"{n(step_rate)} vs {n(run_rate)} ({ratio(step_rate, run_rate)})",
+                    step_rate >= run_rate,
+                )
+            )
     return rows
 
 

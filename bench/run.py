@@ -13,7 +13,8 @@ Phases, each against an emulator in its own process (bench/emulator_server.py):
    requests; the two alternatives' incremental runs on the same data;
 3. a full sync of customers under an emulator rate limit, known (paced) and unknown (429s);
 4. peak RSS of the invoices sync at 1x and 10x the table size;
-5b. the full sync of the other list entities at 10x, by the product and by rest_api, whole processes side by side.
+5b. every list entity's full sync at two sizes, by the product and by rest_api, alternating pairs over several
+    rounds: the records a second one more record costs (bench/per_record.py runs one entity the same way).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from bench.common import (
     DagsterHome,
     EmulatorProcess,
     RequestStats,
+    alternating,
     run_measured,
     tenant_specs,
 )
@@ -73,6 +75,7 @@ class Scale:
     rate_limit: int  # requests per minute in the rate-limit phase
     no_retry_after: bool  # also run the variant whose 429s carry no Retry-After
     window: tuple[int, float]  # the announced fixed window of the rate-window phase: (requests, seconds)
+    pair_rounds: int = 3  # rounds of the per-record phase's side-by-side pairs
     timeout_s: float = 3600
 
 
@@ -101,6 +104,7 @@ SCALES = {
         rate_limit=8,
         no_retry_after=False,
         window=(4, 6.0),
+        pair_rounds=2,
         timeout_s=900,
     ),
 }
@@ -343,31 +347,72 @@ def phase_dagster_floor(work: Path, scale: Scale) -> dict[str, Any]:
 # -- 5b. list entities at 10x, product and rest_api ---------------------------------------------------------------
 
 
-def tenx_lists_counts(scale: Scale) -> tuple[dict[str, int], dict[str, int]]:
-    """Ten times the scale's list-only entities, main invoices aside (their 10x sync is the memory phase's)."""
-    main = {r: 10 * c for r, c in scale.main.items() if r not in ("job", "invoice")}
-    return main, {r: 10 * c for r, c in scale.hec.items()}
+def per_record_counts(scale: Scale) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Each list entity's two sizes, by tenant: the scale's and ten times it. Main invoices go from a tenth of the
+    scale's to the scale's: ten times theirs is section 4's million, which would take an hour of pairs."""
+    small: dict[str, dict[str, int]] = {"synchroteam": {}, "synchroteam_hec": {}}
+    large: dict[str, dict[str, int]] = {"synchroteam": {}, "synchroteam_hec": {}}
+    for tenant, counts in (("synchroteam", scale.main), ("synchroteam_hec", scale.hec)):
+        for resource, count in counts.items():
+            if resource == "job":
+                continue
+            if tenant == "synchroteam" and resource == "invoice":
+                small[tenant][resource], large[tenant][resource] = count // 10, count
+            else:
+                small[tenant][resource], large[tenant][resource] = count, 10 * count
+    return small, large
 
 
-def phase_tenx_lists(work: Path, scale: Scale) -> dict[str, Any]:
-    """The full first sync of every list entity but main invoices at 10x, by the product's entity job and by
-    rest_api, one process each, side by side: where a process's fixed start-up no longer weighs on records/s."""
-    main, hec = tenx_lists_counts(scale)
-    counts = {"synchroteam": main, "synchroteam_hec": hec}
-    entities = [e for e in ENTITIES if e[2] in counts[e[0]]]
-    log(f"10x lists: emulator with {main} and HEC {hec}")
-    out: dict[str, Any] = {"main": main, "hec": hec, "product": []}
-    with EmulatorProcess(tenant_specs(main, hec)) as emu:
-        out["emulator_build_s"] = emu.build_s
-        root = work / "tenx_lists"
+def measure_full_sync(
+    who: str, emu: EmulatorProcess, root: Path, tenant: str, entity: str, resource: str, timeout: float
+) -> dict[str, Any]:
+    """One entity's full first sync into a fresh warehouse under `root`, by the product's entity job or by
+    rest_api (the same `jsonl` loader), as the report reads it."""
+    emu.stats(reset=True)
+    if who == "product":
         home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
-        for tenant, entity, resource in entities:
-            log(f"10x lists, full sync (product): {tenant}/{entity}")
-            job = f"sync_{tenant}__{entity}"
-            m = home.job(job, timeout=scale.timeout_s).check(f"full sync of {tenant}/{entity} at 10x")
-            stats = emu.stats(reset=True)
-            out["product"].append(product_row(tenant, entity, resource, m, stats, home.runs(1)[0]))
-        out["rest_api"] = rest_full_syncs(emu, work, "tenx_rest_api", entities, scale)
+        m = home.job(f"sync_{tenant}__{entity}", timeout=timeout).check(f"full sync of {tenant}/{entity}")
+        return product_row(tenant, entity, resource, m, emu.stats(reset=True), home.runs(1)[0])
+    root.mkdir(parents=True, exist_ok=True)
+    m, lines, stats = run_rest(emu, root / "rest.duckdb", root / "dlt", [(tenant, entity, resource)], timeout)
+    return rest_row(tenant, entity, resource, m, lines, stats)
+
+
+def phase_per_record(work: Path, scale: Scale) -> dict[str, Any]:
+    """Every list entity's full first sync at two sizes, by the product's entity job and by rest_api, side by
+    side: each product run has its rest_api run next to it, in alternating order, `scale.pair_rounds` rounds,
+    each run on a fresh warehouse. The report reads the records a second one more record costs, from the medians:
+    what a process pays once cancels out, and the machine's drift falls on both ways alike."""
+    small, large = per_record_counts(scale)
+    entities = [e for e in ENTITIES if e[2] in small[e[0]]]
+    out: dict[str, Any] = {"rounds": scale.pair_rounds, "small": small, "large": large, "entities": []}
+    runs: dict[tuple[str, str], dict[str, dict[str, list[dict[str, Any]]]]] = {
+        (t, e): {size: {"product": [], "rest_api": []} for size in ("small", "large")} for t, e, _ in entities
+    }
+    log(f"per record: emulators with {small} and {large}")
+    with (
+        EmulatorProcess(tenant_specs(small["synchroteam"], small["synchroteam_hec"])) as emu_small,
+        EmulatorProcess(tenant_specs(large["synchroteam"], large["synchroteam_hec"])) as emu_large,
+    ):
+        out["emulator_build_s"] = {"small": emu_small.build_s, "large": emu_large.build_s}
+        # one unrecorded run of each way first: a fresh copy's first import compiles its bytecode (15-20 s)
+        for who in ("product", "rest_api"):
+            tenant, entity, resource = entities[0]
+            root = work / "per_record" / f"warm-up-{who}"
+            measure_full_sync(who, emu_small, root, tenant, entity, resource, scale.timeout_s)
+            shutil.rmtree(root, ignore_errors=True)
+        for r in range(scale.pair_rounds):
+            for size, emu in (("small", emu_small), ("large", emu_large)):
+                for i, (tenant, entity, resource) in enumerate(entities):
+                    # reversed every other round and every other entity: neither way always goes first
+                    for who in alternating(["product", "rest_api"], r + i):
+                        root = work / "per_record" / f"{tenant}-{entity}-{size}-{r}-{who}"
+                        row = measure_full_sync(who, emu, root, tenant, entity, resource, scale.timeout_s)
+                        shutil.rmtree(root, ignore_errors=True)
+                        runs[(tenant, entity)][size][who].append(row)
+                        log(f"per record, round {r + 1}, {tenant}/{entity} ({size}) {who}: {row['wall_s']:.2f} s")
+    for (tenant, entity), by_size in runs.items():
+        out["entities"].append({"tenant": tenant, "entity": entity, **by_size})
     return out
 
 
@@ -902,7 +947,7 @@ PHASES: dict[str, tuple[bool, Any]] = {
     "rate": (True, lambda emu, home, work, scale: phase_rate(emu, work, scale)),
     "rate_window": (True, lambda emu, home, work, scale: phase_rate_window(emu, work, scale)),
     "memory_10x": (False, lambda emu, home, work, scale: phase_memory_10x(work, scale)),
-    "tenx_lists": (False, lambda emu, home, work, scale: phase_tenx_lists(work, scale)),
+    "per_record": (False, lambda emu, home, work, scale: phase_per_record(work, scale)),
 }
 
 
