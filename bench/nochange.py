@@ -1,7 +1,7 @@
 """The run users make most, side by side: a no-change `sync_all` of both tenants, a no-change run of one entity's
 job, and dlt's `rest_api` pipeline over the same entities (the plain dlt pipeline), alternating, several rounds.
 
-    python -m bench.nochange [--rounds 5] [--scale quick] [--profile DIR]
+    python -m bench.nochange [--rounds 5] [--scale quick] [--singles synchroteam/quotations,...|all] [--profile DIR]
 
 Each product run is `dagster job execute`, Dagster's start-up included, on a warehouse and a DAGSTER_HOME that
 already hold the first sync. `--profile DIR` also runs one no-change `sync_all` under cProfile and writes
@@ -28,7 +28,7 @@ from bench.common import (
 )
 from bench.run import ENTITIES, LOOKBACK_ZERO, SCALES, log, run_rest, write_results
 
-SINGLE = "sync_synchroteam__invoices"
+SINGLE = "synchroteam/invoices"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="quick", choices=sorted(SCALES))
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="work here (kept) instead of a temporary folder")
+    parser.add_argument(
+        "--singles", default=SINGLE, help="the entities whose own job runs each round, comma-separated, or all"
+    )
     args = parser.parse_args(argv)
+    known = [f"{t}/{e}" for t, e, _ in ENTITIES]
+    singles = known if args.singles == "all" else [s.strip() for s in args.singles.split(",")]
+    if unknown := [s for s in singles if s not in known]:
+        parser.error(f"unknown entities {unknown}: choose among {', '.join(known)}")
+    jobs = {f"sync_{s.replace('/', '__')}": s for s in singles}
     scale = SCALES[args.scale]
     started = datetime.now()
     with tempfile.TemporaryDirectory(prefix="bench-nochange-") as tmp:
@@ -52,14 +60,15 @@ def main(argv: list[str] | None = None) -> int:
             rows: dict[str, list[dict[str, Any]]] = {
                 "sync_all_lookback0": [],
                 "sync_all_defaults": [],
-                SINGLE: [],
+                **{job: [] for job in jobs},
                 "rest_api": [],
             }
             for k in range(args.rounds):
                 log(f"round {k + 1}/{args.rounds}")
                 rows["sync_all_lookback0"].append(_row(home.job("sync_all", LOOKBACK_ZERO).check("sync_all"), emu))
                 rows["sync_all_defaults"].append(_row(home.job("sync_all").check("sync_all"), emu))
-                rows[SINGLE].append(_row(home.job(SINGLE).check(SINGLE), emu))
+                for job in jobs:
+                    rows[job].append(_row(home.job(job).check(job), emu))
                 rest, _, rest_stats = run_rest(emu, work / "rest.duckdb", work / "rest_dlt", ENTITIES, scale.timeout_s)
                 rows["rest_api"].append(
                     {"wall_s": rest.wall_s, "rss_mb": rest.peak_rss_mb, "requests": rest_stats.count()}
