@@ -4,8 +4,8 @@ job, and dlt's `rest_api` pipeline over the same entities (the plain dlt pipelin
     python -m bench.nochange [--rounds 5] [--scale quick] [--singles synchroteam/quotations,...|all] [--profile DIR]
 
 Each product run is `dagster job execute`, Dagster's start-up included, on a warehouse and a DAGSTER_HOME that
-already hold the first sync. `--profile DIR` also runs one no-change `sync_all` under cProfile and writes
-`DIR/sync_all.prof` (read it with `python -m pstats`). Results: `bench/results/nochange-<scale>.json`.
+already hold the first sync. `--profile DIR` also runs one no-change `sync_all` and each `--singles` job under
+cProfile and writes `DIR/<job>.prof` (read it with `python -m pstats`). Results: `bench/results/nochange-<scale>.json`.
 """
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
-                prof = args.profile.resolve() / "sync_all.prof"
-                cmd = ["-m", "cProfile", "-o", str(prof), "-m", "dagster", "job", "execute", "-m"]
-                cmd += ["sync_pipelines.definitions", "-j", "sync_all"]
-                subprocess.run([PYTHON, *cmd], env=home.env, cwd=code, check=True, capture_output=True)
-                log(f"profile: {prof}")
+                for job in ("sync_all", *jobs):
+                    prof = args.profile.resolve() / f"{job}.prof"
+                    cmd = ["-m", "cProfile", "-o", str(prof), "-m", "dagster", "job", "execute", "-m"]
+                    cmd += ["sync_pipelines.definitions", "-j", job]
+                    subprocess.run([PYTHON, *cmd], env=home.env, cwd=code, check=True, capture_output=True)
+                    log(f"profile: {prof}")
     summary = {
         name: {
             "wall_s_median": statistics.median(r["wall_s"] for r in runs),
