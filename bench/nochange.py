@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     singles = known if args.singles == "all" else [s.strip() for s in args.singles.split(",")]
     if unknown := [s for s in singles if s not in known]:
         parser.error(f"unknown entities {unknown}: choose among {', '.join(known)}")
-    jobs = {f"sync_{s.replace('/', '__')}": s for s in singles}
+    jobs = [f"sync_{s.replace('/', '__')}" for s in singles]
     scale = SCALES[args.scale]
     started = datetime.now()
     with tempfile.TemporaryDirectory(prefix="bench-nochange-") as tmp:

@@ -820,9 +820,7 @@ def invoices_1x(results: dict[str, Any]) -> dict[str, Any] | None:
     """The 1x first sync of main invoices that section 4 sets against the 10x one: the memory phase's own when it
     made one (it was measured again alone, on a warehouse of its own), else section 1's."""
     own = (results.get("memory_1x") or {}).get("full")
-    if own:
-        return dict(own)
-    return next((r for r in results.get("full") or [] if name(r) == "synchroteam/invoices"), None)
+    return own or next((r for r in results.get("full") or [] if name(r) == "synchroteam/invoices"), None)
 
 
 def step_and_run_rates(product: dict[str, Any], rest: dict[str, Any]) -> tuple[float, float]:

@@ -344,7 +344,7 @@ def phase_dagster_floor(work: Path, scale: Scale) -> dict[str, Any]:
     return {"walls_s": walls, "wall_s": statistics.median(walls), "rss_mb": max(rss)}
 
 
-# -- 5b. list entities at 10x, product and rest_api ---------------------------------------------------------------
+# -- 5b. list entities per record, product and rest_api side by side ---------------------------------------------
 
 
 def per_record_counts(scale: Scale) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
@@ -367,15 +367,19 @@ def measure_full_sync(
     who: str, emu: EmulatorProcess, root: Path, tenant: str, entity: str, resource: str, timeout: float
 ) -> dict[str, Any]:
     """One entity's full first sync into a fresh warehouse under `root`, by the product's entity job or by
-    rest_api (the same `jsonl` loader), as the report reads it."""
+    rest_api (the same `jsonl` loader), as the report reads it. `root` is removed once read: a 10x warehouse
+    is a few hundred MB."""
     emu.stats(reset=True)
-    if who == "product":
-        home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
-        m = home.job(f"sync_{tenant}__{entity}", timeout=timeout).check(f"full sync of {tenant}/{entity}")
-        return product_row(tenant, entity, resource, m, emu.stats(reset=True), home.runs(1)[0])
-    root.mkdir(parents=True, exist_ok=True)
-    m, lines, stats = run_rest(emu, root / "rest.duckdb", root / "dlt", [(tenant, entity, resource)], timeout)
-    return rest_row(tenant, entity, resource, m, lines, stats)
+    try:
+        if who == "product":
+            home = DagsterHome(root, emu.base_url, root / "warehouse.duckdb")
+            m = home.job(f"sync_{tenant}__{entity}", timeout=timeout).check(f"full sync of {tenant}/{entity}")
+            return product_row(tenant, entity, resource, m, emu.stats(reset=True), home.runs(1)[0])
+        root.mkdir(parents=True, exist_ok=True)
+        m, lines, stats = run_rest(emu, root / "rest.duckdb", root / "dlt", [(tenant, entity, resource)], timeout)
+        return rest_row(tenant, entity, resource, m, lines, stats)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def phase_per_record(work: Path, scale: Scale) -> dict[str, Any]:
@@ -397,10 +401,7 @@ def phase_per_record(work: Path, scale: Scale) -> dict[str, Any]:
         out["emulator_build_s"] = {"small": emu_small.build_s, "large": emu_large.build_s}
         # one unrecorded run of each way first: a fresh copy's first import compiles its bytecode (15-20 s)
         for who in ("product", "rest_api"):
-            tenant, entity, resource = entities[0]
-            root = work / "per_record" / f"warm-up-{who}"
-            measure_full_sync(who, emu_small, root, tenant, entity, resource, scale.timeout_s)
-            shutil.rmtree(root, ignore_errors=True)
+            measure_full_sync(who, emu_small, work / "per_record" / f"warm-up-{who}", *entities[0], scale.timeout_s)
         for r in range(scale.pair_rounds):
             for size, emu in (("small", emu_small), ("large", emu_large)):
                 for i, (tenant, entity, resource) in enumerate(entities):
@@ -408,9 +409,9 @@ def phase_per_record(work: Path, scale: Scale) -> dict[str, Any]:
                     for who in alternating(["product", "rest_api"], r + i):
                         root = work / "per_record" / f"{tenant}-{entity}-{size}-{r}-{who}"
                         row = measure_full_sync(who, emu, root, tenant, entity, resource, scale.timeout_s)
-                        shutil.rmtree(root, ignore_errors=True)
                         runs[(tenant, entity)][size][who].append(row)
-                        log(f"per record, round {r + 1}, {tenant}/{entity} ({size}) {who}: {row['wall_s']:.2f} s")
+                        wall = report.without_analytics(row)
+                        log(f"per record, round {r + 1}, {tenant}/{entity} ({size}) {who}: {wall:.2f} s")
     for (tenant, entity), by_size in runs.items():
         out["entities"].append({"tenant": tenant, "entity": entity, **by_size})
     return out
