@@ -1,6 +1,6 @@
 """dlt's local working folder on DuckDB: kept after a clean run (a run that changes nothing restores nothing from
-the warehouse), dropped when a run fails or finds a package a killed run left, so that the warehouse's committed
-state is the only truth the next run starts from."""
+the warehouse, and builds no pipeline at all), dropped when a run fails or finds a package a killed run left, so
+that the warehouse's committed state is the only truth the next run starts from."""
 
 import shutil
 from pathlib import Path
@@ -10,6 +10,8 @@ import duckdb
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.defs import assets
+from sync_pipelines.errors import ConfigurationError
 from sync_pipelines.synchroteam import source
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
@@ -20,7 +22,7 @@ from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.settings import pipelines_dir
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
-from sync_pipelines_tests.helpers import run_entity_job, stored_cursor, sync_requests
+from sync_pipelines_tests.helpers import run_entity_job, stored_cursor, stored_state, sync_requests
 
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]
@@ -42,7 +44,31 @@ def test_a_clean_run_keeps_the_working_folder_for_the_next(emulator, warehouse):
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
 
 
-def test_a_failed_run_drops_the_working_folder_and_the_next_starts_from_the_warehouse(emulator, warehouse, monkeypatch):
+def test_a_run_that_fails_inside_dlt_drops_the_working_folder_and_the_next_starts_from_the_warehouse(
+    emulator, warehouse, monkeypatch
+):
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    marker(warehouse).write_text("")
+    emulator.tenant(MAIN.domain).add("invoice")  # a change: the run builds its pipeline and dlt extracts it
+
+    def broken_walks(self):
+        raise ConfigurationError("the re-fetch walks broke")
+        yield  # a generator, as the walks are
+
+    with monkeypatch.context() as patched:  # fails after the first batch, while dlt extracts
+        patched.setattr(source._EntityReader, "_refetch_walks", broken_walks)
+        assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
+
+    assert not marker(warehouse).exists()
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
+def test_a_run_that_fails_before_its_pipeline_exists_leaves_the_working_folder_as_it_was(
+    emulator, warehouse, monkeypatch
+):
+    """The API refuses the key at the first listing: no pipeline was built, the folder still holds what the
+    warehouse committed, and the next run uses it."""
     assert run_entity_job(MAIN_TENANT, INVOICES).success
     marker(warehouse).write_text("")
     emulator.tenant(MAIN.domain).add("invoice")
@@ -50,9 +76,10 @@ def test_a_failed_run_drops_the_working_folder_and_the_next_starts_from_the_ware
 
     assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
 
-    assert not marker(warehouse).exists()
+    assert marker(warehouse).exists()
     monkeypatch.setenv("SYNCHROTEAM_API_KEY", MAIN.api_key)
     assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert marker(warehouse).exists()
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
 
 
@@ -91,6 +118,43 @@ def test_a_run_that_finds_nothing_loads_nothing_and_says_so(emulator, warehouse)
     assert not pipeline.has_pending_data and marker(warehouse).parent.exists()  # nothing left behind, folder kept
 
 
+def test_a_run_that_finds_nothing_builds_no_pipeline_and_reports_the_stored_columns(emulator, warehouse, monkeypatch):
+    """The run reads the API before any dlt pipeline exists: finding nothing, it builds none, restores no state,
+    and its materialization still describes the table's columns, from the dlt schema stored in the warehouse."""
+    first = run_entity_job(MAIN_TENANT, INVOICES).asset_materializations_for_node("synchroteam__invoices")[0]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a dlt pipeline was built")
+
+    monkeypatch.setattr(assets, "build_pipeline", refuse)
+    quiet = run_entity_job(MAIN_TENANT, INVOICES).asset_materializations_for_node("synchroteam__invoices")[0]
+
+    columns = quiet.metadata["dagster/column_schema"].value.columns
+    assert [c.name for c in columns] == [c.name for c in first.metadata["dagster/column_schema"].value.columns]
+    assert columns == first.metadata["dagster/column_schema"].value.columns and len(columns) > 5
+    emulator.tenant(MAIN.domain).add("invoice")  # a change: that run needs its pipeline
+    assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
+
+
+def test_a_run_that_loads_nothing_but_changed_its_state_commits_the_state(emulator, warehouse):
+    """A draft quotation accepted without a new `dateModified`: no walk lists it any more, nothing is loaded, and
+    the re-fetch memo lets it go; that state change is committed (a load of the state alone)."""
+    quotations = ENTITIES["quotations"]
+    store = emulator.tenant(MAIN.domain)
+    assert run_entity_job(MAIN_TENANT, quotations).success
+    assert run_entity_job(MAIN_TENANT, quotations).success  # the re-fetch walks remember what they listed
+    draft = next(q for q in store.records("quotation") if q["status"] == "draft")
+    assert str(draft["id"]) in stored_state(MAIN_TENANT, quotations)["refetch_memo"]
+    loads_before = dlt_loads(warehouse)
+
+    store.edit("quotation", draft["id"], {"status": "accepted"}, bump=False)
+    result = run_entity_job(MAIN_TENANT, quotations)
+
+    assert result.asset_materializations_for_node("synchroteam__quotations")[0].metadata["loaded"].value == 0
+    assert str(draft["id"]) not in stored_state(MAIN_TENANT, quotations)["refetch_memo"]
+    assert dlt_loads(warehouse) == loads_before + 1
+
+
 def dlt_loads(warehouse: Path) -> int:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute("SELECT count(*) FROM synchroteam._dlt_loads").fetchone()[0]
@@ -122,6 +186,7 @@ def test_a_folder_that_holds_the_warehouse_s_state_is_trusted_and_one_behind_it_
     # the folder one state behind the warehouse (as a copy restored from a backup would be)
     shutil.rmtree(folder)
     behind.rename(folder)
+    store.add("invoice")  # something to load: the run builds its pipeline
     emulator.clear_requests()
     synced.clear()
     assert run_entity_job(MAIN_TENANT, INVOICES, config={"lookback_minutes": 0, "revisit_days": 0}).success

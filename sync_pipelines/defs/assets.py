@@ -51,10 +51,10 @@ from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
+from sync_pipelines.synchroteam.source import ExtractStats, ReadAhead, entity_source, pipeline_name
 from sync_pipelines.warehouse.dialect import held_open
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
+from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline, stored_resource_state
 from sync_pipelines.warehouse.settings import (
     DuckDBWarehouse,
     Warehouse,
@@ -228,12 +228,19 @@ def _sync_entity(
     started = datetime.now(UTC)
     quarantine = Quarantine(entity.name, context.run.run_id, started, before.quarantine)
     stats = ExtractStats()
+    name = pipeline_name(tenant, entity)
+    pipeline: dlt.Pipeline | None = None
+    load_info: LoadInfo | None = None
     try:
         with SynchroteamClient.in_process(settings, logger=context.log) as client:
-            source = entity_source(tenant, entity, client, plan, stats, quarantine, logger=context.log)
-            pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
             try:
-                load_info = run_pipeline(pipeline, source, target, before.stored_state)
+                # read before any pipeline exists: a run that finds nothing to load builds none (`ReadAhead`)
+                state = stored_resource_state(before.stored_state, name, entity.name)
+                with ReadAhead(entity, client, plan, stats, quarantine, state, context.log) as ahead:
+                    if not ahead.nothing_to_load:
+                        source = entity_source(tenant, entity, client, plan, stats, quarantine, context.log, ahead)
+                        pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
+                        load_info = run_pipeline(pipeline, source, target, before.stored_state)
             except Exception as exc:
                 cause = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
                 if cause is None:
@@ -254,8 +261,9 @@ def _sync_entity(
                 started,
                 plan.max_deleted_share,
                 resolved_before=started - QUARANTINE_RETENTION,
-                pipeline=pipeline_name(tenant, entity),
+                pipeline=name,
                 run_id=context.run.run_id,
+                stored_columns=pipeline is None,
             )
         except SyncError as error:
             raise _failure(error, tenant) from None
@@ -266,7 +274,8 @@ def _sync_entity(
     extra = _run_metadata(client, stats, before.rows, after.rows)
     extra.update(_quarantine_metadata(quarantine, after.deleted, after.live_rows))
     key = context.asset_key  # the step's one asset: the entity, or its reconciliation
-    metadata = materialization_metadata(extra, load_metadata(pipeline, load_info, entity.name), tenant, entity)
+    columns = after.columns if pipeline is None else pipeline.default_schema.tables.get(entity.name, {}).get("columns")
+    metadata = materialization_metadata(extra, load_metadata(columns or {}, load_info), tenant, entity)
     return [
         # the table's content version: what runs downstream (the analytics) can tell an unchanged table by
         MaterializeResult(asset_key=key, metadata=metadata, data_version=DataVersion(after.content_version)),
@@ -294,10 +303,10 @@ def materialization_metadata(
     return {**ours, **table, **kept}
 
 
-def load_metadata(pipeline: dlt.Pipeline, load_info: LoadInfo | None, table: str) -> dict[str, Any]:
-    """What dlt says of the load, as dagster-dlt would put it: the table's columns from the pipeline's schema, the
-    load's first_run, start, end and destination type (none when nothing was extracted, hence nothing loaded)."""
-    columns = pipeline.default_schema.tables.get(table, {}).get("columns", {})
+def load_metadata(columns: Mapping[str, Mapping[str, Any]], load_info: LoadInfo | None) -> dict[str, Any]:
+    """What dlt says of the load, as dagster-dlt would put it: the table's `columns` from dlt's schema (the
+    pipeline's, or the one stored in the warehouse when no pipeline was built), the load's first_run, start, end
+    and destination type (none when nothing was extracted, hence nothing loaded)."""
     schema = TableSchema(
         columns=[
             TableColumn(

@@ -22,13 +22,14 @@ changed loads nothing.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import heapq
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -95,17 +96,26 @@ def entity_source(
     stats: ExtractStats | None = None,
     quarantine: Quarantine | None = None,
     logger: logging.Logger | None = None,
+    ahead: ReadAhead | None = None,
 ) -> DltSource:
     """The dlt source for `entity` of `tenant`. `client=None` builds it for definitions only (not runnable).
 
     `quarantine` holds the entity's stored quarantine rows (re-read by id first) and collects this run's.
     `logger` receives the run's warnings (a Dagster step passes `context.log`).
+    `ahead`: the run's reading, started already (`ReadAhead`); the source yields its batches and hands dlt the
+    state it left, instead of reading from dlt's own resource state.
     """
     plan = plan or SyncPlan()
     stats = stats if stats is not None else ExtractStats()
     quarantine = quarantine or Quarantine(entity.name, "local", datetime.now(UTC), {})
 
     def read_entity() -> Iterator[Any]:
+        if ahead is not None:
+            state = dlt.current.resource_state()
+            yield from ahead.batches()
+            state.clear()  # what dlt restored from the warehouse is what the reading started from
+            state.update(ahead.state)
+            return
         if client is None:
             raise ConfigurationError(f"{pipeline_name(tenant, entity)} was built without an API client.")
         reader = _EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state(), logger or log)
@@ -139,6 +149,53 @@ def decimal_columns(normalize_identifier: Callable[[str], str]) -> dict[TSimpleR
     return {
         TSimpleRegex(f"re:(^|__){re.escape(normalize_identifier(name))}$"): "decimal" for name in sorted(DECIMAL_FIELDS)
     }
+
+
+_DONE = object()
+
+
+class ReadAhead:
+    """An entity's reading, started before any dlt pipeline exists, on the run's own copy of its resource state
+    (the warehouse's newest, `pipeline.stored_resource_state`), up to its first batch.
+
+    When the reading yields nothing and leaves the state as it found it (the common scheduled run: the API listed
+    no change), no dlt pipeline need be built, nor its state restored: nothing would be extracted, normalised or
+    loaded (`nothing_to_load`). Otherwise `entity_source(..., ahead=)` hands dlt the batches, the first included,
+    then the state the reading left, which dlt commits with the load as before. A context manager: leaving it
+    ends the reading (its thread pool, its spilled id sets) wherever it stands.
+    """
+
+    def __init__(
+        self,
+        entity: Entity,
+        client: SynchroteamClient,
+        plan: SyncPlan,
+        stats: ExtractStats,
+        quarantine: Quarantine,
+        state: dict,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.state = state
+        self._before = copy.deepcopy(state)
+        self._batches = _EntityReader(entity, client, plan, stats, quarantine, state, logger or log).read()
+        self._first: Any = _DONE
+
+    def __enter__(self) -> ReadAhead:
+        self._first = next(self._batches, _DONE)  # the requests up to the first batch, or all of them
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._batches.close()
+
+    @property
+    def nothing_to_load(self) -> bool:
+        return self._first is _DONE and self.state == self._before
+
+    def batches(self) -> Iterator[Any]:
+        first, self._first = self._first, _DONE
+        if first is not _DONE:
+            yield first
+            yield from self._batches
 
 
 class _Newest:
@@ -188,7 +245,7 @@ class _EntityReader:
         self.newest_loaded: datetime | None = None
         self.memo_limit = len(self.memo) + MEMO_SLACK  # prune while remembering beyond it: a first load lists all
 
-    def read(self) -> Iterator[Any]:
+    def read(self) -> Generator[Any, None, None]:
         with self.pool, self.emitted:
             yield from self._retry_quarantined()
             if self.plan.mode != "retry_rejected":

@@ -15,6 +15,7 @@ from typing import Any
 import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
+from dlt.pipeline.state_sync import decompress_state, migrate_state_to_current
 
 from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.synchroteam.source import pipeline_name
@@ -112,6 +113,18 @@ def run_pipeline(
         pipeline.drop()
         raise
     return info
+
+
+def stored_resource_state(stored: StoredState | None, pipeline: str, resource: str) -> dict[str, Any]:
+    """The state of dlt resource `resource` in `stored`, the newest state of `pipeline` in the warehouse, decoded
+    as dlt's `sync_destination` restores it; empty when nothing was stored. Each entity's source schema is named
+    after its pipeline (`source.pipeline_name`). A run reads its entity from it before any pipeline exists
+    (`source.ReadAhead`)."""
+    if stored is None or not stored.encoded:
+        return {}
+    state = migrate_state_to_current(pipeline, decompress_state(stored.encoded))
+    sources: dict[str, Any] = state.get("sources") or {}
+    return dict((sources.get(pipeline) or {}).get("resources", {}).get(resource) or {})
 
 
 def holds_state(pipeline: dlt.Pipeline, stored: StoredState | None) -> bool:

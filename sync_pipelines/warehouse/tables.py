@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,10 +44,12 @@ class BeforeLoad:
 
 @dataclass(frozen=True)
 class StoredState:
-    """What identifies a dlt pipeline state: its version and its hash (`_dlt_pipeline_state`)."""
+    """A dlt pipeline state as `_dlt_pipeline_state` holds it: what identifies it (its version and its hash) and
+    the state itself, encoded as dlt stores it (`pipeline.stored_resource_state` reads it)."""
 
     version: int
     version_hash: str
+    encoded: str = field(default="", repr=False)
 
 
 def before_load(target: Warehouse, schema: str, table: str, pipeline: str | None = None) -> BeforeLoad:
@@ -65,12 +68,14 @@ def _stored_state(con: Session, schema: str, pipeline: str) -> StoredState | Non
     if not _exists(con, schema, "_dlt_pipeline_state") or not _exists(con, schema, "_dlt_loads"):
         return None
     found = con.rows(
-        f"""SELECT s.version, s.version_hash FROM "{schema}"._dlt_pipeline_state s
+        f"""SELECT s.version, s.version_hash, s.state FROM "{schema}"._dlt_pipeline_state s
         JOIN "{schema}"._dlt_loads l ON l.load_id = s._dlt_load_id
         WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY s._dlt_load_id DESC LIMIT 1""",
         [pipeline],
     )
-    return StoredState(int(found[0][0]), str(found[0][1])) if found and found[0][1] is not None else None
+    if not found or found[0][1] is None:
+        return None
+    return StoredState(int(found[0][0]), str(found[0][1]), str(found[0][2] or ""))
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class AfterLoad:
     duplicate_ids: list[str] = field(default_factory=list)  # ids in the table more than once (at most 20)
     rejected: dict[str, int] = field(default_factory=dict)  # records the run quarantined, unresolved, by reason
     last_load: str | None = None  # the newest load of the entity's pipeline that completed (dlt's load id)
+    columns: dict[str, dict[str, Any]] | None = None  # the table's columns in dlt's stored schema, when asked
 
     @property
     def content_version(self) -> str:
@@ -99,11 +105,13 @@ def after_load(
     resolved_before: datetime,
     pipeline: str | None = None,
     run_id: str | None = None,
+    stored_columns: bool = False,
 ) -> AfterLoad:
     """After a sync's load, in one connection: count the rows, mark what a full walk (`seen_ids`) no longer saw
     as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), prune the quarantine
     (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows;
-    and what the sync's checks report: duplicate ids, and what `run_id` quarantined."""
+    and what the sync's checks report: duplicate ids, and what `run_id` quarantined. `stored_columns`: also the
+    table's columns as `pipeline`'s dlt schema stored in the warehouse has them (a run that built no pipeline)."""
     if not exists_yet(target):
         return AfterLoad(0, 0, 0)
     with session(target) as con:
@@ -120,7 +128,22 @@ def after_load(
         duplicates = _duplicate_ids(con, schema, table) if rows else []
         rejected = _rejected_counts(con, schema, table, run_id) if run_id is not None else {}
         last_load = _last_load(con, schema, pipeline) if pipeline is not None else None
-        return AfterLoad(rows, live, deleted, duplicates, rejected, last_load)
+        columns = _stored_columns(con, schema, pipeline, table) if stored_columns and pipeline is not None else None
+        return AfterLoad(rows, live, deleted, duplicates, rejected, last_load, columns)
+
+
+def _stored_columns(con: Session, schema: str, schema_name: str, table: str) -> dict[str, dict[str, Any]]:
+    """`table`'s columns in the newest version of the dlt schema `schema_name` stored in `_dlt_version`, the one
+    dlt itself restores (each column as dlt describes it: `name`, `data_type`, `nullable`...)."""
+    if not _exists(con, schema, "_dlt_version"):
+        return {}
+    found = con.rows(
+        f"""SELECT schema FROM "{schema}"._dlt_version WHERE schema_name = ? ORDER BY inserted_at DESC LIMIT 1""",
+        [schema_name],
+    )
+    if not found:
+        return {}
+    return dict(json.loads(found[0][0]).get("tables", {}).get(table, {}).get("columns", {}))
 
 
 class _Catalog:
