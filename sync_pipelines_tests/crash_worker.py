@@ -11,11 +11,12 @@ next worker while it is busy with the previous one.
 Settings come from the environment, as in production (`SYNCHROTEAM_*`, `SYNC_DUCKDB_PATH`). The worker changes
 nothing in how the sync runs; it only reports where it is, one line on stdout per step, flushed at once:
 
-    CRASH-WORKER PHASE <phase> <t>    start, run, extract, extracted, normalize, load, copy, merge, complete,
-                                      post_load, analytics, done (<t>: the worker's monotonic clock)
+    CRASH-WORKER PHASE <phase> <t>    start, run, read, extract, extracted, normalize, load, copy, merge,
+                                      complete, post_load, analytics, done (<t>: the worker's monotonic clock)
     CRASH-WORKER PAUSED <phase> <t>   with CRASH_PAUSE_AT=<phase>: stopped there, waiting to be killed
 
-`copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
+`read` is the step's reading of the API up to its first batch, before any dlt pipeline exists
+(`source.ReadAhead`); `extract` dlt's extract, which reads the rest. `copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
 merge of the staging tables into the final ones), `complete` the moment every job of the package is done and
 only the `_dlt_loads` row (which makes the state stored with the data visible) is left to write, `post_load`
 the warehouse work `sync_entity` does once dlt's load has committed (`after_load`: counts, live views).
@@ -85,7 +86,9 @@ def instrument() -> None:
 
     import sync_pipelines.defs.analytics as analytics
     import sync_pipelines.defs.assets as assets
+    from sync_pipelines.synchroteam.source import ReadAhead
 
+    _before(ReadAhead, "__enter__", "read")
     _before(Pipeline, "extract", "extract", after="extracted")
     _before(Pipeline, "normalize", "normalize")
     _before(Pipeline, "load", "load")
