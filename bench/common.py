@@ -136,6 +136,19 @@ def snapshot_code(target: Path) -> Path:
     return target
 
 
+def export_revision(revision: str, target: Path) -> Path:
+    """The product and the bench as git revision `revision` has them, in `target` (for `DagsterHome(code=...)`):
+    the code a change is measured against, side by side. Returns `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision, *SNAPSHOT_ITEMS],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
 class EmulatorProcess:
     """`python -m bench.emulator_server` with a JSON line protocol on its stdin/stdout."""
 
@@ -303,10 +316,19 @@ def clock_gap() -> float:
 class DagsterHome:
     """A temporary DAGSTER_HOME with the repository's dagster.yaml, and the product's environment."""
 
-    def __init__(self, root: Path, base_url: str, warehouse: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        base_url: str,
+        warehouse: Path,
+        extra_env: dict[str, str] | None = None,
+        code: Path | None = None,
+    ) -> None:
+        """`code`: run the jobs from this copy of the product (`export_revision`) instead of the snapshot."""
+        self.code = code
         self.path = root / "dagster_home"
         self.path.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CODE_DIR / "dagster.yaml", self.path / "dagster.yaml")
+        shutil.copy((code or CODE_DIR) / "dagster.yaml", self.path / "dagster.yaml")
         self.warehouse = warehouse
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
         self.env.update(
@@ -327,6 +349,8 @@ class DagsterHome:
                 }
             )
         self.env.update(extra_env or {})
+        if code is not None:
+            self.env["PYTHONPATH"] = str(code)
         self.config_dir = root / "run_configs"
         self.config_dir.mkdir(exist_ok=True)
 
@@ -345,7 +369,7 @@ class DagsterHome:
         path = self.config_dir / f"{job}-{time.monotonic_ns()}.yaml"
         path.write_text(json.dumps(run_config))  # JSON is YAML
         cmd = [DAGSTER, "job", "execute", "-m", module, "-j", job, "-c", str(path)]
-        return run_measured(cmd, {**self.env, **(env or {})}, timeout=timeout)
+        return run_measured(cmd, {**self.env, **(env or {})}, timeout=timeout, cwd=self.code)
 
     def runs(self, limit: int) -> list[dict[str, Any]]:
         """The latest `limit` runs of this instance, oldest first (see `inspect_runs`)."""
