@@ -154,13 +154,13 @@ def test_records_the_look_back_lists_again_unchanged_are_not_loaded_again(emulat
 def test_a_first_load_keeps_the_memo_small_while_it_lists_everything(emulator, warehouse, monkeypatch):
     monkeypatch.setattr(source, "MEMO_SLACK", 5)
     sizes: list[int] = []
-    remember = source._EntityReader._remember
+    remember = source.EntityReader._remember
 
     def measured(self, raw, modified, fingerprint):
         remember(self, raw, modified, fingerprint)
         sizes.append(len(self.memo))
 
-    monkeypatch.setattr(source._EntityReader, "_remember", measured)
+    monkeypatch.setattr(source.EntityReader, "_remember", measured)
     run_entity(MAIN_TENANT, ENTITIES["invoices"], SyncPlan())
     assert len(sizes) == MAIN.counts["invoice"]
     assert max(sizes) < MAIN.counts["invoice"] // 2  # pruned as it grew, not only at the end
@@ -171,7 +171,7 @@ def test_rows_only_a_re_fetch_walk_lists_stay_out_of_the_details_memo(emulator, 
     # an older draft put there would only be pruned again (BENCHMARKS.md, the memo's cost on a first load).
     added_behind_window: list[str] = []
     walked: set[str] = set()
-    complete = source._EntityReader._complete
+    complete = source.EntityReader._complete
 
     def checked(self, page, force_details=False):
         bound, before = self._memo_bound(), set(self.memo)
@@ -182,7 +182,7 @@ def test_rows_only_a_re_fetch_walk_lists_stay_out_of_the_details_memo(emulator, 
         walked.update(self.refetch_memo)
         return good
 
-    monkeypatch.setattr(source._EntityReader, "_complete", checked)
+    monkeypatch.setattr(source.EntityReader, "_complete", checked)
     statuses = ("draft", "new")
     run_entity(MAIN_TENANT, ENTITIES["quotations"], SyncPlan(page_size=10, refetch_statuses=statuses))
     store = emulator.tenant(MAIN.domain)

@@ -56,7 +56,7 @@ def test_a_run_that_fails_inside_dlt_drops_the_working_folder_and_the_next_start
         yield  # a generator, as the walks are
 
     with monkeypatch.context() as patched:  # fails after the first batch, while dlt extracts
-        patched.setattr(source._EntityReader, "_refetch_walks", broken_walks)
+        patched.setattr(source.EntityReader, "_refetch_walks", broken_walks)
         assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
 
     assert not marker(warehouse).exists()

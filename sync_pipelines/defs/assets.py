@@ -51,7 +51,14 @@ from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.source import ExtractStats, ReadAhead, entity_source, pipeline_name
+from sync_pipelines.synchroteam.source import (
+    EntityReader,
+    ExtractStats,
+    ReadAhead,
+    entity_source,
+    pipeline_name,
+    source_from,
+)
 from sync_pipelines.warehouse.dialect import held_open
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline, stored_resource_state
@@ -236,11 +243,13 @@ def _sync_entity(
             try:
                 # read before any pipeline exists: a run that finds nothing to load builds none (`ReadAhead`)
                 state = stored_resource_state(before.stored_state, name, entity.name)
-                with ReadAhead(entity, client, plan, stats, quarantine, state, context.log) as ahead:
+                reader = EntityReader(entity, client, plan, stats, quarantine, state, context.log)
+                with ReadAhead(reader) as ahead:
                     if not ahead.nothing_to_load:
-                        source = entity_source(tenant, entity, client, plan, stats, quarantine, context.log, ahead)
                         pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
-                        load_info = run_pipeline(pipeline, source, target, before.stored_state)
+                        load_info = run_pipeline(
+                            pipeline, source_from(tenant, entity, ahead), target, before.stored_state
+                        )
             except Exception as exc:
                 cause = find_sync_error(exc) or _out_of_memory(exc, duckdb_config)
                 if cause is None:

@@ -96,37 +96,46 @@ def entity_source(
     stats: ExtractStats | None = None,
     quarantine: Quarantine | None = None,
     logger: logging.Logger | None = None,
-    ahead: ReadAhead | None = None,
 ) -> DltSource:
-    """The dlt source for `entity` of `tenant`. `client=None` builds it for definitions only (not runnable).
+    """The dlt source for `entity` of `tenant`, reading from dlt's own resource state. `client=None` builds it for
+    definitions only (not runnable). A Dagster step reads ahead of its pipeline instead (`ReadAhead`, `source_from`).
 
     `quarantine` holds the entity's stored quarantine rows (re-read by id first) and collects this run's.
-    `logger` receives the run's warnings (a Dagster step passes `context.log`).
-    `ahead`: the run's reading, started already (`ReadAhead`); the source yields its batches and hands dlt the
-    state it left, instead of reading from dlt's own resource state.
+    `logger` receives the run's warnings.
     """
     plan = plan or SyncPlan()
     stats = stats if stats is not None else ExtractStats()
     quarantine = quarantine or Quarantine(entity.name, "local", datetime.now(UTC), {})
 
     def read_entity() -> Iterator[Any]:
-        if ahead is not None:
-            state = dlt.current.resource_state()
-            yield from ahead.batches()
-            state.clear()  # what dlt restored from the warehouse is what the reading started from
-            state.update(ahead.state)
-            return
         if client is None:
             raise ConfigurationError(f"{pipeline_name(tenant, entity)} was built without an API client.")
-        reader = _EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state(), logger or log)
+        reader = EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state(), logger or log)
         yield from reader.read()
 
+    return _source(tenant, entity, read_entity)
+
+
+def source_from(tenant: Tenant, entity: Entity, ahead: ReadAhead) -> DltSource:
+    """The dlt source of a reading started already (`ReadAhead`): it yields the reading's batches, the first
+    included, then hands dlt the state the reading left, which dlt commits with the load."""
+
+    def read_entity() -> Iterator[Any]:
+        state = dlt.current.resource_state()
+        yield from ahead.batches()
+        state.clear()  # what dlt restored from the warehouse is what the reading started from
+        state.update(ahead.state)
+
+    return _source(tenant, entity, read_entity)
+
+
+def _source(tenant: Tenant, entity: Entity, read_entity: Callable[[], Iterator[Any]]) -> DltSource:
     resource = dlt.resource(
         read_entity,
         name=entity.name,
         table_name=entity.name,
         primary_key=entity.primary_key,
-        # one row per id in each load package (`_EntityReader.emitted`): no window over the staged rows to drop repeats
+        # one row per id in each load package (`EntityReader.emitted`): no window over the staged rows to drop repeats
         write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
         columns={"id": {"data_type": "text", "nullable": False}},
     )
@@ -155,29 +164,20 @@ _DONE = object()
 
 
 class ReadAhead:
-    """An entity's reading, started before any dlt pipeline exists, on the run's own copy of its resource state
-    (the warehouse's newest, `pipeline.stored_resource_state`), up to its first batch.
+    """An entity's reading (`EntityReader`), started before any dlt pipeline exists, on the run's own copy of its
+    resource state (the warehouse's newest, `pipeline.stored_resource_state`), up to its first batch.
 
     When the reading yields nothing and leaves the state as it found it (the common scheduled run: the API listed
     no change), no dlt pipeline need be built, nor its state restored: nothing would be extracted, normalised or
-    loaded (`nothing_to_load`). Otherwise `entity_source(..., ahead=)` hands dlt the batches, the first included,
-    then the state the reading left, which dlt commits with the load as before. A context manager: leaving it
-    ends the reading (its thread pool, its spilled id sets) wherever it stands.
+    loaded (`nothing_to_load`). Otherwise `source_from(..., ahead)` hands dlt the batches, the first included, then
+    the state the reading left, which dlt commits with the load as before. A context manager: leaving it ends the
+    reading (its thread pool, its spilled id sets) wherever it stands.
     """
 
-    def __init__(
-        self,
-        entity: Entity,
-        client: SynchroteamClient,
-        plan: SyncPlan,
-        stats: ExtractStats,
-        quarantine: Quarantine,
-        state: dict,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        self.state = state
-        self._before = copy.deepcopy(state)
-        self._batches = _EntityReader(entity, client, plan, stats, quarantine, state, logger or log).read()
+    def __init__(self, reader: EntityReader) -> None:
+        self.state = reader.state
+        self._before = copy.deepcopy(reader.state)
+        self._batches = reader.read()
         self._first: Any = _DONE
 
     def __enter__(self) -> ReadAhead:
@@ -210,7 +210,11 @@ class _Newest:
         return self.key > other.key
 
 
-class _EntityReader:
+class EntityReader:
+    """One run's reading of an entity: the quarantined ids re-read, the main walk from the cursor, the re-fetch
+    walks; batches of complete records, then the run's quarantine rows. It reads and updates `state` (the cursor,
+    the memos) as it goes; `read` is a generator, so nothing is requested before its first batch is asked for."""
+
     def __init__(
         self,
         entity: Entity,
