@@ -173,3 +173,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
 def tenant_entities(tenant: Tenant) -> list[Entity]:
     """The entities a tenant syncs, in catalogue order."""
     return [ENTITIES[name] for name in tenant.entities]
+
+
+def pipeline_name(tenant: Tenant, entity: Entity) -> str:
+    """One dlt pipeline (and one dlt schema) per tenant and entity, so their states never race."""
+    return f"{tenant.name}__{entity.name}"

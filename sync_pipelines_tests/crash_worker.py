@@ -16,7 +16,7 @@ nothing in how the sync runs; it only reports where it is, one line on stdout pe
     CRASH-WORKER PAUSED <phase> <t>   with CRASH_PAUSE_AT=<phase>: stopped there, waiting to be killed
 
 `read` is the step's reading of the API up to its first batch, before any dlt pipeline exists
-(`source.ReadAhead`); `extract` dlt's extract, which reads the rest. `copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
+(`reader.ReadAhead`); `extract` dlt's extract, which reads the rest. `copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
 merge of the staging tables into the final ones), `complete` the moment every job of the package is done and
 only the `_dlt_loads` row (which makes the state stored with the data visible) is left to write, `post_load`
 the warehouse work `sync_entity` does once dlt's load has committed (`after_load`: counts, live views).
@@ -86,7 +86,7 @@ def instrument() -> None:
 
     import sync_pipelines.defs.analytics as analytics
     import sync_pipelines.defs.assets as assets
-    from sync_pipelines.synchroteam.source import ReadAhead
+    from sync_pipelines.synchroteam.reader import ReadAhead
 
     _before(ReadAhead, "__enter__", "read")
     _before(Pipeline, "extract", "extract", after="extracted")

@@ -8,15 +8,14 @@ from typing import Any
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from sync_pipelines.catalogue import Entity, Tenant
+from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.assets import build_pipeline
 from sync_pipelines.defs.run_config import config_class
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.source import entity_source, pipeline_name
-from sync_pipelines.warehouse.pipeline import load_file_format
+from sync_pipelines.synchroteam.source import entity_source
+from sync_pipelines.warehouse.pipeline import build_pipeline, load_file_format
 from synchroteam_emulator import Emulator
 
 

@@ -45,10 +45,9 @@ import duckdb
 import pytest
 from dlt.common.versioned_state import decompress_state
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity
+from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, pipeline_name
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp
-from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines_tests.compare import (
     _comparable,
     flatten,

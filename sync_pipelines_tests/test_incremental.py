@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.synchroteam import source
+from sync_pipelines.synchroteam import reader
 from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.warehouse.tables import STATE_VERSIONS_KEPT
@@ -152,15 +152,15 @@ def test_records_the_look_back_lists_again_unchanged_are_not_loaded_again(emulat
 
 
 def test_a_first_load_keeps_the_memo_small_while_it_lists_everything(emulator, warehouse, monkeypatch):
-    monkeypatch.setattr(source, "MEMO_SLACK", 5)
+    monkeypatch.setattr(reader, "MEMO_SLACK", 5)
     sizes: list[int] = []
-    remember = source.EntityReader._remember
+    remember = reader.EntityReader._remember
 
     def measured(self, raw, modified, fingerprint):
         remember(self, raw, modified, fingerprint)
         sizes.append(len(self.memo))
 
-    monkeypatch.setattr(source.EntityReader, "_remember", measured)
+    monkeypatch.setattr(reader.EntityReader, "_remember", measured)
     run_entity(MAIN_TENANT, ENTITIES["invoices"], SyncPlan())
     assert len(sizes) == MAIN.counts["invoice"]
     assert max(sizes) < MAIN.counts["invoice"] // 2  # pruned as it grew, not only at the end
@@ -171,7 +171,7 @@ def test_rows_only_a_re_fetch_walk_lists_stay_out_of_the_details_memo(emulator, 
     # an older draft put there would only be pruned again (BENCHMARKS.md, the memo's cost on a first load).
     added_behind_window: list[str] = []
     walked: set[str] = set()
-    complete = source.EntityReader._complete
+    complete = reader.EntityReader._complete
 
     def checked(self, page, force_details=False):
         bound, before = self._memo_bound(), set(self.memo)
@@ -182,7 +182,7 @@ def test_rows_only_a_re_fetch_walk_lists_stay_out_of_the_details_memo(emulator, 
         walked.update(self.refetch_memo)
         return good
 
-    monkeypatch.setattr(source.EntityReader, "_complete", checked)
+    monkeypatch.setattr(reader.EntityReader, "_complete", checked)
     statuses = ("draft", "new")
     run_entity(MAIN_TENANT, ENTITIES["quotations"], SyncPlan(page_size=10, refetch_statuses=statuses))
     store = emulator.tenant(MAIN.domain)
@@ -222,7 +222,7 @@ def test_list_row_fingerprints_match_the_memos_stored_before_orjson(emulator):
     store = emulator.tenant(MAIN.domain)
     rows = [r for resource in ("quotation", "invoice", "job", "customer") for r in store.records(resource)]
     rows.append({"id": 2**70, "name": "Zoë", "amount": 2.5, "lines": [{"b": None, "a": True}]})  # beyond orjson
-    assert [source._fingerprint(r) for r in rows] == [stored_digest(r) for r in rows]
+    assert [reader._fingerprint(r) for r in rows] == [stored_digest(r) for r in rows]
 
 
 def test_old_versions_of_the_dlt_state_are_pruned_and_the_newest_still_drives_the_next_run(emulator, warehouse):

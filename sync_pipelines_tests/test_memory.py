@@ -4,9 +4,9 @@ from dlt.common.configuration import resolve_configuration
 from dlt.common.data_writers.buffered import BufferedDataWriter
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.defs.assets import build_pipeline
 from sync_pipelines.warehouse import settings
 from sync_pipelines.warehouse.dialect import duckdb_connection
+from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, duckdb_settings
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN

@@ -3,21 +3,23 @@ the warehouse, and builds no pipeline at all), dropped when a run fails or finds
 that the warehouse's committed state is the only truth the next run starts from."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dlt
 import duckdb
 from dagster import DagsterInstance
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.defs import assets
+from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name
 from sync_pipelines.errors import ConfigurationError
-from sync_pipelines.synchroteam import source
+from sync_pipelines.synchroteam import reader, source
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.records import to_api_timestamp
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.source import entity_source, pipeline_name
+from sync_pipelines.synchroteam.source import entity_source
+from sync_pipelines.warehouse import pipeline as pipeline_module
 from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.settings import pipelines_dir
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
@@ -56,7 +58,7 @@ def test_a_run_that_fails_inside_dlt_drops_the_working_folder_and_the_next_start
         yield  # a generator, as the walks are
 
     with monkeypatch.context() as patched:  # fails after the first batch, while dlt extracts
-        patched.setattr(source.EntityReader, "_refetch_walks", broken_walks)
+        patched.setattr(reader.EntityReader, "_refetch_walks", broken_walks)
         assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
 
     assert not marker(warehouse).exists()
@@ -126,7 +128,7 @@ def test_a_run_that_finds_nothing_builds_no_pipeline_and_reports_the_stored_colu
     def refuse(*args, **kwargs):
         raise AssertionError("a dlt pipeline was built")
 
-    monkeypatch.setattr(assets, "build_pipeline", refuse)
+    monkeypatch.setattr(pipeline_module, "build_pipeline", refuse)  # the step imports it when it needs it
     quiet = run_entity_job(MAIN_TENANT, INVOICES).asset_materializations_for_node("synchroteam__invoices")[0]
 
     columns = quiet.metadata["dagster/column_schema"].value.columns
@@ -134,6 +136,40 @@ def test_a_run_that_finds_nothing_builds_no_pipeline_and_reports_the_stored_colu
     assert columns == first.metadata["dagster/column_schema"].value.columns and len(columns) > 5
     emulator.tenant(MAIN.domain).add("invoice")  # a change: that run needs its pipeline
     assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
+
+
+# The entity's job in a process of its own, as a run worker runs it: whether the definitions imported dlt, whether
+# the run succeeded, whether dlt was imported by the end of it, and what it loaded
+JOB_IN_ITS_OWN_PROCESS = """
+import sys
+from dagster import DagsterInstance
+from sync_pipelines.definitions import defs
+by_definitions = "dlt" in sys.modules
+with DagsterInstance.ephemeral() as instance:
+    result = defs.resolve_job_def("sync_synchroteam__invoices").execute_in_process(instance=instance)
+(materialization,) = result.asset_materializations_for_node("synchroteam__invoices")
+print("RESULT", by_definitions, result.success, "dlt" in sys.modules, materialization.metadata["loaded"].value)
+"""
+
+
+def run_in_own_process() -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", JOB_IN_ITS_OWN_PROCESS], capture_output=True, text=True, timeout=300, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return lines[-1].split()[1:]
+
+
+def test_a_run_that_finds_nothing_never_imports_dlt_and_one_that_loads_does(emulator, warehouse):
+    """The definitions describe the assets without dlt, and a step that finds nothing to load needs none of it
+    (its reading, the stored state, the stored columns): a scheduled run that finds nothing does not pay for
+    importing dlt. A run with something to load imports it when it builds its pipeline."""
+    assert run_entity_job(MAIN_TENANT, INVOICES).success  # the first load, in this process
+
+    assert run_in_own_process() == ["False", "True", "False", "0"]  # nothing changed: no dlt, at any point
+    emulator.tenant(MAIN.domain).add("invoice")
+    assert run_in_own_process() == ["False", "True", "True", "1"]  # a change: dlt, for the load only
 
 
 def test_a_run_that_loads_nothing_but_changed_its_state_commits_the_state(emulator, warehouse):

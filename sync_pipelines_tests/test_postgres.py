@@ -24,9 +24,8 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 from dlt.common.versioned_state import decompress_state
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name, tenant_entities
 from sync_pipelines.synchroteam.plan import Cursor
-from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines.warehouse.analytics import PROJECT_DIR as ANALYTICS_PROJECT
 from sync_pipelines.warehouse.dialect import postgres_connection, session
 from sync_pipelines.warehouse.lock import advisory_key, pg_locks_ids

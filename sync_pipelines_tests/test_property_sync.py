@@ -47,13 +47,14 @@ from dlt.common.versioned_state import decompress_state
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity
-from sync_pipelines.defs.assets import build_pipeline
+from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, pipeline_name
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
+from sync_pipelines.synchroteam.reader import ExtractStats
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.source import ExtractStats, entity_source, pipeline_name
+from sync_pipelines.synchroteam.source import entity_source
+from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines_tests.compare import (
     _comparable,
     flatten,

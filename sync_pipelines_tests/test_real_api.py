@@ -12,9 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name, tenant_entities
 from sync_pipelines.definitions import defs
-from sync_pipelines.synchroteam.source import pipeline_name
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures

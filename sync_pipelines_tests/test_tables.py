@@ -3,8 +3,7 @@
 from collections import Counter
 from datetime import UTC, datetime
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.synchroteam.source import pipeline_name
+from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name
 from sync_pipelines.warehouse import dialect, tables
 from sync_pipelines.warehouse.settings import warehouse as current_warehouse
 from sync_pipelines_tests.helpers import run_entity_job

@@ -1,16 +1,16 @@
-"""One dlt asset per tenant and entity (`sync_assets`: dagster-dlt's `@dlt_assets`, tidied), materializing into
-the warehouse.
+"""One dlt asset per tenant and entity (`sync_assets`: the asset dagster-dlt's `@dlt_assets` would make, tidied),
+materializing into the warehouse.
 
-The source and pipeline given to `build_dlt_asset_specs` only describe the asset (they need no secret); each run builds
-its own from the environment, so credentials and the warehouse path are read when the run starts.
+The assets are described from the catalogue (`entity_spec`); each run builds its dlt source and pipeline from the
+environment when it has something to load, so credentials and the warehouse path are read when the run starts,
+and a run that finds nothing imports no dlt.
 """
 
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import dlt
 import duckdb
 from dagster import (
     AssetCheckResult,
@@ -32,11 +32,8 @@ from dagster import (
     TableSchema,
     multi_asset,
 )
-from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
-from dagster_dlt.translator import DltResourceTranslatorData
-from dlt.common.pipeline import LoadInfo
 
-from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant
+from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant, pipeline_name
 from sync_pipelines.defs.checks import sync_check_results, sync_check_specs
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import refresh_after_failure
@@ -50,26 +47,24 @@ from sync_pipelines.errors import (
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import RESOLVED, Quarantine
+from sync_pipelines.synchroteam.reader import EntityReader, ExtractStats, ReadAhead
 from sync_pipelines.synchroteam.settings import TenantSettings
-from sync_pipelines.synchroteam.source import (
-    EntityReader,
-    ExtractStats,
-    ReadAhead,
-    entity_source,
-    pipeline_name,
-    source_from,
-)
 from sync_pipelines.warehouse.dialect import held_open
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline, stored_resource_state
 from sync_pipelines.warehouse.settings import (
     DuckDBWarehouse,
     Warehouse,
     check_warehouse_path,
+    duckdb_selected,
     duckdb_settings,
     warehouse,
 )
+from sync_pipelines.warehouse.state import stored_resource_state
 from sync_pipelines.warehouse.tables import DELETED_AT, after_load, before_load
+
+if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does (`_sync_entity`)
+    import dlt
+    from dlt.common.pipeline import LoadInfo
 
 MAX_RETRIES = 2
 QUARANTINE_RETENTION = timedelta(days=180)
@@ -84,60 +79,46 @@ class ReconciliationConfig(Config):
     page_size: int = 100
 
 
-class SynchroteamTranslator(DagsterDltTranslator):
-    """Asset keys `<tenant>/<entity>`, grouped by tenant, with no upstream placeholder assets."""
-
-    def __init__(self, tenant: Tenant, entity: Entity, reconciliation: bool = False) -> None:
-        self.tenant = tenant
-        self.entity = entity
-        self.reconciliation = reconciliation
-
-    def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
-        name, description = self.entity.name, f"{self.entity.description} Tenant: {self.tenant.label}."
-        if self.reconciliation:
-            name = f"{name}_reconciliation"
-            description = (
-                f"Days of {self.tenant.name}.{self.entity.name} re-read and merged (one partition per day, in the "
-                f"tenant's time zone); the incremental cursor is not moved."
-            )
-        spec = super().get_asset_spec(data)
-        return spec.replace_attributes(
-            key=AssetKey([self.tenant.name, name]),
-            deps=[],
-            group_name=self.tenant.name,
-            description=description,
-            tags={"tenant": self.tenant.name},
-            # the table as analysts name it (dlt's own prefixes the destination's type)
-            metadata={**spec.metadata, "dagster/table_name": f"{self.tenant.name}.{self.entity.name}"},
+def entity_spec(tenant: Tenant, entity: Entity, *, reconciliation: bool = False) -> AssetSpec:
+    """The asset `<tenant>/<entity>` (or `<entity>_reconciliation`), grouped by tenant, with no upstream
+    placeholder: the spec dagster-dlt's `build_dlt_asset_specs` makes of the entity's dlt resource and pipeline
+    (kinds `dlt` and the destination's, its storage kind), with our key, group, description, tags and table
+    name, less the dlt objects it keeps in the metadata (the UI shows them as "unserializable" rows). Built from
+    the catalogue, not from dlt objects: the definitions import no dlt (`test_metadata` holds the two equal)."""
+    name, description = entity.name, f"{entity.description} Tenant: {tenant.label}."
+    if reconciliation:
+        name = f"{name}_reconciliation"
+        description = (
+            f"Days of {tenant.name}.{entity.name} re-read and merged (one partition per day, in the tenant's time "
+            f"zone); the incremental cursor is not moved."
         )
-
-
-DLT_OBJECTS = "dagster_dlt/"
+    destination = "duckdb" if duckdb_selected() else "postgres"  # a bad URL fails the run that needs it, not the load
+    return AssetSpec(
+        key=AssetKey([tenant.name, name]),
+        deps=[],
+        description=description,
+        group_name=tenant.name,
+        # the table as analysts name it (dlt's own prefixes the destination's type)
+        metadata={"dagster/storage_kind": destination, "dagster/table_name": f"{tenant.name}.{entity.name}"},
+        tags={"tenant": tenant.name},
+        kinds={"dlt", destination},
+    )
 
 
 def sync_assets(
     tenant: Tenant, entity: Entity, *, name: str, partitions_def: DailyPartitionsDefinition | None = None
 ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
-    """`@dlt_assets`, less the dlt objects it keeps in the assets' metadata (its source, pipeline and translator,
-    which the UI shows as "unserializable" rows): each run builds its own source and pipeline and runs them
-    (`pipeline.run_pipeline`). The translator, the kinds, the subsetting and a reconciliation's single-run
-    backfills are as `@dlt_assets` makes them; an entity asset also carries its sync's checks."""
+    """`@dlt_assets`, less the dlt objects it keeps in the assets' metadata: each run builds its own source and
+    pipeline and runs them (`pipeline.run_pipeline`). The spec (`entity_spec`), the kinds, the subsetting and a
+    reconciliation's single-run backfills are as `@dlt_assets` makes them; an entity asset also carries its sync's
+    checks."""
     reconciliation = partitions_def is not None
-    translator = SynchroteamTranslator(tenant, entity, reconciliation=reconciliation)
-    specs = [
-        spec.replace_attributes(metadata={k: v for k, v in spec.metadata.items() if not k.startswith(DLT_OBJECTS)})
-        for spec in build_dlt_asset_specs(
-            dlt_source=entity_source(tenant, entity, client=None),
-            dlt_pipeline=build_pipeline(tenant, entity, describe_only=True),
-            dagster_dlt_translator=translator,
-        )
-    ]
     return multi_asset(
         name=name,
         can_subset=True,
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run() if partitions_def is not None else None,
-        specs=specs,
+        specs=[entity_spec(tenant, entity, reconciliation=reconciliation)],
         check_specs=[] if reconciliation else sync_check_specs(tenant, entity),
         pool=writer_pool(tenant),
     )
@@ -246,6 +227,10 @@ def _sync_entity(
                 reader = EntityReader(entity, client, plan, stats, quarantine, state, context.log)
                 with ReadAhead(reader) as ahead:
                     if not ahead.nothing_to_load:
+                        # dlt and the modules built on it are imported here, by a run that has something to load
+                        from sync_pipelines.synchroteam.source import source_from
+                        from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
+
                         pipeline = build_pipeline(tenant, entity, duckdb_config, target=target)
                         load_info = run_pipeline(
                             pipeline, source_from(tenant, entity, ahead), target, before.stored_state
@@ -312,7 +297,7 @@ def materialization_metadata(
     return {**ours, **table, **kept}
 
 
-def load_metadata(columns: Mapping[str, Mapping[str, Any]], load_info: LoadInfo | None) -> dict[str, Any]:
+def load_metadata(columns: Mapping[str, Mapping[str, Any]], load_info: "LoadInfo | None") -> dict[str, Any]:
     """What dlt says of the load, as dagster-dlt would put it: the table's `columns` from dlt's schema (the
     pipeline's, or the one stored in the warehouse when no pipeline was built), the load's first_run, start, end
     and destination type (none when nothing was extracted, hence nothing loaded)."""

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import dlt
-
 REJECTED_TABLE = "_rejected_records"
 AUTOMATIC_ATTEMPTS = 3  # the first sighting, then two automatic re-reads
 OPEN, UNRESOLVED, RESOLVED = "open", "unresolved", "resolved"
@@ -33,18 +31,19 @@ ACTIONS = {
     NOT_FOUND: "The record was listed but its details answer 404: it was probably deleted; nothing to fix if so.",
 }
 
-REJECTED_HINTS = dlt.mark.make_hints(
-    table_name=REJECTED_TABLE,
-    write_disposition="merge",
-    primary_key=["entity", "record_id"],
-    columns={
+# The hints of the `_rejected_records` table variant (`Quarantine.items`)
+REJECTED_TABLE_HINTS: dict[str, Any] = {
+    "table_name": REJECTED_TABLE,
+    "write_disposition": "merge",
+    "primary_key": ["entity", "record_id"],
+    "columns": {
         "payload": {"data_type": "text"},
         "record_id": {"data_type": "text", "nullable": False},
         "resolved_at": {"data_type": "timestamp"},
         "first_seen": {"data_type": "timestamp"},
         "last_seen": {"data_type": "timestamp"},
     },
-)
+}
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,14 @@ class Quarantine:
                 "resolved_at": self.now,
             }
 
-    def items(self):
-        """The rows to load, marked for the `_rejected_records` table."""
+    def items(self) -> Any:
+        """The rows to load, marked for the `_rejected_records` table; None when there are none."""
         rows = [{k: v for k, v in row.items() if v is not None} for row in self.rows.values()]
-        return dlt.mark.with_hints(rows, REJECTED_HINTS, create_table_variant=True) if rows else None
+        if not rows:
+            return None
+        import dlt  # here, not at the top: a run that quarantines nothing and finds nothing imports no dlt (reader.py)
+
+        return dlt.mark.with_hints(rows, dlt.mark.make_hints(**REJECTED_TABLE_HINTS), create_table_variant=True)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -3,10 +3,6 @@ folder."""
 
 from __future__ import annotations
 
-import atexit
-import functools
-import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,11 +11,9 @@ from typing import Any
 import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
-from dlt.pipeline.state_sync import decompress_state, migrate_state_to_current
 
-from sync_pipelines.catalogue import Entity, Tenant
-from sync_pipelines.synchroteam.source import pipeline_name
-from sync_pipelines.warehouse.settings import WAREHOUSE_URL, DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
+from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
 from sync_pipelines.warehouse.tables import StoredState
 
 BUFFER_MAX_ITEMS = 1_000  # records of a table dlt holds before writing them (see `build_pipeline`)
@@ -33,7 +27,6 @@ def build_pipeline(
     entity: Entity,
     duckdb_config: Mapping[str, Any] | None = None,
     *,
-    describe_only: bool = False,
     target: Warehouse | None = None,
 ) -> dlt.Pipeline:
     """The dlt pipeline of one entity, writing the warehouse (`SYNC_WAREHOUSE_URL`, else `SYNC_DUCKDB_PATH`).
@@ -43,14 +36,7 @@ def build_pipeline(
     its child tables at once would not fit in a bounded memory_limit (DuckDB takes one writer anyway).
 
     `target`: the warehouse, when the caller has read it already (default: `settings.warehouse()`).
-
-    `describe_only`: the pipeline handed to `build_dlt_asset_specs` when the definitions load, which never runs,
-    shared by every asset (`_describing_pipeline`). dlt writes a pipeline's folder when it is created, so it
-    lives in a folder of this process's own: two processes starting at once (two schedules, two `dagster job
-    execute`) would otherwise race on the same state file and one would fail to import the code location.
     """
-    if describe_only:  # reads no setting: a bad one fails the run that needs it, not the code location's load
-        return _describing_pipeline("postgres" if os.environ.get(WAREHOUSE_URL, "").strip() else "duckdb")
     # dlt's intermediate and load files uncompressed: gzip was the largest single cost of a first load's Python
     # work (BENCHMARKS.md), and the files live only until their load
     dlt.config["data_writer.disable_compression"] = True
@@ -115,18 +101,6 @@ def run_pipeline(
     return info
 
 
-def stored_resource_state(stored: StoredState | None, pipeline: str, resource: str) -> dict[str, Any]:
-    """The state of dlt resource `resource` in `stored`, the newest state of `pipeline` in the warehouse, decoded
-    as dlt's `sync_destination` restores it; empty when nothing was stored. Each entity's source schema is named
-    after its pipeline (`source.pipeline_name`). A run reads its entity from it before any pipeline exists
-    (`source.ReadAhead`)."""
-    if stored is None or not stored.encoded:
-        return {}
-    state = migrate_state_to_current(pipeline, decompress_state(stored.encoded))
-    sources: dict[str, Any] = state.get("sources") or {}
-    return dict((sources.get(pipeline) or {}).get("resources", {}).get(resource) or {})
-
-
 def holds_state(pipeline: dlt.Pipeline, stored: StoredState | None) -> bool:
     """The pipeline's working folder holds the state `stored` in the warehouse (same version, same hash)."""
     if stored is None:
@@ -152,16 +126,3 @@ def _working_folder(target: Warehouse) -> Path:
     if isinstance(target, DuckDBWarehouse):
         return pipelines_dir(target.path)
     return POSTGRES_PIPELINES_ROOT / f"postgres_{target.host}_{target.port}_{target.database}"
-
-
-@functools.cache
-def _describing_pipeline(kind: str) -> dlt.Pipeline:
-    """One pipeline per destination type for every asset's spec: the specs take only its destination (the
-    assets' kinds), and creating a dlt pipeline costs tens of milliseconds, once per asset otherwise."""
-    folder = Path(tempfile.mkdtemp(prefix="sync_pipelines-definitions-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return dlt.pipeline(
-        pipeline_name="sync_pipelines_definitions",
-        destination=dlt.destinations.postgres() if kind == "postgres" else dlt.destinations.duckdb(),
-        pipelines_dir=str(folder),
-    )

@@ -45,7 +45,7 @@ class BeforeLoad:
 @dataclass(frozen=True)
 class StoredState:
     """A dlt pipeline state as `_dlt_pipeline_state` holds it: what identifies it (its version and its hash) and
-    the state itself, encoded as dlt stores it (`pipeline.stored_resource_state` reads it)."""
+    the state itself, encoded as dlt stores it (`state.stored_resource_state` reads it)."""
 
     version: int
     version_hash: str
@@ -304,7 +304,7 @@ def _ensure_live_views(con: Session, schema: str, table: str) -> list[str]:
     return list(views)
 
 
-# The quarantine table as dlt creates it at the first rejected record (the hints in `quarantine.REJECTED_HINTS`):
+# The quarantine table as dlt creates it at the first rejected record (the hints in `quarantine.REJECTED_TABLE_HINTS`):
 # created empty beforehand, so analysts' queries on it work on a warehouse that never rejected anything. dlt
 # compares its tables with the destination's before a load, and finds this one complete.
 REJECTED_COLUMNS = {

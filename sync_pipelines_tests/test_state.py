@@ -1,0 +1,105 @@
+"""The resource state a step reads from the warehouse before any dlt pipeline exists: what dlt itself would restore,
+whatever the state holds."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dlt.common.versioned_state import compress_state, decompress_state
+from dlt.pipeline.state_sync import PIPELINE_STATE_ENGINE_VERSION, migrate_state_to_current
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from sync_pipelines.warehouse import state
+from sync_pipelines.warehouse.state import stored_resource_state
+from sync_pipelines.warehouse.tables import StoredState
+
+PIPELINE = "synchroteam__invoices"
+
+# What a resource state may hold: the product's strings (a cursor, ids, digests), and what dlt's typed JSON writes
+# behind a private-use character (datetimes, dates, decimals, bytes), non-ASCII text, numbers, nesting
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.datetimes(timezones=st.just(UTC)),
+    st.dates(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.binary(max_size=8),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+resource_states = st.dictionaries(st.text(max_size=10), values, max_size=5)
+
+
+def pipeline_state(resource: dict[str, Any], engine: int = PIPELINE_STATE_ENGINE_VERSION) -> dict[str, Any]:
+    """A pipeline state as dlt stores it in `_dlt_pipeline_state`, the resource's state inside."""
+    return {
+        "_state_version": 3,
+        "_state_engine_version": engine,
+        "_version_hash": "hash",
+        "pipeline_name": PIPELINE,
+        "dataset_name": "synchroteam",
+        "default_schema_name": PIPELINE,
+        "schema_names": [PIPELINE],
+        "destination_type": "dlt.destinations.duckdb",
+        "destination_name": "duckdb",
+        "sources": {PIPELINE: {"resources": {"invoices": resource}}},
+    }
+
+
+def by_dlt(encoded: str) -> dict[str, Any]:
+    restored = migrate_state_to_current(PIPELINE, decompress_state(encoded))
+    return dict(restored["sources"][PIPELINE]["resources"]["invoices"])
+
+
+def test_the_engine_version_decoded_without_dlt_is_dlts_own():
+    assert state.STATE_ENGINE_VERSION == PIPELINE_STATE_ENGINE_VERSION
+
+
+@settings(max_examples=300, deadline=None)
+@given(resource=resource_states, engine=st.sampled_from([3, PIPELINE_STATE_ENGINE_VERSION]))
+@example(
+    resource={"cursor": "2026-12-03T07:00:00+00:00", "details_memo": {"12": ["2026-12-03T06:59:00", "ab12"]}}, engine=4
+)
+@example(
+    resource={"cursor": datetime(2026, 12, 3, tzinfo=UTC), "amount": Decimal("1.10"), "day": date(2026, 12, 3)},
+    engine=4,
+)
+@example(resource={"name": "Crédit à l'unité"}, engine=4)
+def test_a_stored_resource_state_reads_as_dlt_restores_it(resource, engine):
+    encoded = compress_state(pipeline_state(resource, engine))
+
+    assert stored_resource_state(StoredState(3, "hash", encoded), PIPELINE, "invoices") == by_dlt(encoded)
+
+
+def test_a_state_of_plain_json_is_read_without_dlt_and_any_other_by_dlt(monkeypatch):
+    """The product's states (strings, lists, numbers) take the path that imports no dlt; a typed value, non-ASCII
+    text, another engine version or an uncompressed state go through dlt's own decoding."""
+    calls: list[str] = []
+    decoded_by_dlt = state._decoded_by_dlt
+    monkeypatch.setattr(
+        state, "_decoded_by_dlt", lambda encoded, name: calls.append(name) or decoded_by_dlt(encoded, name)
+    )
+    plain = {"cursor": "2026-12-03T07:00:00+00:00", "details_memo": {"12": ["2026-12-03T06:59:00", "ab12"]}, "n": 3}
+
+    def read(resource: dict[str, Any], engine: int = 4, *, compressed: bool = True) -> dict[str, Any]:
+        whole = pipeline_state(resource, engine)
+        if not compressed:
+            from dlt.common import json
+
+            return stored_resource_state(StoredState(3, "hash", json.typed_dumps(whole)), PIPELINE, "invoices")
+        return stored_resource_state(StoredState(3, "hash", compress_state(whole)), PIPELINE, "invoices")
+
+    assert read(plain) == plain and calls == []
+    assert read({"cursor": datetime(2026, 12, 3, tzinfo=UTC)}) == {"cursor": datetime(2026, 12, 3, tzinfo=UTC)}
+    assert read({"name": "Crédit"}) == {"name": "Crédit"}
+    assert read(plain, engine=3) == plain
+    assert read(plain, compressed=False) == plain
+    assert len(calls) == 4
+    assert stored_resource_state(None, PIPELINE, "invoices") == {} and len(calls) == 4
