@@ -89,7 +89,7 @@ analytics-sources: install
 clean:
 	rm -rf data .dagster_home
 
-## Benchmarks against the emulator (about 2.5 h on 2 cores; not part of `make test` or CI): rewrites the
+## Benchmarks against the emulator (1.5-2.5 h on 2 cores; not part of `make test` or CI): rewrites the
 ## tables of BENCHMARKS.md. `make bench ARGS=--quick` is a smoke run of every phase at 1/20 of the scale.
 .PHONY: bench
 bench: install

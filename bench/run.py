@@ -1,6 +1,6 @@
 """`make bench`: the sync measured against the emulator over loopback; writes BENCHMARKS.md's tables.
 
-    python -m bench.run            # the realistic scale (~2.5 h on 2 cores), rewrites BENCHMARKS.md's tables
+    python -m bench.run            # the realistic scale (1.5-2.5 h on 2 cores), rewrites BENCHMARKS.md's tables
     python -m bench.run --quick    # a smoke run at 1/20 of the scale (a few minutes), writes bench/results/quick.*
 
 Phases, each against an emulator in its own process (bench/emulator_server.py):
