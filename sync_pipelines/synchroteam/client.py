@@ -41,7 +41,7 @@ from sync_pipelines.errors import (
 )
 from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.records import parse_timestamp
-from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.synchroteam.settings import DEFAULT_RATE_LIMIT_BACKOFF_SECONDS, TenantSettings
 from sync_pipelines.synchroteam.throttle import (
     RESET_SLACK,
     Limits,
@@ -61,12 +61,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 class RetryPolicy:
     """How hard to try. Backoff waits are `min(max_wait, base * 2**attempt)` scaled by a random factor in
     [0.5, 1]: from `backoff_base` after an error, from `rate_limit_base` after a 429 that says neither
-    `X-RateLimit-Reset` nor `Retry-After` (long enough, over the attempts, for a per-minute window to pass:
-    67-135 s with the defaults). Waits the API announces are bounded by the tenant's `max_rate_wait` instead."""
+    `X-RateLimit-Reset` nor `Retry-After` (the tenant's `RATE_LIMIT_BACKOFF_SECONDS`; long enough, over the
+    attempts, for a per-minute window to pass: 67-135 s with the defaults). Waits the API announces are bounded by the tenant's `max_rate_wait` instead."""
 
     max_attempts: int = 6
     backoff_base: float = 0.5
-    rate_limit_base: float = 5.0
+    rate_limit_base: float = DEFAULT_RATE_LIMIT_BACKOFF_SECONDS
     max_wait: float = 60.0
 
 
@@ -120,7 +120,7 @@ class SynchroteamClient:
         logger: logging.Logger | None = None,
     ) -> None:
         self.settings = settings
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy(rate_limit_base=settings.rate_limit_backoff)
         self.stats = ClientStats()
         self.listed_at: datetime | None = None  # the server's clock (`Date`) when it answered the last list page
         self._rng = rng or random.Random()

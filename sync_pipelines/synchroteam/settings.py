@@ -15,6 +15,9 @@ DEFAULT_BASE_URL = "https://ws.synchroteam.com/Api/v3"
 DEFAULT_QUOTA_FLOOR = 100
 # The longest wait for the API's rate window a run accepts: windows of up to an hour are waited out.
 DEFAULT_MAX_RATE_WAIT_SECONDS = 3600.0
+# The first wait after a 429 that says neither Retry-After nor X-RateLimit-Reset, doubled at each attempt: over the
+# attempts, long enough for a per-minute window to pass.
+DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,12 @@ class TenantSettings:
     requests_per_minute: float | None = None
     quota_floor: int = DEFAULT_QUOTA_FLOOR
     max_rate_wait: float = DEFAULT_MAX_RATE_WAIT_SECONDS
+    rate_limit_backoff: float = DEFAULT_RATE_LIMIT_BACKOFF_SECONDS
 
     @classmethod
     def from_env(cls, tenant: Tenant, environ: Mapping[str, str] | None = None) -> TenantSettings:
         """Read `<PREFIX>BASE_URL`, `DOMAIN`, `API_KEY`, `TIMEZONE` (required: the API's timestamps carry no
-        zone), `REQUESTS_PER_MINUTE`, `QUOTA_FLOOR`, `MAX_RATE_WAIT_SECONDS`."""
+        zone), `REQUESTS_PER_MINUTE`, `QUOTA_FLOOR`, `MAX_RATE_WAIT_SECONDS`, `RATE_LIMIT_BACKOFF_SECONDS`."""
         env = os.environ if environ is None else environ
 
         def value(suffix: str) -> str:
@@ -82,6 +86,9 @@ class TenantSettings:
             requests_per_minute=_positive_number(tenant, env, "REQUESTS_PER_MINUTE", float) or None,
             quota_floor=_positive_number(tenant, env, "QUOTA_FLOOR", int, DEFAULT_QUOTA_FLOOR),
             max_rate_wait=_positive_number(tenant, env, "MAX_RATE_WAIT_SECONDS", float, DEFAULT_MAX_RATE_WAIT_SECONDS),
+            rate_limit_backoff=_positive_number(
+                tenant, env, "RATE_LIMIT_BACKOFF_SECONDS", float, DEFAULT_RATE_LIMIT_BACKOFF_SECONDS
+            ),
         )
 
 
