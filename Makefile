@@ -47,14 +47,19 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 emulator: install
 	$(BIN)/python -m synchroteam_emulator --port 8765 $(ARGS)
 
-## Every test (what CI runs, after lint and typecheck).
-test: install
-	$(BIN)/python -m pytest
+## Tests run on TEST_WORKERS processes (pytest-xdist; default 2, the cores CI has): a test that starts a server
+## for its module keeps its tests on one worker (`xdist_group`). `make test TEST_WORKERS=0` runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-## The suite without the slow ones (crash recovery, dagster dev end to end, property-based, reliability, a real
-## rate window): a few minutes.
+## Every test (what CI runs, after lint and typecheck): unit, integration and end to end.
+test: install
+	$(PYTEST)
+
+## The edit-test loop: unit and in-process integration tests; no process started, no PostgreSQL, no UI (the
+## `slow` ones: sync_pipelines_tests/end_to_end/ and every test that needs PostgreSQL).
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## ruff: lint, and the formatter's check.
 lint: install

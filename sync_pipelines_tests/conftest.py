@@ -13,6 +13,7 @@ import pytest
 # Dagster retry a step (and the processes they start) wait 0 s, not 30 s and 60 s.
 os.environ.setdefault("SYNC_RETRY_DELAY_SECONDS", "0")
 
+from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.warehouse.settings import PostgresWarehouse, Warehouse
 from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
 from sync_pipelines_tests.postgres_server import PostgresServer, running_postgres
@@ -43,9 +44,17 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
+# A 429 that says neither Retry-After nor X-RateLimit-Reset is backed off from this, not from 5 s: the client's own
+# tests prove the real schedule with a fake clock; the syncs' tests only need the backoff to happen.
+RATE_LIMIT_BACKOFF_SECONDS = "0.05"
+
+
 def _point_tenants_at(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable, value in tenant_env(emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}).items():
+    tenants = {"synchroteam": MAIN, "synchroteam_hec": HEC}
+    for variable, value in tenant_env(emulator.base_url, tenants).items():
         monkeypatch.setenv(variable, value)
+    for tenant in TENANTS.values():
+        monkeypatch.setenv(tenant.env("RATE_LIMIT_BACKOFF_SECONDS"), RATE_LIMIT_BACKOFF_SECONDS)
 
 
 @pytest.fixture
@@ -79,7 +88,14 @@ def pg_warehouse(
     return target
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs PostgreSQL (the server the session starts) is `slow`: `make test-fast` leaves it out."""
+    for item in items:
+        if "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
 def any_warehouse(request: pytest.FixtureRequest) -> Warehouse:
     """Each test using it runs twice: on a fresh DuckDB file, then on a fresh PostgreSQL database."""
     request.getfixturevalue("warehouse" if request.param == "duckdb" else "pg_warehouse")

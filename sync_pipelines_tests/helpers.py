@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance, ExecuteInProcessResult
@@ -16,12 +17,15 @@ from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
 from sync_pipelines.synchroteam.settings import TenantSettings
 from sync_pipelines.synchroteam.source import entity_source
 from sync_pipelines.warehouse.pipeline import build_pipeline, load_file_format
+from sync_pipelines_tests.jobs import run_job
 from synchroteam_emulator import Emulator
 
 
-def run_sync_all(raise_on_error: bool = True, instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
-    """`dagster job execute -j sync_all`, in process."""
-    return defs.resolve_job_def("sync_all").execute_in_process(raise_on_error=raise_on_error, instance=instance)
+def run_sync_all(
+    raise_on_error: bool = True, instance: DagsterInstance | None = None, analytics: bool = False
+) -> ExecuteInProcessResult:
+    """`dagster job execute -j sync_all`, in process (with the analytics step if `analytics`)."""
+    return run_job("sync_all", raise_on_error=raise_on_error, instance=instance, analytics=analytics)
 
 
 def run_entity(tenant: Tenant, entity: Entity, plan: SyncPlan) -> None:
@@ -39,11 +43,13 @@ def run_entity_job(
     config: dict | None = None,
     raise_on_error: bool = True,
     instance: DagsterInstance | None = None,
+    analytics: bool = False,
 ) -> ExecuteInProcessResult:
-    """The entity's own job with run config, in process."""
+    """The entity's own job with run config, in process (with the analytics step if `analytics`)."""
     run_config = {"ops": {pipeline_name(tenant, entity): {"config": config or {}}}}
-    job = defs.resolve_job_def(f"sync_{tenant.name}__{entity.name}")
-    return job.execute_in_process(run_config=run_config, raise_on_error=raise_on_error, instance=instance)
+    return run_job(
+        f"sync_{tenant.name}__{entity.name}", run_config, raise_on_error, instance=instance, analytics=analytics
+    )
 
 
 def run_row_count_checks() -> ExecuteInProcessResult:
@@ -129,3 +135,8 @@ def requests_by(emulator: Emulator, domain: str, resource: str) -> tuple[int, in
     """(list requests, details requests) the syncs made for one tenant's resource."""
     mine = [r for r in sync_requests(emulator) if r.tenant == domain and r.resource == resource]
     return sum(r.action == "list" for r in mine), sum(r.action == "details" for r in mine)
+
+
+def files_containing(root: Path, secret: bytes) -> list[str]:
+    """The files under `root` whose bytes hold `secret`."""
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]

@@ -22,6 +22,7 @@ def main() -> None:
     from sync_pipelines.warehouse.settings import warehouse
     from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
     from sync_pipelines_tests.conftest import HEC, MAIN
+    from sync_pipelines_tests.helpers import run_sync_all
     from synchroteam_emulator import Emulator, TenantSpec
     from synchroteam_emulator.env import tenant_env
 
@@ -42,7 +43,7 @@ def main() -> None:
             assert defs.resolve_job_def(f"sync_{NORTH.name}__{entity}") is not None
         schedules = {s.name for s in defs.schedules or []}
         assert {f"sync_{NORTH.name}__{entity}_schedule" for entity in NORTH.entities} <= schedules, schedules
-        result = defs.resolve_job_def("sync_all").execute_in_process()
+        result = run_sync_all()
         assert result.success
         domains = {name: spec.domain for name, spec in specs.items()}
         assert_warehouse_equals_emulator(emulator, warehouse(), domains)

@@ -58,9 +58,7 @@ from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import run_entity_job
 from synchroteam_emulator import Emulator, Fault
 
-pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TENANT = TENANTS["synchroteam"]
 SCHEMA = TENANT.name
 JOBS, INVOICES = ENTITIES["jobs"], ENTITIES["invoices"]

@@ -209,6 +209,16 @@ def test_429_without_retry_after_backs_off_exponentially_with_jitter():
     assert len({round(w / 2**i, 3) for i, w in enumerate(fake.sleeps)}) > 1  # jittered, not fixed
 
 
+def test_the_backoff_after_a_429_that_says_nothing_starts_at_the_tenant_s_setting():
+    answers = iter([json_response(429, {"message": "slow down"})] * 3 + [json_response(200, {"id": 1})])
+    fake = FakeTime()
+    with make_client(lambda r: next(answers), fake, settings=settings(rate_limit_backoff=0.25)) as client:
+        client.details("invoice", "1")
+    assert len(fake.sleeps) == 3
+    for attempt, waited in enumerate(fake.sleeps):
+        assert 0.125 * 2**attempt <= waited <= 0.25 * 2**attempt
+
+
 def test_endless_429s_give_up_as_rate_limited_after_the_attempt_budget():
     calls = []
 

@@ -7,11 +7,9 @@ own step, a run that changed nothing re-creates no view, and the README's analys
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +17,13 @@ import duckdb
 import pytest
 from dagster import AssetCheckEvaluation, AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from sync_pipelines import catalogue
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.analytics import build_analytics_assets
 from sync_pipelines.warehouse.analytics import (
     PROJECT_DIR,
-    SOURCES_FILE,
-    TENANTS_MACRO,
     DbtFailed,
     build_docs,
-    model_code_versions,
     prepared_manifest,
-    source_tables,
-    sources_yaml,
-    tenants_macro,
 )
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse, Warehouse, read_copy_path
@@ -42,7 +32,7 @@ from sync_pipelines_tests.conftest import DOMAINS
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
 from synchroteam_emulator import Emulator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
 # model: (the entity it reads, the emulator's resource, the child list it flattens or None, the parent's id column)
 MODELS: dict[str, tuple[str, str, str | None, str | None]] = {
@@ -111,54 +101,6 @@ def materialized(result: ExecuteInProcessResult) -> set[str]:
 # -- the project, without a warehouse ----------------------------------------------------------------------------
 
 
-def test_the_dbt_sources_and_tenant_list_are_the_catalogues_and_follow_a_new_tenant(monkeypatch):
-    assert SOURCES_FILE.read_text() == sources_yaml(), "run `make analytics-sources`"
-    assert TENANTS_MACRO.read_text() == tenants_macro(), "run `make analytics-sources`"
-    sources: dict[str, set[str]] = {}
-    for node in manifest()["sources"].values():
-        sources.setdefault(node["source_name"], set()).add(node["name"])
-    assert sources == {tenant: set(tables) for tenant, tables in source_tables().items()}
-    assert sources["synchroteam_hec"] == {"invoices", "invoices__lines", "credit_notes", "credit_notes__lines"}
-
-    north = catalogue.Tenant(name="synchroteam_north", label="North", entities=("invoices", "customers"))
-    monkeypatch.setitem(catalogue.TENANTS, north.name, north)
-    assert "  - name: synchroteam_north\n" in sources_yaml()
-    assert '"synchroteam_north": ["invoices", "customers"]' in tenants_macro()
-
-
-def test_every_model_the_issue_names_exists_and_every_column_is_described():
-    models = models_of(manifest())
-    assert set(models) == set(MODELS)
-    for name, node in models.items():
-        assert node["description"].strip(), name
-        assert node["columns"], name
-        for column, spec in node["columns"].items():
-            assert spec["description"].strip(), f"{name}.{column}"
-        parent_id = MODELS[name][3]
-        key = ["tenant", parent_id, "line_number"] if parent_id else ["tenant", "id"]
-        assert list(node["columns"])[: len(key)] == key, name
-
-
-def test_the_dbt_tests_are_the_issue_s_unique_not_null_and_relationships_as_asset_checks():
-    from sync_pipelines.definitions import defs
-
-    checks: dict[str, set[str]] = {}
-    for key in defs.resolve_asset_graph().asset_check_keys:
-        if key.asset_key.path[0] == "analytics":
-            checks.setdefault(key.asset_key.path[1], set()).add(key.name)
-    assert set(checks) == set(MODELS)
-    for model, (_, _, _, parent_id) in MODELS.items():
-        names = checks[model]
-        key = f"tenant__{parent_id}__line_number" if parent_id else "tenant__id"
-        assert f"unique_key_{model}_{key}" in names
-        assert f"not_null_{model}_tenant" in names
-        if parent_id:
-            parent = PARENT_MODEL[parent_id]
-            assert f"relationships_within_tenant_{model}_{parent_id}__id__ref_{parent}_" in names
-        else:
-            assert f"not_null_{model}_id" in names
-
-
 def test_a_dbt_project_that_does_not_parse_fails_when_the_definitions_load_with_dbt_s_message(tmp_path):
     project = tmp_path / "analytics"
     shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
@@ -173,7 +115,7 @@ def test_a_dbt_project_that_does_not_parse_fails_when_the_definitions_load_with_
 
 
 def test_after_sync_all_analytics_holds_every_live_record_of_both_tenants_typed_and_joinable(emulator, any_warehouse):
-    result = run_sync_all()
+    result = run_sync_all(analytics=True)
     assert result.success
     checks = dbt_checks(result)
     assert len(checks) == 44 and all(check.passed for check in checks.values()), {
@@ -254,12 +196,12 @@ def readme_statements(name: str) -> list[str]:
 def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_load_nor_the_read_copy(
     emulator, any_warehouse
 ):
-    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True).success
     with session(any_warehouse) as con:  # a second row with the id of the first, as a bad merge would leave
         con.execute("CREATE TEMP TABLE planted AS SELECT * FROM synchroteam_hec.invoices LIMIT 1")
         con.execute("UPDATE planted SET _dlt_id = 'planted-duplicate'")
         con.execute("INSERT INTO synchroteam_hec.invoices SELECT * FROM planted")
-    result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False)
+    result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False, analytics=True)
     checks = dbt_checks(result)
     assert not checks["unique_key_invoices_tenant__id"].passed
     assert checks["unique_key_invoices_tenant__id"].severity.value == "ERROR"
@@ -274,13 +216,15 @@ def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_loa
 
     with session(any_warehouse) as con:
         con.execute("DELETE FROM synchroteam_hec.invoices WHERE _dlt_id = 'planted-duplicate'")
-    assert dbt_checks(run_entity_job(HEC_TENANT, ENTITIES["invoices"]))["unique_key_invoices_tenant__id"].passed
+    assert dbt_checks(run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True))[
+        "unique_key_invoices_tenant__id"
+    ].passed
 
 
 def test_a_model_that_fails_fails_the_analytics_step_with_dbt_s_message_after_the_loads_and_heals_next_run(
     emulator, any_warehouse
 ):
-    assert run_sync_all().success
+    assert run_sync_all(analytics=True).success
     # HEC's missing job number appears as a column no cast makes a number: the re-defined view fails to read
     # (PostgreSQL refuses it at once, DuckDB when every row is read before the commit) and is rolled back
     array = "'{1}'" if isinstance(any_warehouse, PostgresWarehouse) else "[1]"
@@ -288,7 +232,7 @@ def test_a_model_that_fails_fails_the_analytics_step_with_dbt_s_message_after_th
         con.execute(f"ALTER TABLE synchroteam_hec.invoices ADD COLUMN job__num INTEGER[] DEFAULT {array}")
     hec = emulator.tenant(DOMAINS["synchroteam_hec"])
     hec.add("invoice")
-    result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False)
+    result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False, analytics=True)
     failures = step_failures(result)
     assert set(failures) == {"analytics"}, failures
     assert "invoices" in failures["analytics"] and "bigint" in failures["analytics"].lower(), failures
@@ -304,21 +248,21 @@ def test_a_model_that_fails_fails_the_analytics_step_with_dbt_s_message_after_th
     with session(any_warehouse) as con:
         con.execute("DROP VIEW synchroteam_hec.invoices_live")  # the next load defines it again
         con.execute("ALTER TABLE synchroteam_hec.invoices DROP COLUMN job__num")
-    healed = run_entity_job(HEC_TENANT, ENTITIES["invoices"])
+    healed = run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True)
     assert healed.success and "analytics/invoices" in materialized(healed)
     assert counts_by_tenant(any_warehouse, "invoices")["synchroteam_hec"] == loaded
 
 
 def test_a_run_that_changed_no_column_re_creates_no_view(emulator, any_warehouse):
-    assert run_sync_all().success
+    assert run_sync_all(analytics=True).success
     before = view_identities(any_warehouse)
     assert set(before) == set(MODELS)
-    second = run_sync_all()
+    second = run_sync_all(analytics=True)
     assert second.success and {f"analytics/{model}" for model in MODELS} <= materialized(second)
     assert view_identities(any_warehouse) == before
     if isinstance(any_warehouse, DuckDBWarehouse):  # a run that loads nothing writes nothing, analytics included
         copy = read_copy_path(any_warehouse.path).stat()
-        nothing = run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "retry_rejected"})
+        nothing = run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "retry_rejected"}, analytics=True)
         assert nothing.success and "analytics/invoices" in materialized(nothing)
         after = read_copy_path(any_warehouse.path).stat()
         assert (after.st_ino, after.st_mtime_ns) == (copy.st_ino, copy.st_mtime_ns)
@@ -329,10 +273,10 @@ QUIET = {"lookback_minutes": 0, "revisit_days": 0}  # an incremental run that re
 
 def test_dbt_starts_only_when_a_table_it_reads_or_its_code_changed_or_when_asked_for_alone(emulator, warehouse):
     instance = DagsterInstance.ephemeral()  # one instance for every run: it keeps what dbt last built from
-    first = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance)
+    first = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(first)
 
-    nothing = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance)
+    nothing = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert nothing.success and materialized(nothing) >= {"synchroteam_hec/invoices"}
     assert not {key for key in materialized(nothing) if key.startswith("analytics/")}
     assert dbt_checks(nothing) == {}
@@ -343,7 +287,7 @@ def test_dbt_starts_only_when_a_table_it_reads_or_its_code_changed_or_when_asked
 
     hec = emulator.tenant(DOMAINS["synchroteam_hec"])
     hec.add("invoice")
-    changed = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance)
+    changed = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(changed)
     assert counts_by_tenant(configured_warehouse(), "invoices")["synchroteam_hec"] == len(hec.records("invoice"))
 
@@ -352,47 +296,15 @@ def test_dbt_starts_only_when_a_table_it_reads_or_its_code_changed_or_when_asked
         con.execute("CREATE TEMP TABLE planted AS SELECT * FROM synchroteam_hec.invoices LIMIT 1")
         con.execute("UPDATE planted SET _dlt_id = 'planted-duplicate'")
         con.execute("INSERT INTO synchroteam_hec.invoices SELECT * FROM planted")
-    planted = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False)
+    planted = run_entity_job(
+        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
+    )
     assert not dbt_checks(planted)["unique_key_invoices_tenant__id"].passed
 
     alone = defs.resolve_job_def("sync_all").execute_in_process(
         asset_selection=[AssetKey(["analytics", "invoices"])], instance=instance, raise_on_error=False
     )
     assert materialized(alone) == {"analytics/invoices"}
-
-
-def test_a_model_s_code_version_follows_its_sql_its_tests_and_the_project_s_macros_only():
-    document = manifest()
-    before = model_code_versions(document)
-    assert set(before) == {f"model.analytics.{model}" for model in MODELS} and len(set(before.values())) == len(MODELS)
-
-    def versions_after(change: Callable[[dict[str, Any]], None]) -> dict[str, str]:
-        changed = copy.deepcopy(document)
-        change(changed)
-        return model_code_versions(changed)
-
-    def edit_model(d: dict[str, Any]) -> None:
-        d["nodes"]["model.analytics.sites"]["raw_code"] += "\n-- edited"
-
-    def edit_test(d: dict[str, Any]) -> None:
-        test = next(t for t in d["child_map"]["model.analytics.customers"] if t.startswith("test."))
-        d["nodes"][test]["test_metadata"]["kwargs"]["column_name"] = "other"
-
-    def edit_macro(d: dict[str, Any]) -> None:
-        d["macros"]["macro.analytics.union_tenants"]["macro_sql"] += "\n"
-
-    def edit_dbt_s_own_macro(d: dict[str, Any]) -> None:
-        d["macros"]["macro.dbt.test_not_null"]["macro_sql"] += "\n"
-
-    changed = {k for k, v in versions_after(edit_model).items() if v != before[k]}
-    assert changed == {"model.analytics.sites"}
-    changed = {k for k, v in versions_after(edit_test).items() if v != before[k]}
-    assert changed == {"model.analytics.customers"}
-    assert all(v != before[k] for k, v in versions_after(edit_macro).items())
-    assert versions_after(edit_dbt_s_own_macro) == before  # dbt's version covers its own macros
-    assert {spec.key.to_user_string(): spec.code_version for spec in build_analytics_assets().specs} == {
-        f"analytics/{node.split('.')[-1]}": version for node, version in before.items()
-    }
 
 
 def view_identities(target: Warehouse) -> dict[str, Any]:
@@ -410,7 +322,7 @@ def view_identities(target: Warehouse) -> dict[str, Any]:
 def test_the_read_copy_holds_analytics_and_the_tenants_tables_not_dlt_s_staging_and_make_docs_builds_the_site(
     emulator, warehouse
 ):
-    assert run_sync_all().success
+    assert run_sync_all(analytics=True).success
     with duckdb.connect(str(read_copy_path(warehouse)), read_only=True) as copy:
         schemas = {s for (s,) in copy.execute("SELECT schema_name FROM duckdb_schemas() WHERE NOT internal").fetchall()}
         assert {"analytics", "synchroteam", "synchroteam_hec"} <= schemas
@@ -425,10 +337,10 @@ def test_the_read_copy_holds_analytics_and_the_tenants_tables_not_dlt_s_staging_
 
 
 def test_no_password_reaches_dbt_s_files(emulator, pg_warehouse):
+    from sync_pipelines_tests.helpers import files_containing
     from sync_pipelines_tests.postgres_server import PASSWORD
-    from sync_pipelines_tests.test_reliability import files_containing
 
-    assert run_sync_all().success
+    assert run_sync_all(analytics=True).success
     build_docs(pg_warehouse)
     assert files_containing(PROJECT_DIR, PASSWORD.encode()) == []
 
@@ -441,7 +353,7 @@ def test_on_postgresql_a_view_to_re_define_waits_10_s_for_an_analyst_then_fails_
 
     from sync_pipelines.warehouse.dialect import postgres_connection
 
-    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True).success
     view = view_identities(pg_warehouse)["invoices"]
     with session(pg_warehouse) as con:  # a field HEC never sent, as dlt adds it: analytics.invoices must change
         con.execute("ALTER TABLE synchroteam_hec.invoices ADD COLUMN job__id VARCHAR")
@@ -453,7 +365,9 @@ def test_on_postgresql_a_view_to_re_define_waits_10_s_for_an_analyst_then_fails_
     before = cur.fetchone()
     results: list[ExecuteInProcessResult] = []
     run = threading.Thread(
-        target=lambda: results.append(run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False))
+        target=lambda: results.append(
+            run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False, analytics=True)
+        )
     )
     started = time.monotonic()
     run.start()
@@ -469,5 +383,5 @@ def test_on_postgresql_a_view_to_re_define_waits_10_s_for_an_analyst_then_fails_
     assert "synchroteam_hec/invoices" in materialized(result) and waited >= 10
     assert view_identities(pg_warehouse)["invoices"] == view  # the previous view, untouched
     # the analyst gone, the next run re-defines it
-    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"]).success
+    assert run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True).success
     assert view_identities(pg_warehouse)["invoices"] != view

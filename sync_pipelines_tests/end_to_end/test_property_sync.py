@@ -42,7 +42,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
-import pytest
 from dlt.common.versioned_state import decompress_state
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
@@ -93,7 +92,6 @@ RUN = st.one_of(
     st.tuples(st.just("full"), name),
 )
 
-pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
 # rounds of a few changes (often several in the same minute) followed by one run
 STEPS = st.lists(st.tuples(st.lists(CHANGE, min_size=1, max_size=5), RUN), min_size=3, max_size=5).map(
     lambda rounds: [step for changes, run in rounds for step in (*changes, run)]

@@ -156,7 +156,9 @@ def test_settings_default_to_the_public_endpoint_and_an_hour_long_rate_wait():
     env = {"SYNCHROTEAM_DOMAIN": "d", "SYNCHROTEAM_API_KEY": "k", "SYNCHROTEAM_TIMEZONE": "Europe/Paris"}
     s = TenantSettings.from_env(TENANTS["synchroteam"], env)
     assert s.base_url == "https://ws.synchroteam.com/Api/v3" and s.timezone == ZoneInfo("Europe/Paris")
-    assert s.max_rate_wait == 3600 and s.requests_per_minute is None
+    assert s.max_rate_wait == 3600 and s.requests_per_minute is None and s.rate_limit_backoff == 5
+    faster = {**env, "SYNCHROTEAM_RATE_LIMIT_BACKOFF_SECONDS": "0.25"}
+    assert TenantSettings.from_env(TENANTS["synchroteam"], faster).rate_limit_backoff == 0.25
     assert (
         TenantSettings.from_env(
             TENANTS["synchroteam"], {**env, "SYNCHROTEAM_MAX_RATE_WAIT_SECONDS": "90"}

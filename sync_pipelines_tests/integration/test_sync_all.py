@@ -78,7 +78,7 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
 def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_evaluated_in_the_sync_steps(
     emulator, warehouse
 ):
-    result = run_sync_all()
+    result = run_sync_all(analytics=True)  # the whole job, as a user's run
 
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]

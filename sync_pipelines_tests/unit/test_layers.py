@@ -4,7 +4,7 @@ imports the emulator (which is not in its wheel)."""
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "sync_pipelines"
+PACKAGE = Path(__file__).resolve().parents[2] / "sync_pipelines"
 # bottom-up; a module may import from its own layer and those below it
 LAYERS = ["ground", "synchroteam", "warehouse", "defs", "definitions"]
 

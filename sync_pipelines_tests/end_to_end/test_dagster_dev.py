@@ -35,7 +35,9 @@ from sync_pipelines_tests.helpers import requests_by
 from synchroteam_emulator import Emulator, Fault
 from synchroteam_emulator.env import tenant_env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+# One `dagster dev` serves the module (a module fixture): under pytest-xdist its tests stay on one worker.
+pytestmark = pytest.mark.xdist_group("dagster_dev")
 DAGSTER = Path(sys.executable).with_name("dagster")
 MODULE = "sync_pipelines.definitions"
 REPOSITORY = "__repository__"
@@ -59,7 +61,6 @@ SYNC_LABELS = (
     "cursor_after",
 )
 
-pytestmark = pytest.mark.slow  # `make test-fast` leaves this suite out; `make test` and CI run it
 
 WORKSPACE_QUERY = """
 query Workspace {

@@ -3,8 +3,6 @@ the warehouse, and builds no pipeline at all), dropped when a run fails or finds
 that the warehouse's committed state is the only truth the next run starts from."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import dlt
@@ -136,40 +134,6 @@ def test_a_run_that_finds_nothing_builds_no_pipeline_and_reports_the_stored_colu
     assert columns == first.metadata["dagster/column_schema"].value.columns and len(columns) > 5
     emulator.tenant(MAIN.domain).add("invoice")  # a change: that run needs its pipeline
     assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
-
-
-# The entity's job in a process of its own, as a run worker runs it: whether the definitions imported dlt, whether
-# the run succeeded, whether dlt was imported by the end of it, and what it loaded
-JOB_IN_ITS_OWN_PROCESS = """
-import sys
-from dagster import DagsterInstance
-from sync_pipelines.definitions import defs
-by_definitions = "dlt" in sys.modules
-with DagsterInstance.ephemeral() as instance:
-    result = defs.resolve_job_def("sync_synchroteam__invoices").execute_in_process(instance=instance)
-(materialization,) = result.asset_materializations_for_node("synchroteam__invoices")
-print("RESULT", by_definitions, result.success, "dlt" in sys.modules, materialization.metadata["loaded"].value)
-"""
-
-
-def run_in_own_process() -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", JOB_IN_ITS_OWN_PROCESS], capture_output=True, text=True, timeout=300, check=False
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    return lines[-1].split()[1:]
-
-
-def test_a_run_that_finds_nothing_never_imports_dlt_and_one_that_loads_does(emulator, warehouse):
-    """The definitions describe the assets without dlt, and a step that finds nothing to load needs none of it
-    (its reading, the stored state, the stored columns): a scheduled run that finds nothing does not pay for
-    importing dlt. A run with something to load imports it when it builds its pipeline."""
-    assert run_entity_job(MAIN_TENANT, INVOICES).success  # the first load, in this process
-
-    assert run_in_own_process() == ["False", "True", "False", "0"]  # nothing changed: no dlt, at any point
-    emulator.tenant(MAIN.domain).add("invoice")
-    assert run_in_own_process() == ["False", "True", "True", "1"]  # a change: dlt, for the load only
 
 
 def test_a_run_that_loads_nothing_but_changed_its_state_commits_the_state(emulator, warehouse):

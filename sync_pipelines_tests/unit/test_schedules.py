@@ -18,9 +18,6 @@ from dagster._utils.schedules import is_valid_cron_string
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.schedules import ACTIVE, MAX_RUNTIME_TAG, TENANT_TAG
-from sync_pipelines_tests.conftest import MAIN
-from sync_pipelines_tests.helpers import run_entity_job, step_failures
-from synchroteam_emulator import Fault
 
 ENTITY_SCHEDULES = {
     "sync_synchroteam__jobs_schedule": ("sync_synchroteam__jobs", "1-59/15 * * * *"),
@@ -98,7 +95,7 @@ def test_the_nightly_reconciliation_runs_yesterdays_partition():
 
 
 def test_the_instance_config_throttles_per_tenant_and_serialises_duckdb_writers():
-    config = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).parents[2] / "dagster.yaml").read_text())
     (limit,) = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert limit == {"key": TENANT_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
     assert config["concurrency"]["pools"]["default_limit"] == 1
@@ -111,33 +108,3 @@ def test_the_instance_config_throttles_per_tenant_and_serialises_duckdb_writers(
 
 def retries(result) -> int:
     return sum(1 for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY")
-
-
-def test_a_transient_failure_is_retried_automatically_and_the_run_succeeds(emulator, warehouse):
-    # six 429s in a row exhaust the client's own attempts: the step fails as retryable, Dagster runs it again
-    emulator.faults.add(Fault(status=429, retry_after=0, times=6, tenant=MAIN.domain, resource="customer"))
-
-    result = run_entity_job(TENANTS["synchroteam"], ENTITIES["customers"])
-
-    assert result.success and retries(result) == 1
-    assert emulator.faults.pending() == []
-
-
-def test_a_transient_failure_that_persists_fails_after_two_retries_saying_so(emulator, warehouse):
-    emulator.faults.add(Fault(status=429, retry_after=0, times=1000, tenant=MAIN.domain, resource="customer"))
-
-    result = run_entity_job(TENANTS["synchroteam"], ENTITIES["customers"], raise_on_error=False)
-
-    assert not result.success and retries(result) == 2
-    (message,) = step_failures(result).values()
-    assert "[rate_limited]" in message and "gave up after 6 attempts" in message
-    assert emulator.request_count(tenant=MAIN.domain, resource="customer") == 3 * 6
-
-
-def test_a_non_retryable_failure_fails_once(emulator, warehouse, monkeypatch):
-    monkeypatch.setenv("SYNCHROTEAM_API_KEY", "wrong")
-
-    result = run_entity_job(TENANTS["synchroteam"], ENTITIES["customers"], raise_on_error=False)
-
-    assert not result.success and retries(result) == 0
-    assert "[auth_rejected]" in next(iter(step_failures(result).values()))

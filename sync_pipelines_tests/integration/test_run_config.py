@@ -11,8 +11,7 @@ import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines.defs.run_config import RANGES, Mode, config_class, to_plan
-from sync_pipelines.errors import ConfigurationError
+from sync_pipelines.defs.run_config import Mode
 from sync_pipelines.synchroteam.plan import MODES
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
@@ -40,29 +39,6 @@ def value_of(path, table: str, record_id, column: str):
 # -- invalid values fail before any API call, naming the field ---------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "entity, config, field",
-    [
-        ("invoices", {"page_size": 0}, "page_size"),
-        ("invoices", {"page_size": 101}, "page_size"),
-        ("customers", {"max_records": -1}, "max_records"),
-        ("jobs", {"revisit_days": -2}, "revisit_days"),
-        ("jobs", {"lookback_minutes": -5}, "lookback_minutes"),
-        ("invoices", {"refetch_recent_days": -1}, "refetch_recent_days"),
-        ("quotations", {"refetch_statuses": ["draft", "archived"]}, "refetch_statuses"),
-        ("invoices", {"mode": "reconcile"}, "window_start"),
-        ("invoices", {"mode": "reconcile", "window_start": "2025-13-01"}, "window_start"),
-        ("invoices", {"mode": "reconcile", "window_start": "2025-06-10", "window_end": "2025-06-01"}, "window_end"),
-        ("invoices", {"window_start": "2025-06-10"}, "window_start"),
-        ("sites", {"max_deleted_share": 1.5}, "max_deleted_share"),
-    ],
-)
-def test_invalid_run_config_is_refused_naming_the_field(entity, config, field):
-    with pytest.raises(ConfigurationError) as err:
-        to_plan(config_class(ENTITIES[entity])(**config), ENTITIES[entity], PARIS)
-    assert f"{field}=" in str(err.value)
-
-
 def test_mode_is_a_choice_the_launchpad_offers_and_an_unknown_one_is_refused_before_the_run(emulator, warehouse):
     assert tuple(mode.value for mode in Mode) == MODES  # the launchpad's choices are the plan's modes
     with pytest.raises(DagsterInvalidConfigError, match="sometimes") as err:
@@ -78,45 +54,6 @@ def test_an_invalid_value_fails_the_run_before_any_api_request(emulator, warehou
     (message,) = step_failures(result).values()
     assert "page_size=101" in message and "between 1 and 100" in message
     assert emulator.requests == []
-
-
-@pytest.mark.parametrize("entity", list(ENTITIES.values()), ids=lambda e: e.name)
-def test_every_numeric_field_states_its_range_in_the_launchpad_and_its_bounds_are_exactly_those_accepted(entity):
-    config_type = config_class(entity)
-    numeric = {name for name, field in config_type.model_fields.items() if field.annotation in (int, float)}
-    assert numeric == set(RANGES) & set(config_type.model_fields)
-    for name in numeric:
-        low, high = RANGES[name]
-        description = config_type.model_fields[name].description or ""
-        expected = f"Accepted: between {low} and {high}." if high is not None else f"Accepted: {low} or more."
-        assert description.endswith(expected), (name, description)  # what the launchpad shows under the field
-        to_plan(config_type(**{name: low}), entity, PARIS)  # the bounds are accepted
-        if high is not None:
-            to_plan(config_type(**{name: high}), entity, PARIS)
-        for outside in (low - 1, None if high is None else high + 1):
-            if outside is None:
-                continue
-            config = config_type(**{name: outside})
-            with pytest.raises(ConfigurationError, match=f"{name}={getattr(config, name)!r} is not valid"):
-                to_plan(config, entity, PARIS)
-
-
-def test_entity_defaults_come_from_the_catalogue():
-    assert config_class(ENTITIES["customers"])().max_records == 200
-    assert config_class(ENTITIES["sites"])().max_records == 100
-    assert config_class(ENTITIES["invoices"])().refetch_recent_days == 7
-    assert config_class(ENTITIES["credit_notes"])().refetch_recent_days == 7
-    assert config_class(ENTITIES["quotations"])().refetch_statuses == ["draft", "new"]
-    assert not hasattr(config_class(ENTITIES["customers"])(), "refetch_statuses")
-
-
-def test_a_cap_given_in_the_run_config_holds_from_the_first_load_and_a_default_cap_does_not():
-    customers, jobs = config_class(ENTITIES["customers"]), config_class(ENTITIES["jobs"])
-    paris = ZoneInfo("Europe/Paris")
-    assert not to_plan(customers(), ENTITIES["customers"], paris).cap_first_load  # its default 200
-    assert to_plan(customers(max_records=200), ENTITIES["customers"], paris, given={"max_records"}).cap_first_load
-    assert to_plan(jobs(max_records=10), ENTITIES["jobs"], paris).cap_first_load  # jobs have no default cap
-    assert not to_plan(jobs(), ENTITIES["jobs"], paris, given={"max_records"}).cap_first_load  # 0: no cap
 
 
 # -- each knob's effect --------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_fail
 from sync_pipelines_tests.postgres_server import PASSWORD, PostgresServer
 from synchroteam_emulator import Emulator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
 INVOICES = ENTITIES["invoices"]
 WAIT_SECONDS = 120
@@ -167,7 +167,7 @@ def snapshot(cur) -> tuple:
 
 
 def test_an_analysts_snapshot_is_neither_blocked_nor_shown_a_half_loaded_state(emulator, pg_warehouse):
-    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    assert run_entity_job(MAIN_TENANT, INVOICES, analytics=True)  # the snapshot reads analytics too.success
     main = emulator.tenant(MAIN.domain)
     for invoice in main.records("invoice")[:20]:
         main.edit("invoice", invoice["id"])
@@ -286,7 +286,7 @@ def test_the_schema_lock_holds_one_tenant_says_who_holds_it_and_dies_with_its_pr
 
 
 def test_the_documented_analyst_role_reads_every_tenant_and_writes_nothing(emulator, pg_warehouse, postgres):
-    assert run_sync_all().success
+    assert run_sync_all(analytics=True).success
     sql = readme_block("analyst role")
     admin = postgres.connect(pg_warehouse.database)
     with admin.cursor() as cur:
@@ -386,7 +386,7 @@ def test_sync_all_then_changes_then_a_full_run_through_a_postgres_instance_under
         for secret in secrets:
             assert secret not in dump, f"a password is in the database {database}"
     from sync_pipelines.warehouse.pipeline import POSTGRES_PIPELINES_ROOT
-    from sync_pipelines_tests.test_reliability import files_containing
+    from sync_pipelines_tests.helpers import files_containing
 
     # DAGSTER_HOME (compute logs, yaml), dlt's scratch folder, the dbt project's (artifacts, logs)
     for root in (tmp_path, POSTGRES_PIPELINES_ROOT, ANALYTICS_PROJECT):
@@ -436,13 +436,12 @@ def stored_cursor(target: Warehouse, entity) -> Cursor:
     return Cursor.from_state(resources.get(entity.name, {}))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("step", "delay"), [("merge", None), ("complete", None), ("post_load", None), ("merge", 0.01)])
 def test_killed_mid_load_then_a_normal_run_completes_the_warehouse(step, delay, emulator, pg_warehouse, tmp_path):
     """The jobs' load killed (SIGKILL, process group) paused before the merge, before `_dlt_loads` is written,
     before the upkeep after the load, and 10 ms into the merge: PostgreSQL rolls back what was not committed,
     the cursor moves only with a committed load, and the next run leaves the warehouse equal to the API."""
-    from sync_pipelines_tests.test_crash_recovery import Worker
+    from sync_pipelines_tests.end_to_end.test_crash_recovery import Worker
 
     jobs = ENTITIES["jobs"]
     assert run_entity_job(MAIN_TENANT, jobs).success

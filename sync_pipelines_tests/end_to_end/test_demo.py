@@ -9,7 +9,7 @@ from pathlib import Path
 from dagster import DagsterInstance, RunsFilter
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # What the UI's job page asks for: the job's runs launched from this code location (dagster-graphql's
 # `Pipeline.runs` filters on the job's name and this tag)
 CODE_LOCATION_LABEL = "__repository__@sync_pipelines.definitions"

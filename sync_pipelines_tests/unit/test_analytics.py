@@ -1,0 +1,151 @@
+"""The analytics layer: dbt models over both tenants' live rows, run by Dagster after the loads, on both warehouses.
+
+Row counts equal the emulator's live records, joins on (tenant, <parent>_id) lose no row, a deletion leaves analytics
+after a full run, the dbt tests are asset checks that fail on a planted duplicate, a failing model fails only its
+own step, a run that changed nothing re-creates no view, and the README's analyst questions run as written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sync_pipelines import catalogue
+from sync_pipelines.catalogue import TENANTS
+from sync_pipelines.definitions import defs
+from sync_pipelines.defs.analytics import build_analytics_assets
+from sync_pipelines.warehouse.analytics import (
+    SOURCES_FILE,
+    TENANTS_MACRO,
+    model_code_versions,
+    prepared_manifest,
+    source_tables,
+    sources_yaml,
+    tenants_macro,
+)
+from sync_pipelines.warehouse.dialect import session
+from sync_pipelines.warehouse.settings import Warehouse
+
+MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
+# model: (the entity it reads, the emulator's resource, the child list it flattens or None, the parent's id column)
+MODELS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "jobs": ("jobs", "job", None, None),
+    "job_parts": ("jobs", "job", "parts", "job_id"),
+    "job_time_entries": ("jobs", "job", "timeEntries", "job_id"),
+    "invoices": ("invoices", "invoice", None, None),
+    "invoice_lines": ("invoices", "invoice", "lines", "invoice_id"),
+    "quotations": ("quotations", "quotation", None, None),
+    "quotation_lines": ("quotations", "quotation", "lines", "quotation_id"),
+    "credit_notes": ("credit_notes", "creditnote", None, None),
+    "credit_note_lines": ("credit_notes", "creditnote", "lines", "credit_note_id"),
+    "customers": ("customers", "customer", None, None),
+    "sites": ("sites", "site", None, None),
+}
+PARENT_MODEL = {
+    "job_id": "jobs",
+    "invoice_id": "invoices",
+    "quotation_id": "quotations",
+    "credit_note_id": "credit_notes",
+}
+
+
+def manifest() -> dict[str, Any]:
+    return json.loads(prepared_manifest().read_text())
+
+
+def models_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {node["name"]: node for node in document["nodes"].values() if node["resource_type"] == "model"}
+
+
+def rows(target: Warehouse, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    with session(target, read_only=True) as con:
+        return con.rows(sql, params or [])
+
+
+# -- the project, without a warehouse ----------------------------------------------------------------------------
+
+
+def test_the_dbt_sources_and_tenant_list_are_the_catalogues_and_follow_a_new_tenant(monkeypatch):
+    assert SOURCES_FILE.read_text() == sources_yaml(), "run `make analytics-sources`"
+    assert TENANTS_MACRO.read_text() == tenants_macro(), "run `make analytics-sources`"
+    sources: dict[str, set[str]] = {}
+    for node in manifest()["sources"].values():
+        sources.setdefault(node["source_name"], set()).add(node["name"])
+    assert sources == {tenant: set(tables) for tenant, tables in source_tables().items()}
+    assert sources["synchroteam_hec"] == {"invoices", "invoices__lines", "credit_notes", "credit_notes__lines"}
+
+    north = catalogue.Tenant(name="synchroteam_north", label="North", entities=("invoices", "customers"))
+    monkeypatch.setitem(catalogue.TENANTS, north.name, north)
+    assert "  - name: synchroteam_north\n" in sources_yaml()
+    assert '"synchroteam_north": ["invoices", "customers"]' in tenants_macro()
+
+
+def test_every_model_the_issue_names_exists_and_every_column_is_described():
+    models = models_of(manifest())
+    assert set(models) == set(MODELS)
+    for name, node in models.items():
+        assert node["description"].strip(), name
+        assert node["columns"], name
+        for column, spec in node["columns"].items():
+            assert spec["description"].strip(), f"{name}.{column}"
+        parent_id = MODELS[name][3]
+        key = ["tenant", parent_id, "line_number"] if parent_id else ["tenant", "id"]
+        assert list(node["columns"])[: len(key)] == key, name
+
+
+def test_the_dbt_tests_are_the_issue_s_unique_not_null_and_relationships_as_asset_checks():
+
+    checks: dict[str, set[str]] = {}
+    for key in defs.resolve_asset_graph().asset_check_keys:
+        if key.asset_key.path[0] == "analytics":
+            checks.setdefault(key.asset_key.path[1], set()).add(key.name)
+    assert set(checks) == set(MODELS)
+    for model, (_, _, _, parent_id) in MODELS.items():
+        names = checks[model]
+        key = f"tenant__{parent_id}__line_number" if parent_id else "tenant__id"
+        assert f"unique_key_{model}_{key}" in names
+        assert f"not_null_{model}_tenant" in names
+        if parent_id:
+            parent = PARENT_MODEL[parent_id]
+            assert f"relationships_within_tenant_{model}_{parent_id}__id__ref_{parent}_" in names
+        else:
+            assert f"not_null_{model}_id" in names
+
+
+# -- after sync_all, on both warehouses --------------------------------------------------------------------------
+
+
+def test_a_model_s_code_version_follows_its_sql_its_tests_and_the_project_s_macros_only():
+    document = manifest()
+    before = model_code_versions(document)
+    assert set(before) == {f"model.analytics.{model}" for model in MODELS} and len(set(before.values())) == len(MODELS)
+
+    def versions_after(change: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+        changed = copy.deepcopy(document)
+        change(changed)
+        return model_code_versions(changed)
+
+    def edit_model(d: dict[str, Any]) -> None:
+        d["nodes"]["model.analytics.sites"]["raw_code"] += "\n-- edited"
+
+    def edit_test(d: dict[str, Any]) -> None:
+        test = next(t for t in d["child_map"]["model.analytics.customers"] if t.startswith("test."))
+        d["nodes"][test]["test_metadata"]["kwargs"]["column_name"] = "other"
+
+    def edit_macro(d: dict[str, Any]) -> None:
+        d["macros"]["macro.analytics.union_tenants"]["macro_sql"] += "\n"
+
+    def edit_dbt_s_own_macro(d: dict[str, Any]) -> None:
+        d["macros"]["macro.dbt.test_not_null"]["macro_sql"] += "\n"
+
+    changed = {k for k, v in versions_after(edit_model).items() if v != before[k]}
+    assert changed == {"model.analytics.sites"}
+    changed = {k for k, v in versions_after(edit_test).items() if v != before[k]}
+    assert changed == {"model.analytics.customers"}
+    assert all(v != before[k] for k, v in versions_after(edit_macro).items())
+    assert versions_after(edit_dbt_s_own_macro) == before  # dbt's version covers its own macros
+    assert {spec.key.to_user_string(): spec.code_version for spec in build_analytics_assets().specs} == {
+        f"analytics/{node.split('.')[-1]}": version for node, version in before.items()
+    }
