@@ -17,6 +17,7 @@ with long_lived():
         freshness_checks,
         freshness_sensor,
     )
+    from sync_pipelines.defs.leases import RUN_LEASE, RunLease
     from sync_pipelines.defs.quarantine_jobs import (
         export_rejected_records_job,
         retry_rejected_job,
@@ -65,5 +66,5 @@ with long_lived():
             *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
             row_counts_schedule(check_row_counts),
         ],
-        resources={"dbt": dbt_resource()},
+        resources={"dbt": dbt_resource(), RUN_LEASE: RunLease()},
     )

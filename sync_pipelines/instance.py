@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from sync_pipelines.private import tighten
+
 POSTGRES_URL = "SYNC_DAGSTER_POSTGRES_URL"
 POSTGRES_STORAGE = f"""
 # Run history, event logs, schedules' state and the run queue in PostgreSQL (dagster-postgres), from
@@ -35,9 +37,10 @@ def dagster_yaml(project_yaml: Path, environ: Mapping[str, str] | None = None) -
 
 def write_dagster_yaml(project_yaml: Path, home: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Write `home/dagster.yaml` (and `home`); its path."""
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     target.write_text(dagster_yaml(project_yaml, environ))
+    tighten([home])  # run history, event logs, `emulator.env`: owner-only (private.py)
     return target
 
 

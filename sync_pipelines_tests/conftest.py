@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,17 +46,19 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-# A 429 that says neither Retry-After nor X-RateLimit-Reset is backed off from this, not from 5 s: the client's own
-# tests prove the real schedule with a fake clock; the syncs' tests only need the backoff to happen.
-RATE_LIMIT_BACKOFF_SECONDS = "0.05"
-
-
 def _point_tenants_at(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    tenants = {"synchroteam": MAIN, "synchroteam_hec": HEC}
-    for variable, value in tenant_env(emulator.base_url, tenants).items():
+    for variable, value in tenant_env(emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}).items():
         monkeypatch.setenv(variable, value)
+
+
+@pytest.fixture
+def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429 that says neither Retry-After nor X-RateLimit-Reset is backed off from 0.05 s, not 5 s: the client's
+    own tests prove the real schedule with a fake clock. Only for a storm of 429s at a run's first requests: a 429
+    after ten or more requests paces the rest of the run at what the API accepted in the last minute, which a
+    backoff this short makes a handful (`throttle.RequestPacer.slow_down`)."""
     for tenant in TENANTS.values():
-        monkeypatch.setenv(tenant.env("RATE_LIMIT_BACKOFF_SECONDS"), RATE_LIMIT_BACKOFF_SECONDS)
+        monkeypatch.setenv(tenant.env("RATE_LIMIT_BACKOFF_SECONDS"), "0.05")
 
 
 @pytest.fixture
@@ -68,10 +72,16 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: Emulato
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """A PostgreSQL cluster on 127.0.0.1 for the whole session (started in about a second), stopped at the end."""
-    with running_postgres(tmp_path_factory.mktemp("postgres") / "cluster") as server:
-        yield server
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster on 127.0.0.1 for the whole session (one per test worker, started in about a second),
+    stopped at the end. Its folder is not under pytest's temporary folder: every pytest session that starts makes
+    `pytest-of-<user>` private again, which would lock the `postgres` user out of a cluster of another session."""
+    folder = Path(tempfile.mkdtemp(prefix="sync_pipelines_pg_"))
+    try:
+        with running_postgres(folder / "cluster") as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -86,6 +86,7 @@ class PostgresServer:
         self.root.mkdir(parents=True, exist_ok=True)
         pwfile = self.root / "pw"
         pwfile.write_text(PASSWORD + "\n")
+        pwfile.chmod(0o644)  # read by `postgres` (initdb), whatever the umask; removed once read
         _own(self.root)
         self._as_owner(
             [

@@ -78,7 +78,8 @@ def dagster_home(tmp_path: Path, name: str = "dagster_home") -> Path:
 
 
 def start_job(job: str, home: Path, log: Path, config: Path | None = None) -> subprocess.Popen:
-    """`dagster job execute -m sync_pipelines.definitions -j <job> [-c config]` with the test's environment."""
+    """`dagster job execute -m sync_pipelines.definitions -j <job> [-c config]` with the test's environment, in a
+    process group of its own (`os.killpg` ends it and its dbt)."""
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     return subprocess.Popen(
         [
@@ -95,6 +96,7 @@ def start_job(job: str, home: Path, log: Path, config: Path | None = None) -> su
         cwd=str(home.parent),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sync_pipelines.private import PRIVATE_UMASK
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, read_copy_path, warehouse
 from sync_pipelines.warehouse.tables import exists_yet, table_summary
 from synchroteam_emulator import (
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     add_api_habit_arguments(parser)  # e.g. --rate-limit 40 --rate-window 240 --fixed-window --rate-headers
     args = parser.parse_args(argv)
     check_api_habits(parser, args)
+    # the instance, the warehouse, `emulator.env` and every process started from here: owner-only
+    os.umask(PRIVATE_UMASK)
     return run(args.scale, args) if args.command == "run" else ui(args.scale, args, args.port)
 
 

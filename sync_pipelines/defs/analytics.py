@@ -32,7 +32,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.pools import writer_pool
+from sync_pipelines.defs.leases import RunLease
+from sync_pipelines.defs.pools import analytics_pool
 from sync_pipelines.defs.read_copy import refresh_after_failure, refresh_from_step
 from sync_pipelines.warehouse.analytics import (
     PROJECT_DIR,
@@ -45,8 +46,6 @@ from sync_pipelines.warehouse.analytics import (
 )
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
-
-ANALYTICS_POOL = "analytics_writer"  # on PostgreSQL; on DuckDB the one writer pool of the file
 
 
 class AnalyticsTranslator(DagsterDbtTranslator):
@@ -109,10 +108,6 @@ def dbt_resource() -> AnalyticsDbt:
     )
 
 
-def analytics_pool() -> str:
-    return writer_pool(None) or ANALYTICS_POOL
-
-
 def build_analytics_assets() -> AssetsDefinition:
     """Every model of the project, one step: `dbt build` of the selected ones and their tests."""
 
@@ -124,7 +119,7 @@ def build_analytics_assets() -> AssetsDefinition:
         dagster_dbt_translator=AnalyticsTranslator(model_code_versions(json.loads(manifest.read_text()))),
         pool=analytics_pool(),
     )
-    def analytics(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def analytics(context: AssetExecutionContext, dbt: DbtCliResource, run_lease: RunLease) -> Iterator[Any]:
         target = warehouse()
         unchanged = unchanged_since_built(context)
         if unchanged:

@@ -35,6 +35,7 @@ from dagster import (
 
 from sync_pipelines.catalogue import COLUMN_DESCRIPTIONS, TENANTS, Entity, Tenant, pipeline_name
 from sync_pipelines.defs.checks import sync_check_results, sync_check_specs
+from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import refresh_after_failure
 from sync_pipelines.defs.run_config import Mode, SyncConfig, config_class, to_plan
@@ -57,6 +58,7 @@ from sync_pipelines.warehouse.settings import (
     check_warehouse_path,
     duckdb_selected,
     duckdb_settings,
+    read_copy_group,
     warehouse,
 )
 from sync_pipelines.warehouse.state import stored_resource_state
@@ -121,6 +123,7 @@ def sync_assets(
         specs=[entity_spec(tenant, entity, reconciliation=reconciliation)],
         check_specs=[] if reconciliation else sync_check_specs(tenant, entity),
         pool=writer_pool(tenant),
+        required_resource_keys={RUN_LEASE},
     )
 
 
@@ -205,6 +208,7 @@ def _sync_entity(
         settings = TenantSettings.from_env(tenant)
         if isinstance(target, DuckDBWarehouse):
             check_warehouse_path(target.path, TENANTS)
+            read_copy_group()  # a group that does not exist fails here, not after the load
         plan = to_plan(config, entity, settings.timezone, given=given)
         duckdb_config = duckdb_settings()
         before = before_load(target, tenant.name, entity.name, pipeline_name(tenant, entity))

@@ -32,6 +32,7 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import Entity, Tenant
+from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.settings import TenantSettings
@@ -113,6 +114,7 @@ def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]
         asset=key,
         name=ROW_COUNT_CHECK,
         pool=writer_pool(tenant),
+        required_resource_keys={RUN_LEASE},
         description="The API's recordsTotal equals the warehouse's live rows (one request); run daily by "
         "the check_row_counts job, not by the syncs.",
     )

@@ -1,9 +1,10 @@
 """The Dagster pools of the steps that write the warehouse, decided when the code location loads."""
 
-from sync_pipelines.catalogue import Tenant
+from sync_pipelines.catalogue import TENANTS, Tenant
 from sync_pipelines.warehouse.settings import duckdb_selected
 
 DUCKDB_POOL = "duckdb_writer"
+ANALYTICS_POOL = "analytics_writer"  # on PostgreSQL; on DuckDB the one writer pool of the file
 
 
 def writer_pool(tenant: Tenant | None) -> str | None:
@@ -14,3 +15,13 @@ def writer_pool(tenant: Tenant | None) -> str | None:
     if duckdb_selected():
         return DUCKDB_POOL
     return None if tenant is None else f"{tenant.name}_writer"
+
+
+def analytics_pool() -> str:
+    return writer_pool(None) or ANALYTICS_POOL
+
+
+def writer_pools() -> list[str]:
+    """Every pool a step that writes the warehouse may take."""
+    pools = {writer_pool(tenant) for tenant in TENANTS.values()} | {analytics_pool()}
+    return sorted(pool for pool in pools if pool is not None)

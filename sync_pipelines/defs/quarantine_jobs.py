@@ -17,11 +17,12 @@ from dagster import (
 from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.defs.assets import retry_policy
 from sync_pipelines.defs.checks import with_sync_checks
+from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import with_read_copy
 from sync_pipelines.defs.schedules import ALL_TENANTS, MAX_RUNTIME_TAG, TENANT_TAG
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
+from sync_pipelines.warehouse.settings import rejected_folder, warehouse
 from sync_pipelines.warehouse.tables import export_rejected
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
@@ -42,14 +43,11 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     )
 
 
-def rejected_folder(target: Warehouse) -> Path:
-    """Where the CSV exports go: `rejected/<schema>/` beside the DuckDB file, or under `data/` (PostgreSQL)."""
-    if isinstance(target, DuckDBWarehouse):
-        return target.path.parent / "rejected"
-    return Path("data").absolute() / "rejected"
-
-
-@op(pool=writer_pool(None), description="One CSV per entity and reason of the records still in quarantine.")
+@op(
+    pool=writer_pool(None),
+    required_resource_keys={RUN_LEASE},
+    description="One CSV per entity and reason of the records still in quarantine.",
+)
 def write_rejected_csv(context: OpExecutionContext):
     target = warehouse()
     files: list[Path] = []

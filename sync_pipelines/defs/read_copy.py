@@ -18,6 +18,7 @@ from dagster import (
     asset,
 )
 
+from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import DUCKDB_POOL
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
@@ -64,6 +65,7 @@ def build_read_copy_asset(upstream: Sequence[AssetsDefinition]) -> AssetsDefinit
         group_name="warehouse",
         kinds={"duckdb"},
         pool=DUCKDB_POOL,
+        required_resource_keys={RUN_LEASE},
         output_required=False,
         description="What analysts open: a copy of the DuckDB warehouse (`<stem>_read.duckdb` beside it), "
         "replaced atomically at the end of every run that changed the warehouse, so readers never hold the file "

@@ -3,7 +3,7 @@ folder."""
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,13 +13,16 @@ from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 
 from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, pipelines_dir, warehouse
+from sync_pipelines.warehouse.settings import (
+    POSTGRES_PIPELINES_ROOT,
+    DuckDBWarehouse,
+    Warehouse,
+    pipelines_dir,
+    warehouse,
+)
 from sync_pipelines.warehouse.tables import StoredState
 
 BUFFER_MAX_ITEMS = 1_000  # records of a table dlt holds before writing them (see `build_pipeline`)
-# A local folder per PostgreSQL database, for dlt's scratch files only: the state lives in the database, and a
-# run on another host (or after this folder is gone) restores it from there
-POSTGRES_PIPELINES_ROOT = Path(tempfile.gettempdir()) / "sync_pipelines" / "dlt_pipelines"
 
 
 def build_pipeline(
@@ -98,7 +101,15 @@ def run_pipeline(
     except BaseException:
         pipeline.drop()
         raise
+    forget_loaded_packages(pipeline)
     return info
+
+
+def forget_loaded_packages(pipeline: dlt.Pipeline) -> None:
+    """Delete the load packages dlt keeps once loaded (`load/loaded/`): a raw copy of every record ever loaded,
+    growing with every run, that nothing reads again (the warehouse holds them, the state lives there too)."""
+    for load_id in pipeline.list_completed_load_packages():
+        shutil.rmtree(pipeline.get_load_package_info(load_id).package_path, ignore_errors=True)
 
 
 def holds_state(pipeline: dlt.Pipeline, stored: StoredState | None) -> bool:

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from sync_pipelines.warehouse.dialect import duckdb_connection
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, read_copy_path
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, read_copy_group, read_copy_path
 
 # DuckDB's main header and its two database headers: every checkpoint that writes anything rewrites one of
 # the latter with a higher checkpoint counter.
@@ -62,6 +62,7 @@ def _replace(path: Path, target: Path, source: list) -> None:
     partial = target.with_name(f".{target.name}.partial")
     shutil.copyfile(path, partial)
     _drop_staging(partial)
+    _share(partial, read_copy_group())
     os.replace(partial, target)
     stamp.write_text(json.dumps({"source": source, "copy": _file_state(target)}))
 
@@ -93,3 +94,13 @@ def _file_state(path: Path, headers: bool = False) -> list:
         with path.open("rb") as handle:
             state.append(hashlib.sha256(handle.read(HEADERS_BYTES)).hexdigest())
     return state
+
+
+def _share(copy: Path, group: int | None) -> None:
+    """The read copy readable by `group` (`SYNC_READ_COPY_GROUP`), and its folder passable: 0640 and 0710, that
+    group's. Without a group it stays owner-only, as everything the product writes."""
+    if group is None:
+        return
+    for path, mode in ((copy.parent, 0o710), (copy, 0o640)):
+        os.chown(path, -1, group)
+        os.chmod(path, mode)

@@ -3,8 +3,10 @@ or a PostgreSQL database) and how DuckDB is bounded."""
 
 from __future__ import annotations
 
+import grp
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,3 +224,33 @@ def _memory_bytes(size: str) -> float | None:
     """Bytes in a DuckDB memory size such as `128MB` or `1.5GiB`; None if it is not one."""
     match = _MEMORY_SIZE.fullmatch(size.strip())
     return float(match.group(1)) * _UNIT_BYTES[match.group(2).upper()] if match else None
+
+
+def rejected_folder(target: Warehouse) -> Path:
+    """Where the CSV exports go: `rejected/<schema>/` beside the DuckDB file, or under `data/` (PostgreSQL)."""
+    if isinstance(target, DuckDBWarehouse):
+        return target.path.parent / "rejected"
+    return Path("data").absolute() / "rejected"
+
+
+# A local folder per PostgreSQL database, for dlt's scratch files only: the state lives in the database, and a
+# run on another host (or after this folder is gone) restores it from there
+POSTGRES_PIPELINES_ROOT = Path(tempfile.gettempdir()) / "sync_pipelines" / "dlt_pipelines"
+
+
+READ_COPY_GROUP = "SYNC_READ_COPY_GROUP"
+
+
+def read_copy_group(environ: Mapping[str, str] | None = None) -> int | None:
+    """The group (id) whose members may read the read copy (`SYNC_READ_COPY_GROUP`), or None: owner-only."""
+    env = os.environ if environ is None else environ
+    name = env.get(READ_COPY_GROUP, "").strip()
+    if not name:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigurationError(
+            f"{READ_COPY_GROUP}={name!r} is not a group of this host.",
+            action="Create the group (groupadd) and add the analysts to it, or unset the variable.",
+        ) from None

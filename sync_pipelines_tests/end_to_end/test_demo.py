@@ -9,6 +9,8 @@ from pathlib import Path
 from dagster import DagsterInstance, RunsFilter
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
+from synchroteam_emulator import TenantSpec
+
 REPO = Path(__file__).resolve().parents[2]
 # What the UI's job page asks for: the job's runs launched from this code location (dagster-graphql's
 # `Pipeline.runs` filters on the job's name and this tag)
@@ -20,7 +22,10 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
     home = tmp_path / "dagster_home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), SYNC_DUCKDB_PATH=str(tmp_path / "warehouse.duckdb"), PYTHONWARNINGS="")
-    subprocess.run([sys.executable, "-m", "sync_pipelines.instance", "dagster.yaml", str(home)], cwd=REPO, env=env)
+    # as `make demo` runs them, from a shell with the usual umask
+    subprocess.run(
+        [sys.executable, "-m", "sync_pipelines.instance", "dagster.yaml", str(home)], cwd=REPO, env=env, umask=0o022
+    )
     done = subprocess.run(
         [sys.executable, "-m", "synchroteam_emulator.demo", "run", "--scale", "0.2"],
         cwd=REPO,
@@ -28,9 +33,16 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
         capture_output=True,
         text=True,
         timeout=600,
+        umask=0o022,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
+    # private: nothing the demo wrote (warehouse, read copy, dlt's folders, the instance) is readable by others,
+    # and no file holds an API key
+    written = [path for path in tmp_path.rglob("*") if not path.is_symlink()]
+    assert [str(p) for p in written if p.stat().st_mode & 0o077] == []
+    keys = [spec.api_key.encode() for spec in (TenantSpec.demo_main(0.2), TenantSpec.demo_hec(0.2))]
+    assert [str(p) for p in written if p.is_file() and any(key in p.read_bytes() for key in keys)] == []
     lines = output.splitlines()
     assert sum(bool(ENTITY_LINE.match(line)) for line in lines) == 8, output
     assert not [line for line in lines if "warning" in line.lower()], output
@@ -85,6 +97,7 @@ def test_make_ui_serves_on_the_port_asked_prints_and_writes_the_emulators_variab
             ui.wait(timeout=30)
     output = log.read_text()
     variables = dict(line.split("=", 1) for line in (home / "emulator.env").read_text().splitlines())
+    assert (home / "emulator.env").stat().st_mode & 0o777 == 0o600  # it holds the API keys
     assert variables["SYNCHROTEAM_BASE_URL"].startswith("http://127.0.0.1:") and "SYNCHROTEAM_HEC_API_KEY" in variables
     assert f"Dagster UI at http://127.0.0.1:{port}" in output and variables["SYNCHROTEAM_BASE_URL"] in output
     assert not [line for line in output.splitlines() if "warning" in line.lower()], output[-3000:]

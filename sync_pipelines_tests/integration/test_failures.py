@@ -11,8 +11,7 @@ import pytest
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.quarantine_jobs import rejected_folder
-from sync_pipelines.warehouse.settings import DuckDBWarehouse
+from sync_pipelines.warehouse.settings import DuckDBWarehouse, rejected_folder
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
     run_entity_job,

@@ -44,6 +44,21 @@ def test_a_clean_run_keeps_the_working_folder_for_the_next(emulator, warehouse):
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
 
 
+def test_the_working_folder_keeps_no_copy_of_what_was_loaded(emulator, warehouse):
+    """dlt keeps every load package it completed, a raw JSONL copy of each record loaded, one more per run: the
+    warehouse holds them, so each run that loads deletes its own."""
+    folder = pipelines_dir(warehouse) / pipeline_name(MAIN_TENANT, INVOICES)
+    store = emulator.tenant(MAIN.domain)
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+    store.add("invoice")
+    assert run_entity_job(MAIN_TENANT, INVOICES).success
+
+    assert (folder / "state.json").exists()  # the folder itself is kept (the test above)
+    loaded = folder / "load" / "loaded"
+    assert [path.relative_to(folder) for path in loaded.rglob("*") if path.is_file()] == []
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
+
+
 def test_a_run_that_fails_inside_dlt_drops_the_working_folder_and_the_next_starts_from_the_warehouse(
     emulator, warehouse, monkeypatch
 ):

@@ -135,7 +135,7 @@ def test_a_quota_that_runs_out_mid_run_stops_cleanly_and_the_next_run_completes(
     ],
     ids=["5xx-burst", "429-storm-without-retry-after", "429-with-retry-after", "slow-answers", "truncated-body"],
 )
-def test_bursts_of_broken_answers_end_in_an_exact_warehouse(emulator, warehouse, faults):
+def test_bursts_of_broken_answers_end_in_an_exact_warehouse(emulator, warehouse, faults, short_backoff):
     for fault in faults:
         fault.tenant = MAIN.domain
         emulator.faults.add(fault)
