@@ -108,8 +108,9 @@ def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(em
     from sync_pipelines_tests.processes import dagster_home, start_job, wait
     from synchroteam_emulator import Fault
 
-    # every list page answers late, so that each run holds its turn for seconds
-    emulator.faults.add(Fault(delay=0.3, times=1000, resource="invoice", action="list"))
+    # every list page answers a second late, so that each run holds its turn for seconds: longer than the runs'
+    # start-up jitter on a busy machine
+    emulator.faults.add(Fault(delay=1.0, times=1000, resource="invoice", action="list"))
     jobs = ["sync_synchroteam__invoices", "sync_synchroteam__invoices", "sync_synchroteam_hec__invoices"]
     runs = [start_job(job, dagster_home(tmp_path, f"home{i}"), tmp_path / f"run{i}.log") for i, job in enumerate(jobs)]
     codes = [wait(run, timeout=300) for run in runs]
