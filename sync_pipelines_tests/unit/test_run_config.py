@@ -5,7 +5,6 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import pytest
-from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES
 from sync_pipelines.defs.run_config import RANGES, config_class, to_plan
@@ -77,26 +76,3 @@ def test_a_cap_given_in_the_run_config_holds_from_the_first_load_and_a_default_c
     assert to_plan(customers(max_records=200), ENTITIES["customers"], paris, given={"max_records"}).cap_first_load
     assert to_plan(jobs(max_records=10), ENTITIES["jobs"], paris).cap_first_load  # jobs have no default cap
     assert not to_plan(jobs(), ENTITIES["jobs"], paris, given={"max_records"}).cap_first_load  # 0: no cap
-
-
-# -- each knob's effect --------------------------------------------------------------------------------------------
-
-
-# -- reconciliation by day -----------------------------------------------------------------------------------------
-
-
-def reconcile(partition_key: str | None = None, tags: dict | None = None, instance: DagsterInstance | None = None):
-    from dagster import AssetKey
-
-    from sync_pipelines.definitions import defs
-
-    job = defs.resolve_job_def("reconcile_synchroteam")
-    return job.execute_in_process(
-        partition_key=partition_key,
-        tags=tags,
-        asset_selection=[AssetKey(["synchroteam", "invoices_reconciliation"])],
-        instance=instance,
-    )
-
-
-# -- run log: tags and metadata ------------------------------------------------------------------------------------
