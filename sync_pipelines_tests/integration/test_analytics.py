@@ -28,40 +28,13 @@ from sync_pipelines.warehouse.analytics import (
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse, Warehouse, read_copy_path
 from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
+from sync_pipelines_tests.analytics_models import MODELS, PARENT_MODEL, manifest, models_of
 from sync_pipelines_tests.conftest import DOMAINS
 from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
 from synchroteam_emulator import Emulator
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
-# model: (the entity it reads, the emulator's resource, the child list it flattens or None, the parent's id column)
-MODELS: dict[str, tuple[str, str, str | None, str | None]] = {
-    "jobs": ("jobs", "job", None, None),
-    "job_parts": ("jobs", "job", "parts", "job_id"),
-    "job_time_entries": ("jobs", "job", "timeEntries", "job_id"),
-    "invoices": ("invoices", "invoice", None, None),
-    "invoice_lines": ("invoices", "invoice", "lines", "invoice_id"),
-    "quotations": ("quotations", "quotation", None, None),
-    "quotation_lines": ("quotations", "quotation", "lines", "quotation_id"),
-    "credit_notes": ("credit_notes", "creditnote", None, None),
-    "credit_note_lines": ("credit_notes", "creditnote", "lines", "credit_note_id"),
-    "customers": ("customers", "customer", None, None),
-    "sites": ("sites", "site", None, None),
-}
-PARENT_MODEL = {
-    "job_id": "jobs",
-    "invoice_id": "invoices",
-    "quotation_id": "quotations",
-    "credit_note_id": "credit_notes",
-}
-
-
-def manifest() -> dict[str, Any]:
-    return json.loads(prepared_manifest().read_text())
-
-
-def models_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {node["name"]: node for node in document["nodes"].values() if node["resource_type"] == "model"}
 
 
 def expected_counts(emulator: Emulator, model: str) -> dict[str, int]:

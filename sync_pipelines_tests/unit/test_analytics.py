@@ -8,7 +8,6 @@ own step, a run that changed nothing re-creates no view, and the README's analys
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,43 +19,15 @@ from sync_pipelines.warehouse.analytics import (
     SOURCES_FILE,
     TENANTS_MACRO,
     model_code_versions,
-    prepared_manifest,
     source_tables,
     sources_yaml,
     tenants_macro,
 )
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.settings import Warehouse
+from sync_pipelines_tests.analytics_models import MODELS, PARENT_MODEL, manifest, models_of
 
 MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
-# model: (the entity it reads, the emulator's resource, the child list it flattens or None, the parent's id column)
-MODELS: dict[str, tuple[str, str, str | None, str | None]] = {
-    "jobs": ("jobs", "job", None, None),
-    "job_parts": ("jobs", "job", "parts", "job_id"),
-    "job_time_entries": ("jobs", "job", "timeEntries", "job_id"),
-    "invoices": ("invoices", "invoice", None, None),
-    "invoice_lines": ("invoices", "invoice", "lines", "invoice_id"),
-    "quotations": ("quotations", "quotation", None, None),
-    "quotation_lines": ("quotations", "quotation", "lines", "quotation_id"),
-    "credit_notes": ("credit_notes", "creditnote", None, None),
-    "credit_note_lines": ("credit_notes", "creditnote", "lines", "credit_note_id"),
-    "customers": ("customers", "customer", None, None),
-    "sites": ("sites", "site", None, None),
-}
-PARENT_MODEL = {
-    "job_id": "jobs",
-    "invoice_id": "invoices",
-    "quotation_id": "quotations",
-    "credit_note_id": "credit_notes",
-}
-
-
-def manifest() -> dict[str, Any]:
-    return json.loads(prepared_manifest().read_text())
-
-
-def models_of(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {node["name"]: node for node in document["nodes"].values() if node["resource_type"] == "model"}
 
 
 def rows(target: Warehouse, sql: str, params: list[Any] | None = None) -> list[tuple]:
