@@ -1,70 +1,63 @@
 """The Dagster code location: assembles assets, jobs and schedules from the catalogue; computes nothing."""
 
-from sync_pipelines.process import end_without_teardown, long_lived
+from dagster import Definitions
 
-end_without_teardown()  # a run's process ends when its run has, not 0.7 s later (process.py)
+from sync_pipelines.catalogue import TENANTS, tenant_entities
+from sync_pipelines.defs.analytics import build_analytics_assets, dbt_resource
+from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
+from sync_pipelines.defs.checks import (
+    entity_checks,
+    freshness_checks,
+    freshness_sensor,
+)
+from sync_pipelines.defs.leases import RUN_LEASE, RunLease
+from sync_pipelines.defs.quarantine_jobs import (
+    export_rejected_records_job,
+    retry_rejected_job,
+)
+from sync_pipelines.defs.read_copy import read_copy_assets
+from sync_pipelines.defs.schedules import (
+    entity_job,
+    entity_schedule,
+    reconcile_job,
+    reconcile_schedule,
+    row_counts_job,
+    row_counts_schedule,
+    sync_all_job,
+)
 
-# What is built here lives as long as the process: the cycle collector rests while it is built and never walks it
-# again (process.py).
-with long_lived():
-    from dagster import Definitions
+pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
+reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs]
+analytics_assets = build_analytics_assets()
 
-    from sync_pipelines.catalogue import TENANTS, tenant_entities
-    from sync_pipelines.defs.analytics import build_analytics_assets, dbt_resource
-    from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
-    from sync_pipelines.defs.checks import (
-        entity_checks,
-        freshness_checks,
-        freshness_sensor,
-    )
-    from sync_pipelines.defs.leases import RUN_LEASE, RunLease
-    from sync_pipelines.defs.quarantine_jobs import (
+sync_all = sync_all_job(pairs)
+fresh_checks = freshness_checks(pairs)
+entity_jobs = {pair: entity_job(*pair) for pair in pairs}
+reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
+check_row_counts = row_counts_job(pairs)
+
+defs = Definitions(
+    assets=[
+        *entity_assets,
+        *reconciliation_assets,
+        analytics_assets,
+        *read_copy_assets([*entity_assets, *reconciliation_assets, analytics_assets]),
+    ],
+    asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
+    sensors=[freshness_sensor(fresh_checks)],
+    jobs=[
+        sync_all,
+        *entity_jobs.values(),
+        *reconcile_jobs.values(),
+        check_row_counts,
+        retry_rejected_job(entity_assets),
         export_rejected_records_job,
-        retry_rejected_job,
-    )
-    from sync_pipelines.defs.read_copy import read_copy_assets
-    from sync_pipelines.defs.schedules import (
-        entity_job,
-        entity_schedule,
-        reconcile_job,
-        reconcile_schedule,
-        row_counts_job,
-        row_counts_schedule,
-        sync_all_job,
-    )
-
-    pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
-    entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
-    reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs]
-    analytics_assets = build_analytics_assets()
-
-    sync_all = sync_all_job(pairs)
-    fresh_checks = freshness_checks(pairs)
-    entity_jobs = {pair: entity_job(*pair) for pair in pairs}
-    reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
-    check_row_counts = row_counts_job(pairs)
-
-    defs = Definitions(
-        assets=[
-            *entity_assets,
-            *reconciliation_assets,
-            analytics_assets,
-            *read_copy_assets([*entity_assets, *reconciliation_assets, analytics_assets]),
-        ],
-        asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
-        sensors=[freshness_sensor(fresh_checks)],
-        jobs=[
-            sync_all,
-            *entity_jobs.values(),
-            *reconcile_jobs.values(),
-            check_row_counts,
-            retry_rejected_job(entity_assets),
-            export_rejected_records_job,
-        ],
-        schedules=[
-            *(entity_schedule(tenant, entity, job) for (tenant, entity), job in entity_jobs.items()),
-            *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
-            row_counts_schedule(check_row_counts),
-        ],
-        resources={"dbt": dbt_resource(), RUN_LEASE: RunLease()},
-    )
+    ],
+    schedules=[
+        *(entity_schedule(tenant, entity, job) for (tenant, entity), job in entity_jobs.items()),
+        *(reconcile_schedule(tenant, job) for tenant, job in reconcile_jobs.items()),
+        row_counts_schedule(check_row_counts),
+    ],
+    resources={"dbt": dbt_resource(), RUN_LEASE: RunLease()},
+)

@@ -66,3 +66,18 @@ def test_the_sync_jobs_retry_a_transient_failure_by_dagster_s_retry_policy_after
         )
         assert out.returncode == 0, out.stderr
         assert {tuple(line.split()[1:]) for line in out.stdout.splitlines()} == {("2", str(float(expected)), "LINEAR")}
+
+
+def test_loading_the_definitions_leaves_the_process_as_it_was():
+    # an import assembles definitions and nothing else: the collector runs as usual, and what the process prints
+    # at exit (here: an exit handler registered before the import) still reaches its standard error
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('exit handler speaking', file=sys.stderr, flush=True))\n"
+        "import sync_pipelines.definitions\n"
+        "print(gc.isenabled(), gc.get_freeze_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "0"]
+    assert "exit handler speaking" in out.stderr
