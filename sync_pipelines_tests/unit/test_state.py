@@ -1,5 +1,5 @@
 """The resource state a step reads from the warehouse before any dlt pipeline exists: what dlt itself would restore,
-whatever the state holds."""
+whatever the state holds, its engine version included."""
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -10,7 +10,6 @@ from dlt.pipeline.state_sync import PIPELINE_STATE_ENGINE_VERSION, migrate_state
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.warehouse import state
 from sync_pipelines.warehouse.state import stored_resource_state
 from sync_pipelines.warehouse.tables import StoredState
 
@@ -58,10 +57,6 @@ def by_dlt(encoded: str) -> dict[str, Any]:
     return dict(restored["sources"][PIPELINE]["resources"]["invoices"])
 
 
-def test_the_engine_version_decoded_without_dlt_is_dlts_own():
-    assert state.STATE_ENGINE_VERSION == PIPELINE_STATE_ENGINE_VERSION
-
-
 @settings(max_examples=300, deadline=None)
 @given(resource=resource_states, engine=st.sampled_from([3, PIPELINE_STATE_ENGINE_VERSION]))
 @example(
@@ -78,28 +73,8 @@ def test_a_stored_resource_state_reads_as_dlt_restores_it(resource, engine):
     assert stored_resource_state(StoredState(3, "hash", encoded), PIPELINE, "invoices") == by_dlt(encoded)
 
 
-def test_a_state_of_plain_json_is_read_without_dlt_and_any_other_by_dlt(monkeypatch):
-    """The product's states (strings, lists, numbers) take the path that imports no dlt; a typed value, non-ASCII
-    text, another engine version or an uncompressed state go through dlt's own decoding."""
-    calls: list[str] = []
-    decoded_by_dlt = state._decoded_by_dlt
-    monkeypatch.setattr(
-        state, "_decoded_by_dlt", lambda encoded, name: calls.append(name) or decoded_by_dlt(encoded, name)
-    )
-    plain = {"cursor": "2026-12-03T07:00:00+00:00", "details_memo": {"12": ["2026-12-03T06:59:00", "ab12"]}, "n": 3}
-
-    def read(resource: dict[str, Any], engine: int = 4, *, compressed: bool = True) -> dict[str, Any]:
-        whole = pipeline_state(resource, engine)
-        if not compressed:
-            from dlt.common import json
-
-            return stored_resource_state(StoredState(3, "hash", json.typed_dumps(whole)), PIPELINE, "invoices")
-        return stored_resource_state(StoredState(3, "hash", compress_state(whole)), PIPELINE, "invoices")
-
-    assert read(plain) == plain and calls == []
-    assert read({"cursor": datetime(2026, 12, 3, tzinfo=UTC)}) == {"cursor": datetime(2026, 12, 3, tzinfo=UTC)}
-    assert read({"name": "Crédit"}) == {"name": "Crédit"}
-    assert read(plain, engine=3) == plain
-    assert read(plain, compressed=False) == plain
-    assert len(calls) == 4
-    assert stored_resource_state(None, PIPELINE, "invoices") == {} and len(calls) == 4
+def test_nothing_stored_reads_as_an_empty_state():
+    assert stored_resource_state(None, PIPELINE, "invoices") == {}
+    assert stored_resource_state(StoredState(3, "hash", ""), PIPELINE, "invoices") == {}
+    other = compress_state(pipeline_state({"cursor": "2026-12-03T07:00:00+00:00"}))
+    assert stored_resource_state(StoredState(3, "hash", other), PIPELINE, "quotations") == {}
