@@ -288,7 +288,7 @@ def test_the_schema_lock_holds_one_tenant_says_who_holds_it_and_dies_with_its_pr
 
 def test_the_documented_analyst_role_reads_every_tenant_and_writes_nothing(emulator, pg_warehouse, postgres):
     assert run_sync_all(analytics=True).success
-    sql = readme_block("analyst role")
+    sql = docs_block("analyst role")
     admin = postgres.connect(pg_warehouse.database)
     with admin.cursor() as cur:
         cur.execute(
@@ -313,11 +313,11 @@ def test_the_documented_analyst_role_reads_every_tenant_and_writes_nothing(emula
     assert run_entity_job(MAIN_TENANT, INVOICES, {"mode": "full"}).success  # a load re-creating nothing keeps grants
 
 
-def readme_block(name: str) -> str:
-    """The SQL block of the README that follows `<!-- sql: name -->`."""
-    text = (REPO / "README.md").read_text()
+def docs_block(name: str) -> str:
+    """The SQL block of docs/scaling-out.md that follows `<!-- sql: name -->`."""
+    text = (REPO / "docs" / "scaling-out.md").read_text()
     match = re.search(rf"<!-- sql: {name} -->\s*```sql\n(.*?)```", text, re.S)
-    assert match, f"README has no SQL block '{name}'"
+    assert match, f"docs/scaling-out.md has no SQL block '{name}'"
     return match.group(1)
 
 

@@ -25,7 +25,7 @@ def test_a_materialization_leads_with_our_numbers_and_names_no_local_path(emulat
     assert {"total_incl_tax", "_dlt_id", "_dlt_load_id"} <= set(columns)
 
 
-def test_the_readmes_analyst_queries_run_verbatim_on_the_read_copy_of_a_first_sync(emulator, warehouse):
+def test_the_docs_analyst_queries_run_verbatim_on_the_read_copy_of_a_first_sync(emulator, warehouse):
     import re
     from pathlib import Path
 
@@ -35,9 +35,9 @@ def test_the_readmes_analyst_queries_run_verbatim_on_the_read_copy_of_a_first_sy
     from sync_pipelines_tests.helpers import run_sync_all
 
     assert run_sync_all().success
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = re.search(r"<!-- sql: analyst examples -->\s*```sql\n(.*?)```", readme, re.S)
-    assert block, "README has no analyst examples"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text()
+    block = re.search(r"<!-- sql: analyst examples -->\s*```sql\n(.*?)```", page, re.S)
+    assert block, "docs/analytics.md has no analyst examples"
     statements = [s.strip() for s in re.sub(r"--[^\n]*", "", block.group(1)).split(";") if s.strip()]
     assert len(statements) == 4
     with duckdb.connect(str(read_copy_path(warehouse)), read_only=True) as con:
