@@ -4,7 +4,7 @@ is a visible diff of `snapshots/definitions.json`, not a silent break for the us
 by these names.
 
 After an intended change: `SNAPSHOT_UPDATE=1 .venv/bin/python -m pytest sync_pipelines_tests/unit/test_definitions_snapshot.py`,
-and say in the README's migration notes what changed.
+and say in CHANGELOG.md what changed, with its migration note.
 """
 
 import json
