@@ -15,12 +15,12 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.assets import retry_policy
 from sync_pipelines.defs.checks import with_sync_checks
 from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import with_read_copy
 from sync_pipelines.defs.schedules import ALL_TENANTS, MAX_RUNTIME_TAG, TENANT_TAG
+from sync_pipelines.defs.sync_step import retry_policy
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import rejected_folder, warehouse
 from sync_pipelines.warehouse.tables import export_rejected

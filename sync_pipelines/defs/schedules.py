@@ -27,9 +27,9 @@ from dagster import (
 
 from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
 from sync_pipelines.defs.analytics import analytics_downstream
-from sync_pipelines.defs.assets import retry_policy
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
 from sync_pipelines.defs.read_copy import with_read_copy
+from sync_pipelines.defs.sync_step import retry_policy
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
