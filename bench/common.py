@@ -1,4 +1,5 @@
-"""Shared by the bench phases: the emulator process, measured subprocesses, the product's environment."""
+"""Shared by the bench phases: what is measured (the catalogue's tenants and entities, the scales), the emulator
+process, measured subprocesses, the product's environment."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sync_pipelines.catalogue import ENTITIES as CATALOGUE
+from sync_pipelines.catalogue import TENANTS, Tenant, tenant_entities
+
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
 # Where every measured subprocess runs, and what it imports: the repository, or a frozen copy of the product
 # (see `snapshot_code`) so that a benchmark run measures one version even while the code is being edited.
 CODE_DIR = REPO
@@ -26,21 +31,109 @@ SNAPSHOT_IGNORED = ("__pycache__", "results", "logs", "analytics-*", "docs")
 PYTHON = sys.executable
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TIMEZONE = "Europe/Paris"
-MAIN_DOMAIN, MAIN_KEY = "bench-main", "b3nch-0000-4000-8000-00000000main"
-HEC_DOMAIN, HEC_KEY = "bench-hec", "b3nch-0000-4000-8000-000000000hec"
-DOMAINS = {"synchroteam": MAIN_DOMAIN, "synchroteam_hec": HEC_DOMAIN}
-KEYS = {MAIN_DOMAIN: MAIN_KEY, HEC_DOMAIN: HEC_KEY}
-# (tenant, entity, API resource) in sync_all's order
+
+# -- what is measured: the catalogue's tenants and entities --------------------------------------------------------
+
+# (tenant, entity, API resource) of every entity the product syncs, in sync_all's order
 ENTITIES = [
-    ("synchroteam", "jobs", "job"),
-    ("synchroteam", "invoices", "invoice"),
-    ("synchroteam", "quotations", "quotation"),
-    ("synchroteam", "customers", "customer"),
-    ("synchroteam", "sites", "site"),
-    ("synchroteam", "credit_notes", "creditnote"),
-    ("synchroteam_hec", "invoices", "invoice"),
-    ("synchroteam_hec", "credit_notes", "creditnote"),
+    (tenant.name, entity.name, entity.resource) for tenant in TENANTS.values() for entity in tenant_entities(tenant)
 ]
+MAIN = next(iter(TENANTS.values()))  # the first tenant, the largest: the one the single-table phases use
+# The API lists these resources without their child lists (the emulator as the API): a `details` call per record.
+LISTED_WITHOUT_CHILDREN = frozenset({"job"})
+MEMORY_TABLE = "invoices"  # the main tenant's largest list table, with its lines: section 4 grows it tenfold
+RATE_TABLE = "customers"  # a list table of 200 pages at 1x, synced under the rate limits of sections 3 and 3b
+
+
+def domain(tenant: str) -> str:
+    """The emulated tenant standing in for a catalogue tenant: its domain..."""
+    return f"bench-{TENANTS[tenant].label.lower()}"
+
+
+def api_key(tenant: str) -> str:
+    """... and its API key."""
+    return f"b3nch-0000-4000-8000-{TENANTS[tenant].label.lower():0>12}"
+
+
+def needs_details(entity: str) -> bool:
+    return CATALOGUE[entity].resource in LISTED_WITHOUT_CHILDREN
+
+
+def tenant_env(tenant: Tenant, base_url: str) -> dict[str, str]:
+    """The variables that point a catalogue tenant at the bench's emulator."""
+    name = tenant.name
+    return {
+        tenant.env("BASE_URL"): base_url,
+        tenant.env("DOMAIN"): domain(name),
+        tenant.env("API_KEY"): api_key(name),
+        tenant.env("TIMEZONE"): TIMEZONE,
+    }
+
+
+# -- the scales ----------------------------------------------------------------------------------------------------
+
+# Records per table at the realistic scale (1x), by entity: the main tenant's. Every other tenant is smaller: a fifth
+# of the main tenant's table, 5,000 records at least. An entity without a size here is measured at DEFAULT_RECORDS.
+RECORDS_1X = {
+    "jobs": 100_000,
+    "invoices": 100_000,
+    "quotations": 20_000,
+    "customers": 20_000,
+    "sites": 30_000,
+    "credit_notes": 10_000,
+}
+DEFAULT_RECORDS = 20_000
+OTHER_TENANT_SHARE, OTHER_TENANT_LEAST = 0.2, 5_000
+
+
+def records_1x(tenant: Tenant, entity: str) -> int:
+    size = RECORDS_1X.get(entity, DEFAULT_RECORDS)
+    return size if tenant is MAIN else max(OTHER_TENANT_LEAST, int(size * OTHER_TENANT_SHARE))
+
+
+@dataclass
+class Scale:
+    name: str
+    fraction: float  # of the realistic scale's table sizes
+    rate_limit: int  # requests per minute in the rate-limit phase
+    no_retry_after: bool  # also run the variant whose 429s carry no Retry-After
+    window: tuple[int, float]  # the announced fixed window of the rate-window phase: (requests, seconds)
+    pair_rounds: int = 3  # rounds of the per-record phase's side-by-side pairs
+    timeout_s: float = 3600
+    # records by tenant and entity (every entity of the catalogue), and the memory phase's tenfold table
+    counts: dict[str, dict[str, int]] = field(init=False)
+    tenx: dict[str, dict[str, int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = {
+            tenant.name: {e.name: round(records_1x(tenant, e.name) * self.fraction) for e in tenant_entities(tenant)}
+            for tenant in TENANTS.values()
+        }
+        self.tenx = {MAIN.name: {MEMORY_TABLE: 10 * self.counts[MAIN.name][MEMORY_TABLE]}}
+
+
+SCALES = {
+    "1x": Scale("1x", 1.0, rate_limit=120, no_retry_after=True, window=(40, 240.0)),
+    "quick": Scale("quick", 1 / 20, rate_limit=8, no_retry_after=False, window=(4, 6.0), pair_rounds=2, timeout_s=900),
+}
+
+
+def tenant_specs(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """The emulator's tenants (`TenantSpec` fields) serving `counts` (records by tenant and entity)."""
+    return [
+        dict(
+            domain=domain(name),
+            api_key=api_key(name),
+            timezone=TIMEZONE,
+            counts={CATALOGUE[entity].resource: n for entity, n in by_entity.items()},
+            seed=101 + list(TENANTS).index(name),
+        )
+        for name, by_entity in counts.items()
+    ]
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def alternating(items: list[str], round_: int) -> list[str]:
@@ -48,11 +141,22 @@ def alternating(items: list[str], round_: int) -> list[str]:
     return list(items) if round_ % 2 == 0 else list(items)[::-1]
 
 
-def tenant_specs(main_counts: dict[str, int], hec_counts: dict[str, int] | None) -> list[dict[str, Any]]:
-    specs = [dict(domain=MAIN_DOMAIN, api_key=MAIN_KEY, timezone=TIMEZONE, counts=main_counts, seed=101)]
-    if hec_counts:
-        specs.append(dict(domain=HEC_DOMAIN, api_key=HEC_KEY, timezone=TIMEZONE, counts=hec_counts, seed=102))
-    return specs
+def requests_of(stats: RequestStats, tenant: str, resource: str) -> dict[str, int]:
+    """One table's requests as the emulator counted them: list pages, details, in all, 429s, count checks."""
+    name = domain(tenant)
+    return {
+        "list": stats.count(name, resource, action="list"),
+        "details": stats.count(name, resource, action="details"),
+        "total": stats.count(name, resource),
+        "429": stats.count(name, resource, status=429),
+        "count_checks": stats.page_size_1(name, resource),
+    }
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the product's and Dagster's variables."""
+    prefixes = (*(tenant.env("") for tenant in TENANTS.values()), "SYNC_", "DAGSTER_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
 LIVE_PIDS: set[int] = set()
@@ -136,19 +240,6 @@ def snapshot_code(target: Path) -> Path:
     return target
 
 
-def export_revision(revision: str, target: Path) -> Path:
-    """The product and the bench as git revision `revision` has them, in `target` (for `DagsterHome(code=...)`):
-    the code a change is measured against, side by side. Returns `target`."""
-    target.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", revision, *SNAPSHOT_ITEMS],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
-
-
 class EmulatorProcess:
     """`python -m bench.emulator_server` with a JSON line protocol on its stdin/stdout."""
 
@@ -162,7 +253,9 @@ class EmulatorProcess:
             text=True,
             bufsize=1,
         )
-        line = self.proc.stdout.readline()
+        assert self.proc.stdin and self.proc.stdout  # both piped
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        line = self.stdout.readline()
         if not line:
             raise RuntimeError("the bench emulator did not start")
         ready = json.loads(line)
@@ -174,9 +267,9 @@ class EmulatorProcess:
 
     def call(self, cmd: str, **kwargs: Any) -> Any:
         with self._lock:
-            self.proc.stdin.write(json.dumps({"cmd": cmd, **kwargs}) + "\n")
-            self.proc.stdin.flush()
-            reply = json.loads(self.proc.stdout.readline())
+            self.stdin.write(json.dumps({"cmd": cmd, **kwargs}) + "\n")
+            self.stdin.flush()
+            reply = json.loads(self.stdout.readline())
         if not reply["ok"]:
             raise RuntimeError(f"emulator command {cmd}: {reply['error']}")
         return reply["result"]
@@ -316,21 +409,12 @@ def clock_gap() -> float:
 class DagsterHome:
     """A temporary DAGSTER_HOME with the repository's dagster.yaml, and the product's environment."""
 
-    def __init__(
-        self,
-        root: Path,
-        base_url: str,
-        warehouse: Path,
-        extra_env: dict[str, str] | None = None,
-        code: Path | None = None,
-    ) -> None:
-        """`code`: run the jobs from this copy of the product (`export_revision`) instead of the snapshot."""
-        self.code = code
+    def __init__(self, root: Path, base_url: str, warehouse: Path, extra_env: dict[str, str] | None = None) -> None:
         self.path = root / "dagster_home"
         self.path.mkdir(parents=True, exist_ok=True)
-        shutil.copy((code or CODE_DIR) / "dagster.yaml", self.path / "dagster.yaml")
+        shutil.copy(CODE_DIR / "dagster.yaml", self.path / "dagster.yaml")
         self.warehouse = warehouse
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
+        self.env = clean_env()
         self.env.update(
             {
                 "DAGSTER_HOME": str(self.path),
@@ -339,18 +423,9 @@ class DagsterHome:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        for prefix, domain in (("SYNCHROTEAM_", MAIN_DOMAIN), ("SYNCHROTEAM_HEC_", HEC_DOMAIN)):
-            self.env.update(
-                {
-                    f"{prefix}BASE_URL": base_url,
-                    f"{prefix}DOMAIN": domain,
-                    f"{prefix}API_KEY": KEYS[domain],
-                    f"{prefix}TIMEZONE": TIMEZONE,
-                }
-            )
+        for tenant in TENANTS.values():
+            self.env.update(tenant_env(tenant, base_url))
         self.env.update(extra_env or {})
-        if code is not None:
-            self.env["PYTHONPATH"] = str(code)
         self.config_dir = root / "run_configs"
         self.config_dir.mkdir(exist_ok=True)
 
@@ -359,7 +434,6 @@ class DagsterHome:
         job: str,
         ops_config: dict[str, dict[str, Any]] | None = None,
         timeout: float = 3600,
-        env: dict[str, str] | None = None,
         module: str = "sync_pipelines.definitions",
     ) -> Measured:
         """`dagster job execute -m <module> -j <job>`, the way users run the product's jobs."""
@@ -369,7 +443,7 @@ class DagsterHome:
         path = self.config_dir / f"{job}-{time.monotonic_ns()}.yaml"
         path.write_text(json.dumps(run_config))  # JSON is YAML
         cmd = [DAGSTER, "job", "execute", "-m", module, "-j", job, "-c", str(path)]
-        return run_measured(cmd, {**self.env, **(env or {})}, timeout=timeout, cwd=self.code)
+        return run_measured(cmd, self.env, timeout=timeout)
 
     def runs(self, limit: int) -> list[dict[str, Any]]:
         """The latest `limit` runs of this instance, oldest first (see `inspect_runs`)."""
@@ -415,9 +489,7 @@ def inspect_runs(home: Path, limit: int) -> list[dict[str, Any]]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def fmt_int(n: float | int | None) -> str:
-    return "–" if n is None else f"{int(round(n)):,}"
-
-
-def fmt_f(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{x:,.{digits}f}"
+def job_name(tenant: str, entity: str) -> str:
+    """An entity's job, as `sync_pipelines.defs.schedules.entity_job_name` names it (that module imports Dagster,
+    which stays out of this process)."""
+    return f"sync_{tenant}__{entity}"

@@ -1,19 +1,14 @@
 """The least a Dagster run costs here: one asset that does nothing, run as the product's jobs are run.
 
 `dagster job execute -m bench.dagster_floor -j floor`, in an instance with the repository's dagster.yaml: the
-same CLI, the same in-process executor, the same SQLite storage and the product's exit handler
-(`sync_pipelines.process`). What the process spends is Dagster's own cost of a run (importing Dagster, its CLI,
-the instance, creating the run, its events, exiting): the part of every product job's wall time that no product
-code can remove. `bench.run` measures it beside the product's full syncs.
+same CLI, the same in-process executor, the same SQLite storage. What the process spends is Dagster's own cost of
+a run (importing Dagster, its CLI, the instance, creating the run, its events, exiting): the part of every
+product job's wall time that no product code can remove. `bench.run` measures it beside the product's full syncs.
 
 No `from __future__ import annotations`: Dagster reads the asset's annotations.
 """
 
 from dagster import Definitions, MaterializeResult, asset, define_asset_job, in_process_executor
-
-from sync_pipelines.process import end_without_teardown
-
-end_without_teardown()  # as sync_pipelines.definitions does
 
 
 @asset(key=["bench", "nothing"])

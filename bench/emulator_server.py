@@ -62,7 +62,7 @@ class Control:
         """Requests since the last reset: counts per (tenant, resource, action, status), first/last times, and
         with `times` the time of every answered request."""
         with self.emu._req_lock:  # noqa: SLF001
-            records, times = list(self.log), list(self.log.times)
+            records, stamps = list(self.log), list(self.log.times)
             if reset:
                 self.log.clear()
         by = Counter((r.tenant, r.resource, r.action, r.status) for r in records)
@@ -70,7 +70,7 @@ class Control:
         counting = Counter(
             (r.tenant, r.resource) for r in records if r.action == "list" and r.params.get("pageSize") == "1"
         )
-        ok_times = [t for r, t in zip(records, times) if r.status == 200]
+        ok_times = [t for r, t in zip(records, stamps) if r.status == 200]
         return {
             "n": len(records),
             "by": [[*key, n] for key, n in sorted(by.items(), key=lambda kv: tuple(map(str, kv[0])))],
@@ -78,8 +78,8 @@ class Control:
             "not_ok_positions": [
                 [i, r.status, r.params.get("pageSize")] for i, r in enumerate(records) if r.status != 200
             ][:50],
-            "t_first": times[0] if times else None,
-            "t_last": times[-1] if times else None,
+            "t_first": stamps[0] if stamps else None,
+            "t_last": stamps[-1] if stamps else None,
             "ok_first": ok_times[0] if ok_times else None,
             "ok_last": ok_times[-1] if ok_times else None,
             "now": time.monotonic(),

@@ -1,14 +1,16 @@
 """Baseline (b): dlt's generic `rest_api` source configured for the same endpoints, with its defaults.
 
     python -m bench.rest_api_source --base-url URL --db FILE --pipelines-dir DIR \
-        --entities '[{"domain": "...", "api_key": "...", "schema": "synchroteam", "entity": "invoices"}]'
+        --entities '[{"domain": "...", "api_key": "...", "schema": "synchroteam", "table": "jobs", "resource": "job",
+                      "details": true}]'
 
 What is configured is only what the API needs: the base URL, HTTP basic auth, `data` as the data selector, a
 page-number paginator starting at page 1 with `pageSize=100` (rest_api's `total_path` counts *pages* and the API
 gives `recordsTotal` in *records*, so it is switched off and the paginator stops on the first empty page, its
 default), `id` as the primary key with `merge` (so reruns update rows), and `changedSince` bound to an
-incremental cursor on `dateModified` as the rest_api docs show. Jobs get their parts and time entries from a
-dependent resource `job_details` resolving `job/details?id=` for each listed job. Everything else is dlt's
+incremental cursor on `dateModified` as the rest_api docs show. A resource listed without its children (`details`:
+jobs, without their parts and time entries) gets them from a dependent resource (`job_details`) resolving
+`<resource>/details?id=` for each listed record. Everything else is dlt's
 default: the requests-based client and its retries, no parallelism. The loader file format is a pipeline
 setting, not the source's: `--loader-file-format jsonl` (what the product uses) by default, `default` for dlt's
 own default (`insert_values` on DuckDB: about 4 GB peak RSS to load 20k invoices, so only tried on a small table).
@@ -20,27 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import dlt
 from dlt.sources.rest_api import rest_api_source
 
-RESOURCES = {
-    "jobs": "job",
-    "invoices": "invoice",
-    "quotations": "quotation",
-    "customers": "customer",
-    "sites": "site",
-    "credit_notes": "creditnote",
-}
 
-
-def source_config(base_url: str, domain: str, api_key: str, entity: str) -> dict:
+def source_config(base_url: str, spec: dict) -> Any:  # dlt's RESTAPIConfig, a TypedDict
+    table, resource = spec["table"], spec["resource"]
     list_resource = {
-        "name": entity,
+        "name": table,
         "primary_key": "id",
         "write_disposition": "merge",
         "endpoint": {
-            "path": f"{RESOURCES[entity]}/list",
+            "path": f"{resource}/list",
             "params": {
                 "pageSize": 100,
                 "changedSince": {
@@ -52,15 +47,15 @@ def source_config(base_url: str, domain: str, api_key: str, entity: str) -> dict
         },
     }
     resources: list[dict] = [list_resource]
-    if entity == "jobs":
+    if spec["details"]:
         resources.append(
             {
-                "name": "job_details",
+                "name": f"{resource}_details",
                 "primary_key": "id",
                 "write_disposition": "merge",
                 "endpoint": {
-                    "path": "job/details",
-                    "params": {"id": "{resources.jobs.id}"},
+                    "path": f"{resource}/details",
+                    "params": {"id": f"{{resources.{table}.id}}"},
                     "paginator": "single_page",
                     "data_selector": "$",
                 },
@@ -69,7 +64,7 @@ def source_config(base_url: str, domain: str, api_key: str, entity: str) -> dict
     return {
         "client": {
             "base_url": base_url + "/",
-            "auth": {"type": "http_basic", "username": domain, "password": api_key},
+            "auth": {"type": "http_basic", "username": spec["domain"], "password": spec["api_key"]},
             "paginator": {"type": "page_number", "base_page": 1, "page_param": "page", "total_path": None},
         },
         "resource_defaults": {"endpoint": {"data_selector": "data"}},
@@ -79,17 +74,17 @@ def source_config(base_url: str, domain: str, api_key: str, entity: str) -> dict
 
 def run(spec: dict, base_url: str, db: str, pipelines_dir: str, loader_file_format: str) -> dict:
     started = time.monotonic()
-    entity, schema = spec["entity"], spec["schema"]
-    source = rest_api_source(source_config(base_url, spec["domain"], spec["api_key"], entity))
+    entity, schema = spec["table"], spec["schema"]
+    source = rest_api_source(source_config(base_url, spec))
     pipeline = dlt.pipeline(
         pipeline_name=f"rest_api__{schema}__{entity}",
         destination=dlt.destinations.duckdb(db),
         dataset_name=schema,
         pipelines_dir=pipelines_dir,
     )
-    fmt = None if loader_file_format == "default" else loader_file_format
+    fmt: Any = None if loader_file_format == "default" else loader_file_format
     pipeline.run(source, loader_file_format=fmt).raise_on_failed_jobs()
-    normalized = pipeline.last_trace.last_normalize_info
+    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     counts = dict(normalized.row_counts) if normalized else {}
     return {
         "schema": schema,
@@ -108,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--entities",
         required=True,
-        help='JSON list of {"domain", "api_key", "schema", "entity"}, run one after the other',
+        help='JSON list of {"domain", "api_key", "schema", "table", "resource", "details"}, one after the other',
     )
     parser.add_argument("--loader-file-format", default="jsonl", help="jsonl (as the product) or default")
     args = parser.parse_args(argv)
