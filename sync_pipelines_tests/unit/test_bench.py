@@ -1,0 +1,38 @@
+"""`make bench` stays runnable between its runs: its command line parses, it measures what the catalogue holds, and
+BENCHMARKS.md's tables are what its report renders (nothing is measured here: no process, no emulator)."""
+
+import json
+
+import pytest
+
+from bench import report, run
+from bench.common import ENTITIES, REPO, RESULTS, SCALES
+from sync_pipelines.catalogue import TENANTS, tenant_entities
+
+
+def test_make_bench_takes_a_quick_run_of_chosen_sections_with_more_rounds():
+    args = run.parser().parse_args(["--quick", "--phases", "rate_window, per_record", "--rounds", "5"])
+    assert args.quick and args.phases == ["rate_window", "per_record"] and args.rounds == 5
+
+
+def test_make_bench_refuses_a_section_it_does_not_have(capsys):
+    with pytest.raises(SystemExit):
+        run.parser().parse_args(["--phases", "full,collector"])
+    assert "unknown phases ['collector']" in capsys.readouterr().err
+
+
+def test_the_bench_measures_every_entity_of_every_tenant_of_the_catalogue_at_every_scale():
+    catalogue = [(tenant.name, entity.name) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+    assert [(tenant, entity) for tenant, entity, _ in ENTITIES] == catalogue
+    for scale in SCALES.values():
+        assert [(tenant, entity) for tenant, sizes in scale.counts.items() for entity in sizes] == catalogue
+
+
+def test_every_phase_of_the_bench_has_a_name_in_the_report():
+    assert set(run.PHASES) == set(report.PHASE_NAMES)
+
+
+def test_benchmarks_md_holds_the_tables_the_report_renders_from_the_last_full_run():
+    results = json.loads((RESULTS / "1x.json").read_text())
+    block = f"{report.BEGIN}\n\n{report.render(results)}\n{report.END}"
+    assert block in (REPO / "BENCHMARKS.md").read_text(), "run `python -m bench.report bench/results/1x.json --update`"
