@@ -199,13 +199,7 @@ class EntityReader:
         # an open window ends when it is read: changes after this instant belong to the next run
         stats.window_start, stats.window_end = since, until or datetime.now(UTC)
         params = {"changedSince": to_api_timestamp(since, self.tz)} if since else {}
-        # The cap bounds the changes beyond an existing cursor, and an initial load too when the run config gave
-        # it (`cap_first_load`); a full run reads everything.
-        capped_mode = plan.mode == "reconcile" or (
-            plan.mode == "incremental" and (self.cursor.at or plan.cap_first_load)
-        )
-        cap = plan.max_records if capped_mode else 0
-        since_local = None if since is None else _local(since, self.tz)
+        cap = self._cap()
         listing_all = since is None and until is None and not cap  # every record, uncapped: no walk follows
         self.remember_emitted = not listing_all
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
@@ -217,31 +211,9 @@ class EntityReader:
         )  # read to its end: the next page is requested while this one is worked on
         for page in pages:
             stats.records_fetched += len(page)
-            ready = []
-            for record in page:
-                modified = self._modified(record)
-                if until is not None and modified is not None and modified >= until:
-                    continue
-                if since_local is not None and modified is not None and _local(modified, self.tz) < since_local:
-                    self._filtered_out("changedSince")  # compared as the API defines it: tenant-local times
-                    continue
-                behind = (
-                    plan.mode == "incremental"
-                    and modified is not None
-                    and self.cursor.covers(modified, str(record.get("id")))
-                )
-                if not cap or modified is None or behind:
-                    ready.append(record)
-                    if modified is not None and (newest is None or modified > newest):
-                        newest = modified
-                    continue
-                item = (_Newest((modified, str(record.get("id")))), record)
-                if len(held) < cap:
-                    heapq.heappush(held, item)
-                else:
-                    stats.capped = True
-                    if item[0].key < held[0][0].key:
-                        heapq.heapreplace(held, item)
+            ready, page_newest = self._take(page, since, until, cap, held)
+            if page_newest is not None and (newest is None or page_newest > newest):
+                newest = page_newest
             ready = self._changed(ready)
             if ready:
                 yield self._complete(ready)
@@ -258,6 +230,56 @@ class EntityReader:
             # again for nothing. What they remember of the records they match is kept (`_complete`).
             self.refetch_walks, self.refetch_listed = [], None
             self.log.info("%s: every record was listed, so the re-fetch walks were not needed.", self.entity.name)
+
+    def _cap(self) -> int:
+        """How many changes the run may load (0: no cap). The cap bounds the changes beyond an existing cursor,
+        and an initial load too when the run config gave it (`cap_first_load`); a full run reads everything."""
+        plan = self.plan
+        capped_mode = plan.mode == "reconcile" or (
+            plan.mode == "incremental" and (self.cursor.at or plan.cap_first_load)
+        )
+        return plan.max_records if capped_mode else 0
+
+    def _take(
+        self,
+        page: list[Record],
+        since: datetime | None,
+        until: datetime | None,
+        cap: int,
+        held: list[tuple[_Newest, Record]],
+    ) -> tuple[list[Record], datetime | None]:
+        """A page's records to load now, and the newest change among them. Records outside the window are left
+        out (those before `since` counted as filtered out); under a cap, the changes beyond the cursor go to the
+        heap `held` instead, which keeps the `cap` oldest."""
+        plan = self.plan
+        since_local = None if since is None else _local(since, self.tz)
+        ready: list[Record] = []
+        newest: datetime | None = None
+        for record in page:
+            modified = self._modified(record)
+            if until is not None and modified is not None and modified >= until:
+                continue
+            if since_local is not None and modified is not None and _local(modified, self.tz) < since_local:
+                self._filtered_out("changedSince")  # compared as the API defines it: tenant-local times
+                continue
+            behind = (
+                plan.mode == "incremental"
+                and modified is not None
+                and self.cursor.covers(modified, str(record.get("id")))
+            )
+            if not cap or modified is None or behind:
+                ready.append(record)
+                if modified is not None and (newest is None or modified > newest):
+                    newest = modified
+                continue
+            item = (_Newest((modified, str(record.get("id")))), record)
+            if len(held) < cap:
+                heapq.heappush(held, item)
+            else:
+                self.stats.capped = True
+                if item[0].key < held[0][0].key:
+                    heapq.heapreplace(held, item)
+        return ready, newest
 
     def _window(self) -> tuple[datetime | None, datetime | None]:
         plan = self.plan
