@@ -2,7 +2,7 @@
 `emulator.env` holds API keys. Everything the product writes is created folders 0700, files 0600 (`PRIVATE_UMASK`,
 set when a run starts and by `make demo` / `make ui`), whatever the umask it was started with; what an earlier
 release (or another umask) left readable is tightened by the next run (`tighten`). Analysts get the read copy on
-purpose, through a group (README, "Where the data lands").
+purpose, through a group (docs/operations.md, "Files and privacy").
 """
 
 import os

@@ -1,6 +1,6 @@
 """The reading of one Synchroteam entity for a run's `SyncPlan`: what the API changed, complete and checked, and the
-resource state it leaves (the cursor, the memos). It imports no dlt: a run that finds nothing to load never needs
-it (`ReadAhead`); `source.py` hands the reading to dlt when there is something to load.
+resource state it leaves (the cursor, the memos). It builds no dlt pipeline: a run that finds nothing to load never
+needs one (`ReadAhead`); `source.py` hands the reading to dlt when there is something to load.
 
 The cursor (`plan.Cursor`) is kept in dlt's resource state, so it is written to DuckDB in the same load as the
 data, and it only ever advances past records that were loaded:

@@ -211,7 +211,7 @@ def connection_error(target: PostgresWarehouse, exc: BaseException) -> Configura
     if "permission denied" in lower or "not permitted" in lower or "pg_hba" in lower:
         return ConfigurationError(
             f"{where}: PostgreSQL refused the connection ({reason}).",
-            action="Grant the user CONNECT and CREATE on the database (README, Scaling out), or check pg_hba.conf.",
+            action="Grant the user CONNECT and CREATE on the database (docs/scaling-out.md), or check pg_hba.conf.",
         )
     return WarehouseUnavailable(
         f"{where}: no answer from PostgreSQL ({reason}).",

@@ -38,7 +38,7 @@ NEXT_RUN_SECONDS = 150
 @pytest.fixture(params=["duckdb", "postgres"])
 def deployment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
     """One machine's deployment: a DuckDB warehouse with the instance on SQLite, or a PostgreSQL warehouse with
-    the instance on PostgreSQL (`SYNC_DAGSTER_POSTGRES_URL`), as Scaling out recommends."""
+    the instance on PostgreSQL (`SYNC_DAGSTER_POSTGRES_URL`), as docs/scaling-out.md recommends."""
     if request.param == "duckdb":
         request.getfixturevalue("warehouse")
     else:
