@@ -89,7 +89,7 @@ class AnalyticsTranslator(DagsterDbtTranslator):
 
 class AnalyticsDbt(DbtCliResource):
     """dagster-dbt's resource for dbt in its own virtualenv: its version read from the virtualenv, not from
-    `dbt --version` (about 2 s, twice per run, and a request to PyPI); no dbt adapter in our own process (dbt-core
+    `dbt --version` (a process of its own, twice per run, and a request to PyPI); no dbt adapter in our own process (dbt-core
     is not importable there; dagster-dbt uses it only for column metadata we do not ask for)."""
 
     @cached_property

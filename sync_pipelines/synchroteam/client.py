@@ -88,7 +88,7 @@ class ClientStats:
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """The process's one TLS context, httpx's default one (certifi's certificates, or `SSL_CERT_FILE` /
-    `SSL_CERT_DIR`): httpx builds a new one for every client otherwise, about 15 ms, once per step of a run."""
+    `SSL_CERT_DIR`): httpx builds a new one for every client otherwise, once per step of a run."""
     return httpx.create_ssl_context()
 
 

@@ -511,9 +511,9 @@ MEMO_SLACK = 10_000  # memo entries remembered beyond the last prune before prun
 def _fingerprint(row: Record) -> str:
     """A short digest of a list row as the API sent it (key order aside).
 
-    orjson writes the same bytes as `json.dumps` sorted and compact (checked on every emulator row) at a sixth of
-    the cost (BENCHMARKS.md), but for small floats (`0.00001`, where Python writes `1e-05`): a row holding one, remembered
-    before, is loaded once more. What orjson refuses (an integer beyond 64 bits) goes through `json.dumps` as before."""
+    orjson writes the same bytes as `json.dumps` sorted and compact (checked on every emulator row), much faster,
+    but for small floats (`0.00001`, where Python writes `1e-05`): a row holding one, remembered before, is loaded
+    once more. What orjson refuses (an integer beyond 64 bits) goes through `json.dumps` as before."""
     try:
         data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
     except TypeError:

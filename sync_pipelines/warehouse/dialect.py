@@ -125,8 +125,7 @@ def held_open(target: Warehouse) -> Iterator[None]:
     instance per file in a process while a connection to it is open: every connection opened in the block, dlt's
     included, joins it instead of opening the file again, and none checkpoints it on close. A step otherwise
     opens and closes the file about ten times (the product's sessions before and after the load, dlt's state
-    restore, each load job): the load of 100,000 invoices took 1.17 s, 0.89 s held; small entities' steps
-    0.1-0.25 s less (BENCHMARKS.md). Nothing to hold on PostgreSQL."""
+    restore, each load job), each close a checkpoint. Nothing to hold on PostgreSQL."""
     if not isinstance(target, DuckDBWarehouse):
         yield
         return

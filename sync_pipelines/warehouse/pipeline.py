@@ -43,8 +43,8 @@ def build_pipeline(
     # dlt's intermediate and load files uncompressed: gzip was the largest single cost of a first load's Python
     # work (BENCHMARKS.md), and the files live only until their load
     dlt.config["data_writer.disable_compression"] = True
-    # records dlt holds per table before writing them to its file (dlt's default 5,000): a first load of invoices
-    # peaked 36-63 MB lower with 1,000, no slower (BENCHMARKS.md); `DATA_WRITER__BUFFER_MAX_ITEMS` still decides
+    # records dlt holds per table before writing them to its file (dlt's default 5,000): fewer keep a first load's
+    # peak lower, no slower (BENCHMARKS.md); `DATA_WRITER__BUFFER_MAX_ITEMS` still decides
     dlt.config["data_writer.buffer_max_items"] = BUFFER_MAX_ITEMS
     target = target or warehouse()
     return dlt.pipeline(

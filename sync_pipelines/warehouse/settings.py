@@ -20,10 +20,10 @@ DEFAULT_POSTGRES_PORT = 5432
 
 DEFAULT_DUCKDB_PATH = Path("data") / "warehouse.duckdb"
 # DuckDB's own defaults (80% of RAM, a thread per core) let a first load of a million records take over a GB;
-# with these it spills to `<warehouse>.tmp/` instead and the whole sync stays under 400 MB (BENCHMARKS.md).
+# with these it spills to `<warehouse>.tmp/` instead, and a sync's memory stays flat (BENCHMARKS.md).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 DEFAULT_DUCKDB_THREADS = 2
-# DuckDB's JSON reader takes 32 MiB buffers: a first load failed at once below 80MB with 2 threads (88MB with 4)
+# DuckDB's JSON reader takes 32 MiB buffers a thread: a first load below this fails at once
 MIN_DUCKDB_MEMORY_LIMIT = "96MB"
 _MEMORY_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|[KMGT]i?B)", re.IGNORECASE)
 _UNIT_BYTES = {

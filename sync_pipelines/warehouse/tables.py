@@ -148,7 +148,7 @@ def _stored_columns(con: Session, schema: str, schema_name: str, table: str) -> 
 
 class _Catalog:
     """The base tables of the schemas a session looked at, and their columns, each read once per session: a query
-    on `information_schema` costs DuckDB 2-3 ms, and `after_load` asked 13 of them. This module's own DDL keeps
+    on `information_schema` is slow on DuckDB, and `after_load` asks a dozen. This module's own DDL keeps
     it current, and no other DDL reaches a session's schema while it is open: the sessions run in the warehouse's
     writer turn (`lock.step_turn`: the DuckDB file's one writer, PostgreSQL's advisory lock on the tenant's
     schema), and dlt's loads, which create tables, run between them."""
