@@ -46,12 +46,12 @@ RATE_TABLE = "customers"  # a list table of 200 pages at 1x, synced under the ra
 
 
 def domain(tenant: str) -> str:
-    """The emulated tenant standing in for a catalogue tenant: its domain..."""
+    """The domain of the emulated tenant that stands in for a catalogue tenant."""
     return f"bench-{TENANTS[tenant].label.lower()}"
 
 
 def api_key(tenant: str) -> str:
-    """... and its API key."""
+    """The API key of the emulated tenant that stands in for a catalogue tenant."""
     return f"b3nch-0000-4000-8000-{TENANTS[tenant].label.lower():0>12}"
 
 
