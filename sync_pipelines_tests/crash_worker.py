@@ -85,7 +85,7 @@ def instrument() -> None:
     from dlt.pipeline.pipeline import Pipeline
 
     import sync_pipelines.defs.analytics as analytics
-    import sync_pipelines.defs.assets as assets
+    import sync_pipelines.defs.sync_step as sync_step
     from sync_pipelines.synchroteam.reader import ReadAhead
 
     _before(ReadAhead, "__enter__", "read")
@@ -95,7 +95,7 @@ def instrument() -> None:
     _before(DuckDbCopyJob, "run", "copy")
     _before(SqlLoadJob, "run", "merge")
     _before(Load, "complete_package", "complete")
-    _before(assets, "after_load", "post_load")
+    _before(sync_step, "after_load", "post_load")
     _before(analytics, "dbt_environment", "analytics")  # the job's analytics step, after the load committed
 
 

@@ -170,7 +170,7 @@ class EntityStep:
 
     def read_and_load(self, client: SynchroteamClient) -> None:
         """Read the entity from the API and load what changed. The reading starts before any pipeline exists:
-        a run that finds nothing to load builds none and imports no dlt (`ReadAhead`)."""
+        a run that finds nothing to load builds none (`ReadAhead`)."""
         try:
             state = stored_resource_state(self.before.stored_state, self.name, self.entity.name)
             reader = EntityReader(self.entity, client, self.plan, self.stats, self.quarantine, state, self.context.log)

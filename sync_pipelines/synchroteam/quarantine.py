@@ -125,7 +125,7 @@ class Quarantine:
         rows = [{k: v for k, v in row.items() if v is not None} for row in self.rows.values()]
         if not rows:
             return None
-        import dlt  # here, not at the top: a run that quarantines nothing and finds nothing imports no dlt (reader.py)
+        import dlt  # here, not at the top: the definitions import no dlt
 
         return dlt.mark.with_hints(rows, dlt.mark.make_hints(**REJECTED_TABLE_HINTS), create_table_variant=True)
 
