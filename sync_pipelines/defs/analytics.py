@@ -32,6 +32,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from sync_pipelines.catalogue import TENANTS
+from sync_pipelines.defs.analytics_checks import AnalyticsManifest, keep_built, run_without_dbt, tests_without_dbt
 from sync_pipelines.defs.leases import RunLease
 from sync_pipelines.defs.pools import analytics_pool
 from sync_pipelines.defs.read_copy import refresh_after_failure, refresh_from_step
@@ -112,11 +113,13 @@ def build_analytics_assets() -> AssetsDefinition:
     """Every model of the project, one step: `dbt build` of the selected ones and their tests."""
 
     manifest = prepared_manifest()
+    parsed = json.loads(manifest.read_text())
+    project = AnalyticsManifest(parsed, model_code_versions(parsed))
 
     @dbt_assets(
         manifest=manifest,
         name=SCHEMA,
-        dagster_dbt_translator=AnalyticsTranslator(model_code_versions(json.loads(manifest.read_text()))),
+        dagster_dbt_translator=AnalyticsTranslator(project.code_versions),
         pool=analytics_pool(),
     )
     def analytics(context: AssetExecutionContext, dbt: DbtCliResource, run_lease: RunLease) -> Iterator[Any]:
@@ -131,6 +134,10 @@ def build_analytics_assets() -> AssetsDefinition:
                     refresh_from_step(context, target, "(the analytics built nothing: the read copy step is skipped)")
             return
         with step_turn(context, target, SCHEMA):
+            tests = tests_without_dbt(context, target, project) if synced_entities(context) else None
+            if tests is not None:
+                yield from run_without_dbt(context, target, project, tests)
+                return
             with dbt_environment(target):
                 invocation = dbt.cli(["build", "--target", target.kind], context=context, raise_on_error=False)
             yield from invocation.stream()
@@ -139,6 +146,7 @@ def build_analytics_assets() -> AssetsDefinition:
                 results = json.loads(results_file.read_text())
                 context.log.info(summary(results))
                 failed = failed_nodes(results)
+                keep_built(target, project, results)
             else:  # dbt stopped before any model: the profile, the connection
                 failed = {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
             shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
@@ -160,8 +168,7 @@ def unchanged_since_built(context: AssetExecutionContext) -> str | None:
     tested) from its current code version and from the tables as they are now, each entity asset's data version
     being its table's content version. The views read the tables live; their tests would find what they found.
     A run of the analytics alone always builds: someone asked for it."""
-    run_keys = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
-    if not any(key.path[0] in TENANTS for key in run_keys):
+    if not synced_entities(context):
         return None
     current: dict[AssetKey, DataVersion] = {}
     for key in context.selected_asset_keys:
@@ -182,6 +189,12 @@ def unchanged_since_built(context: AssetExecutionContext) -> str | None:
         f"and tested them ({', '.join(sorted(k.to_user_string() for k in current if k.path[0] in TENANTS))} "
         "unchanged), and their code is the same: dbt not started."
     )
+
+
+def synced_entities(context: AssetExecutionContext) -> bool:
+    """Whether the run syncs entities; a run of the analytics alone always builds: someone asked for it."""
+    run_keys = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
+    return any(key.path[0] in TENANTS for key in run_keys)
 
 
 @contextmanager

@@ -244,25 +244,36 @@ def test_a_run_that_changed_no_column_re_creates_no_view(emulator, any_warehouse
 QUIET = {"lookback_minutes": 0, "revisit_days": 0}  # an incremental run that re-reads nothing already loaded
 
 
-def test_dbt_starts_only_when_a_table_it_reads_or_its_code_changed_or_when_asked_for_alone(emulator, warehouse):
+def analytics_said(instance: DagsterInstance, result: ExecuteInProcessResult) -> list[str]:
+    """What the run's analytics step said it did (its one summary line, or why dbt did not start)."""
+    return [e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith("Analytics:")]
+
+
+def test_dbt_starts_only_when_a_model_would_change_or_when_asked_for_alone_and_the_checks_run_after_every_load(
+    emulator, warehouse
+):
     instance = DagsterInstance.ephemeral()  # one instance for every run: it keeps what dbt last built from
     first = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(first)
+    assert analytics_said(instance, first)[0].startswith("Analytics: 2 models (")  # dbt built them
+    tests = len(dbt_checks(first))  # the two models' tests, as dbt ran them
 
     nothing = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert nothing.success and materialized(nothing) >= {"synchroteam_hec/invoices"}
     assert not {key for key in materialized(nothing) if key.startswith("analytics/")}
     assert dbt_checks(nothing) == {}
-    said = [
-        entry.user_message for entry in instance.all_logs(nothing.run_id) if "dbt not started" in entry.user_message
-    ]
-    assert len(said) == 1 and "synchroteam_hec/invoices" in said[0], said
+    said = analytics_said(instance, nothing)
+    assert len(said) == 1 and "dbt not started" in said[0] and "synchroteam_hec/invoices" in said[0], said
 
+    # rows changed, no model did: the tests run from dbt's compiled SQL, dbt does not start
     hec = emulator.tenant(DOMAINS["synchroteam_hec"])
     hec.add("invoice")
     changed = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(changed)
     assert counts_by_tenant(configured_warehouse(), "invoices")["synchroteam_hec"] == len(hec.records("invoice"))
+    said = analytics_said(instance, changed)
+    assert len(said) == 1 and "dbt not started" in said[0] and f"{tests} of {tests} tests passed" in said[0], said
+    assert set(dbt_checks(changed)) == set(dbt_checks(first)) and all(c.passed for c in dbt_checks(changed).values())
 
     # a row the sync did not write (here planted by hand; a reconciliation's load alike) is a change too
     with session(configured_warehouse()) as con:
@@ -272,12 +283,32 @@ def test_dbt_starts_only_when_a_table_it_reads_or_its_code_changed_or_when_asked
     planted = run_entity_job(
         HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
     )
-    assert not dbt_checks(planted)["unique_key_invoices_tenant__id"].passed
+    duplicate = dbt_checks(planted)["unique_key_invoices_tenant__id"]
+    assert not duplicate.passed and duplicate.severity.value == "ERROR"
+    assert duplicate.description == "Got 1 result, configured to fail if != 0"  # dbt's own words
+    assert duplicate.metadata["dagster_dbt/failed_row_count"].value == 1
+    assert "dbt not started" in analytics_said(instance, planted)[0]
+
+    # a column dlt adds to a table re-defines the views that read it: dbt builds them, then steps aside again
+    with session(configured_warehouse()) as con:
+        con.execute("ALTER TABLE synchroteam_hec.invoices ADD COLUMN note TEXT")
+    hec.add("invoice")
+    widened = run_entity_job(
+        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
+    )
+    assert analytics_said(instance, widened)[0].startswith("Analytics: 2 models (")
+    assert not dbt_checks(widened)["unique_key_invoices_tenant__id"].passed  # dbt's own run of the test
+    hec.add("invoice")
+    after = run_entity_job(
+        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
+    )
+    assert "dbt not started" in analytics_said(instance, after)[0]
 
     alone = defs.resolve_job_def("sync_all").execute_in_process(
         asset_selection=[AssetKey(["analytics", "invoices"])], instance=instance, raise_on_error=False
     )
     assert materialized(alone) == {"analytics/invoices"}
+    assert analytics_said(instance, alone)[0].startswith("Analytics: 1 models (")
 
 
 def view_identities(target: Warehouse) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+"""The analytics step without dbt: after loads that changed rows but no model, the models' data tests run from the
+queries dbt compiled for them (`warehouse.analytics_tests`), in the step's own connection, and report as the same
+asset checks dbt's would: non-blocking, failing with dbt's message. dbt starts only when a model would change:
+its code (a new release, `make analytics-sources`, an edited model), or the tables it reads (a column, a tenant's
+first table)."""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+)
+
+from sync_pipelines.catalogue import TENANTS
+from sync_pipelines.warehouse.analytics import SCHEMA
+from sync_pipelines.warehouse.analytics_tests import (
+    KeptTest,
+    failing_rows,
+    keep_tests,
+    kept_tests,
+    source_columns_digest,
+    source_tables,
+    warehouse_columns,
+)
+from sync_pipelines.warehouse.dialect import session
+from sync_pipelines.warehouse.settings import Warehouse
+
+# dbt's defaults: a test fails when its query returns any row. A test configured otherwise is left to dbt.
+DEFAULT_TEST_CONFIG = {"fail_calc": "count(*)", "error_if": "!= 0", "warn_if": "!= 0", "limit": None, "where": None}
+
+
+class AnalyticsManifest:
+    """The project's manifest as the analytics step reads it: models by asset key, and their data tests."""
+
+    def __init__(self, manifest: Mapping[str, Any], code_versions: Mapping[str, str]) -> None:
+        self.manifest = manifest
+        self.code_versions = dict(code_versions)
+        nodes = manifest["nodes"]
+        self.models = {
+            AssetKey([SCHEMA, node["name"]]): unique_id
+            for unique_id, node in nodes.items()
+            if node.get("resource_type") == "model"
+        }
+        self.tests: dict[str, list[str]] = {model: [] for model in self.models.values()}
+        for unique_id, node in sorted(nodes.items()):
+            if node.get("resource_type") == "test" and node.get("attached_node") in self.tests:
+                self.tests[node["attached_node"]].append(unique_id)
+
+    def check_key(self, test: KeptTest) -> AssetCheckKey:
+        return AssetCheckKey(AssetKey([SCHEMA, self.manifest["nodes"][test.model]["name"]]), test.name)
+
+    def plain(self, model: str) -> bool:
+        """Whether every test of `model` fails on any row, as the step counts them (dbt's default)."""
+        return all(
+            all(self.manifest["nodes"][test]["config"].get(k) == v for k, v in DEFAULT_TEST_CONFIG.items())
+            for test in self.tests[model]
+        )
+
+
+def tests_without_dbt(
+    context: AssetExecutionContext, target: Warehouse, project: AnalyticsManifest
+) -> list[KeptTest] | None:
+    """The kept tests of the step's models when dbt would build none of them; None when one would change (its code
+    version, or its tables' columns, differ from its kept tests'), or has no kept tests yet."""
+    models = [project.models[key] for key in sorted(context.selected_asset_keys) if key in project.models]
+    with session(target, read_only=True) as con:
+        kept = kept_tests(con, SCHEMA)
+        columns = warehouse_columns(con, TENANTS)
+    by_model: dict[str, list[KeptTest]] = {}
+    for test in kept:
+        by_model.setdefault(test.model, []).append(test)
+    chosen = []
+    for model in models:
+        have = by_model.get(model, [])
+        marker = [t for t in have if t.unique_id == model]  # the model's own row: what it was built from
+        digest = source_columns_digest(source_tables(project.manifest, model), columns)
+        if len(marker) != 1 or marker[0].code_version != project.code_versions.get(model):
+            return None
+        if marker[0].source_columns != digest or not project.plain(model):
+            return None
+        tests = [t for t in have if t.unique_id != model]
+        if sorted(t.unique_id for t in tests) != project.tests[model]:
+            return None
+        chosen += tests
+    return chosen
+
+
+def run_without_dbt(
+    context: AssetExecutionContext, target: Warehouse, project: AnalyticsManifest, tests: list[KeptTest]
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """The selected models, materialized over their unchanged views, and their checks from the kept tests."""
+    selected = context.selected_asset_check_keys
+    wanted = [test for test in tests if project.check_key(test) in selected]
+    with session(target, read_only=True) as con:
+        failures = {test.unique_id: failing_rows(con, test) for test in wanted}
+    for key in sorted(context.selected_asset_keys):
+        if key in project.models:
+            yield MaterializeResult(
+                asset_key=key,
+                metadata={"view": MetadataValue.text("unchanged (same code, same columns): dbt was not started")},
+            )
+    for test in wanted:
+        found = failures[test.unique_id]
+        yield AssetCheckResult(
+            asset_key=project.check_key(test).asset_key,
+            check_name=test.name,
+            passed=found == 0,
+            severity=AssetCheckSeverity.ERROR,
+            description=None
+            if found == 0
+            else f"Got {found} result{'s' if found != 1 else ''}, configured to fail if != 0",
+            metadata={
+                "status": "pass" if found == 0 else "fail",
+                "dagster_dbt/failed_row_count": found,
+                "unique_id": test.unique_id,
+                "run_by": "the analytics step, from dbt's compiled SQL",
+            },
+        )
+    passed = sum(1 for count in failures.values() if count == 0)
+    context.log.info(
+        f"Analytics: no model changed (same code, same columns): dbt not started; {passed} of {len(failures)} tests "
+        "passed, run from their compiled SQL."
+    )
+
+
+def keep_built(target: Warehouse, project: AnalyticsManifest, run_results: Mapping[str, Any]) -> None:
+    """After `dbt build`: keep, for every model it built, what it was built from and its tests' compiled SQL."""
+    results = run_results.get("results", [])
+    built = [r["unique_id"] for r in results if r["unique_id"] in project.tests and r["status"] == "success"]
+    if not built:
+        return
+    compiled = {r["unique_id"]: r.get("compiled_code") for r in results if r["status"] in ("pass", "fail")}
+    nodes = project.manifest["nodes"]
+    with session(target) as con:
+        columns = warehouse_columns(con, TENANTS)
+        kept = []
+        for model in built:
+            version = project.code_versions.get(model, "")
+            digest = source_columns_digest(source_tables(project.manifest, model), columns)
+            tests = [t for t in project.tests[model] if compiled.get(t)]
+            if len(tests) != len(project.tests[model]):
+                continue  # a test that did not run: nothing kept, so the next run starts dbt again
+            kept.append(KeptTest(model, model, "", version, digest, ""))
+            kept += [KeptTest(t, model, nodes[t]["name"], version, digest, str(compiled[t])) for t in tests]
+        keep_tests(con, SCHEMA, built, kept)
