@@ -24,8 +24,8 @@ from sync_pipelines.warehouse.analytics_tests import (
     failing_rows,
     keep_tests,
     kept_tests,
+    model_tables,
     source_columns_digest,
-    source_tables,
     warehouse_columns,
 )
 from sync_pipelines.warehouse.dialect import session
@@ -79,7 +79,7 @@ def tests_without_dbt(
     for model in models:
         have = by_model.get(model, [])
         marker = [t for t in have if t.unique_id == model]  # the model's own row: what it was built from
-        digest = source_columns_digest(source_tables(project.manifest, model), columns)
+        digest = source_columns_digest(model_tables(project.manifest, model), columns)
         if len(marker) != 1 or marker[0].code_version != project.code_versions.get(model):
             return None
         if marker[0].source_columns != digest or not project.plain(model):
@@ -142,7 +142,7 @@ def keep_built(target: Warehouse, project: AnalyticsManifest, run_results: Mappi
         kept = []
         for model in built:
             version = project.code_versions.get(model, "")
-            digest = source_columns_digest(source_tables(project.manifest, model), columns)
+            digest = source_columns_digest(model_tables(project.manifest, model), columns)
             tests = [t for t in project.tests[model] if compiled.get(t)]
             if len(tests) != len(project.tests[model]):
                 continue  # a test that did not run: nothing kept, so the next run starts dbt again

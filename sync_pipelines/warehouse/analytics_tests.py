@@ -33,7 +33,7 @@ class KeptTest:
     sql: str
 
 
-def source_tables(manifest: Mapping[str, Any], model: str) -> list[tuple[str, str]]:
+def model_tables(manifest: Mapping[str, Any], model: str) -> list[tuple[str, str]]:
     """The (schema, table) of each dbt source model `model` reads."""
     sources = manifest.get("sources", {})
     found = []

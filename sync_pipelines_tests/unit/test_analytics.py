@@ -23,6 +23,7 @@ from sync_pipelines.warehouse.analytics import (
     sources_yaml,
     tenants_macro,
 )
+from sync_pipelines.warehouse.analytics_tests import model_tables, source_columns_digest
 from sync_pipelines.warehouse.dialect import session
 from sync_pipelines.warehouse.settings import Warehouse
 from sync_pipelines_tests.analytics_models import MODELS, PARENT_MODEL, manifest, models_of
@@ -120,3 +121,20 @@ def test_a_model_s_code_version_follows_its_sql_its_tests_and_the_project_s_macr
     assert {spec.key.to_user_string(): spec.code_version for spec in build_analytics_assets().specs} == {
         f"analytics/{node.split('.')[-1]}": version for node, version in before.items()
     }
+
+
+def test_a_model_s_kept_tests_hold_while_its_tables_keep_their_columns():
+    """What the analytics step compares kept tests by, besides the code: the tables a model reads, and their
+    columns; a column dlt adds, or a tenant's table that appears, re-defines the view (and so needs dbt)."""
+    tables = model_tables(manifest(), "model.analytics.invoice_lines")
+    assert tables == sorted(
+        (tenant.name, table)
+        for tenant in TENANTS.values()
+        if "invoices" in tenant.entities
+        for table in ("invoices", "invoices__lines")
+    )
+    columns = {table: ["_dlt_id", "id"] for table in tables}
+    digest = source_columns_digest(tables, columns)
+    assert source_columns_digest(tables, {k: list(v) for k, v in columns.items()}) == digest
+    assert source_columns_digest(tables, {**columns, tables[0]: ["_dlt_id", "id", "note"]}) != digest
+    assert source_columns_digest(tables, {k: v for k, v in columns.items() if k != tables[-1]}) != digest
