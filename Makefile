@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DBT_VENV := $(VENV)/dbt
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo ui test test-fast lint typecheck lock emulator clean docs docs-serve analytics-sources
+.PHONY: install demo ui sql test test-fast lint typecheck lock emulator clean docs docs-serve analytics-sources
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ $(DAGSTER_HOME)/dagster.yaml: install
 ## `make demo ARGS="--rate-limit 40 --rate-window 240 --fixed-window --rate-headers --no-retry-after"`.
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m synchroteam_emulator.demo run $(ARGS)
+
+## An SQL shell on the analysts' read copy, read-only, with the project's DuckDB (`duckdb` from PyPI cannot open
+## it); SQL on standard input runs as a script: `echo "select count(*) from analytics.invoices" | make sql`.
+sql: install
+	@$(BIN)/python -m sync_pipelines.warehouse.shell $(ARGS)
 
 ## The Dagster UI (http://127.0.0.1:$(UI_PORT), default 3000) on the bundled emulator; the emulator's variables
 ## are printed and written to $(DAGSTER_HOME)/emulator.env.

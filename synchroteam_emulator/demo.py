@@ -71,7 +71,7 @@ def print_summary(target: Warehouse, requests: int) -> None:
 def where_analysts_start(target: Warehouse) -> str:
     """The summary's last line: analysts query the `analytics` schema (of the read copy, on DuckDB)."""
     if isinstance(target, DuckDBWarehouse):
-        where = f"the read copy: duckdb -readonly {read_copy_path(target.path)}"
+        where = f"the read copy ({read_copy_path(target.path)}): make sql"
     else:
         where = str(target)
     return f"\nAnalysts start at the schema analytics in {where} (dictionary: make docs)."

@@ -1,4 +1,5 @@
-"""`make demo` as a new user runs it: a progress log, then the summary, and the run on its job's page."""
+"""`make demo` as a new user runs it: a progress log, then the summary, the run on its job's page, and `make sql`
+where the summary says analysts start."""
 
 import os
 import re
@@ -6,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 from dagster import DagsterInstance, RunsFilter
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
+from sync_pipelines.warehouse.settings import read_copy_path
 from synchroteam_emulator import TenantSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +52,22 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
     assert lines.index(next(line for line in lines if line.startswith("What landed in"))) > max(
         i for i, line in enumerate(lines) if ENTITY_LINE.match(line)
     )
+
+    # the closing line says where analysts start, and that command answers SQL on its standard input
+    assert "make sql" in lines[-1], output
+    asked = subprocess.run(
+        ["make", "-s", "sql"],
+        input="select count(*) as invoices from analytics.invoices;\n",
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    with duckdb.connect(str(read_copy_path(tmp_path / "warehouse.duckdb")), read_only=True) as con:
+        (invoices,) = con.execute("select count(*) from analytics.invoices").fetchone() or (None,)
+    assert invoices and re.search(rf"│\s+{invoices}\s+│", asked.stdout), asked.stdout
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with DagsterInstance.get() as instance:
