@@ -163,7 +163,11 @@ def readme_statements(name: str) -> list[str]:
     text = (REPO / "README.md").read_text()
     match = re.search(rf"<!-- sql: {name} -->\s*```sql\n(.*?)```", text, re.S)
     assert match, f"README has no SQL block '{name}'"
-    return [s.strip() for s in match.group(1).split(";") if s.strip() and not s.strip().startswith("--")]
+    chunks = (
+        "\n".join(line for line in chunk.splitlines() if not line.lstrip().startswith("--"))
+        for chunk in match.group(1).split(";")
+    )  # each statement without its comment lines (the first has two)
+    return [chunk.strip() for chunk in chunks if chunk.strip()]
 
 
 def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_load_nor_the_read_copy(
