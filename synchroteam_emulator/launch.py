@@ -118,9 +118,10 @@ def _progress(entry, started: dict[str, float]) -> str | None:
         if "loaded" not in metadata:  # not a sync (the read copy): its own notice said what it did
             return None
         seconds = entry.timestamp - started.get(step, entry.timestamp)
+        records, requests = metadata.get("loaded", 0), metadata.get("api_requests", 0)
         return (
-            f"  {materialization.asset_key.to_user_string():<30} {metadata.get('loaded', 0):>7,} records  "
-            f"{metadata.get('api_requests', 0):>5,} requests  {seconds:5.1f} s"
+            f"  {materialization.asset_key.to_user_string():<30} {records:>7,} {_plural(records, 'record'):<7}  "
+            f"{requests:>5,} {_plural(requests, 'request'):<8}  {seconds:5.1f} s"
         )
     elif event.event_type == DagsterEventType.STEP_FAILURE:
         data = event.step_failure_data
@@ -131,6 +132,10 @@ def _progress(entry, started: dict[str, float]) -> str | None:
     elif event.event_type == DagsterEventType.RUN_FAILURE:
         return f"Run {entry.run_id[:8]} failed."
     return None
+
+
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else f"{noun}s"
 
 
 def run_and_follow(job: str, env: Mapping[str, str], run_config: Path | None = None) -> bool:

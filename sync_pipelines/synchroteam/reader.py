@@ -229,7 +229,7 @@ class EntityReader:
             # Every record was just listed and loaded from its list row or its details: a walk would list them
             # again for nothing. What they remember of the records they match is kept (`_complete`).
             self.refetch_walks, self.refetch_listed = [], None
-            self.log.info("%s: every record was listed, so the re-fetch walks were not needed.", self.entity.name)
+            self.log.debug("%s: every record was listed, so the re-fetch walks were not needed.", self.entity.name)
 
     def _cap(self) -> int:
         """How many changes the run may load (0: no cap). The cap bounds the changes beyond an existing cursor,

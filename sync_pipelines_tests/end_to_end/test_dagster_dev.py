@@ -370,6 +370,7 @@ def dagster_dev_log(dagster_dev: DagsterDev) -> Iterator[None]:
 
 
 def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster_dev, e2e_emulator):
+    assert dagster_dev.query("{ shouldShowNux }") == {"shouldShowNux": False}  # no onboarding prompt
     job, op, key = "sync_synchroteam__invoices", "synchroteam__invoices", ("synchroteam", "invoices")
     run_config = {"ops": {op: {"config": {"max_records": 0, "page_size": 50}}}}
     e2e_emulator.clear_requests()

@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 # What the UI's job page asks for: the job's runs launched from this code location (dagster-graphql's
 # `Pipeline.runs` filters on the job's name and this tag)
 CODE_LOCATION_LABEL = "__repository__@sync_pipelines.definitions"
-ENTITY_LINE = re.compile(r"^  synchroteam(_hec)?/\w+ +[\d,]+ records +[\d,]+ requests +[\d.]+ s$")
+# counts agree with their nouns: "1 record", "2 records"
+ENTITY_LINE = re.compile(
+    r"^  synchroteam(_hec)?/\w+ +(1 record |(?!1 )[\d,]+ records) +(1 request |(?!1 )[\d,]+ requests) +[\d.]+ s$"
+)
 
 
 def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_on_the_job_page(tmp_path, monkeypatch):
