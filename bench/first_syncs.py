@@ -124,6 +124,14 @@ def run_plain(
     return run_alternative("bench.plain_loop", emu, args, tables, timeout)
 
 
+def run_dlt(
+    way: str, emu: EmulatorProcess, db: Path, dlt_dir: Path, tables: list[Table], timeout: float, fmt: str | None
+) -> tuple[Measured, list[dict[str, Any]], RequestStats]:
+    """One of bench/dlt_alternatives.py's ways over `tables`, its loader file format unless `fmt` is given."""
+    args = [way, "--db", str(db), "--pipelines-dir", str(dlt_dir), *(["--loader-file-format", fmt] if fmt else [])]
+    return run_alternative("bench.dlt_alternatives", emu, args, tables, timeout)
+
+
 def run_rest(
     emu: EmulatorProcess,
     db: Path,
@@ -132,8 +140,16 @@ def run_rest(
     timeout: float,
     loader_file_format: str = "jsonl",
 ) -> tuple[Measured, list[dict[str, Any]], RequestStats]:
-    args = ["--db", str(db), "--pipelines-dir", str(dlt_dir), "--loader-file-format", loader_file_format]
-    return run_alternative("bench.rest_api_source", emu, args, tables, timeout)
+    return run_dlt("rest_api", emu, db, dlt_dir, tables, timeout, loader_file_format)
+
+
+def run_straightforward(
+    emu: EmulatorProcess, work: Path, tables: list[Table], timeout: float, fmt: str | None = None
+) -> tuple[Measured, list[dict[str, Any]], RequestStats]:
+    """The straightforward dlt pipeline over `tables` in one `pipeline.run`, its warehouse and state in `work`."""
+    return run_dlt(
+        "straightforward", emu, work / "straightforward.duckdb", work / "straightforward_dlt", tables, timeout, fmt
+    )
 
 
 def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> dict[str, Any]:
@@ -143,7 +159,7 @@ def phase_full_alternatives(emu: EmulatorProcess, work: Path, scale: Scale) -> d
         m, lines, stats = run_plain(emu, work / "plain.duckdb", [(tenant, entity, resource)], False, scale.timeout_s)
         out["plain"].append(plain_row(tenant, entity, resource, m, lines, stats))
     out["rest_api"] = rest_full_syncs(emu, work, "rest_api", ENTITIES, scale)
-    # dlt's own default loader format (insert_values) needs gigabytes (see rest_api_source.py): measured once, on
+    # dlt's own default loader format (insert_values) needs gigabytes (see dlt_alternatives.py): measured once, on
     # the smallest table of the entity section 4 grows tenfold
     table = min((t for t in ENTITIES if t[1] == MEMORY_TABLE), key=lambda t: scale.counts[t[0]][t[1]])
     log(f"full sync (rest_api, dlt's default loader format): {table[0]}/{table[1]}")
