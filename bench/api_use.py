@@ -1,8 +1,11 @@
 """The phases that count and pace requests: incremental runs against the minimum number of requests (section 2),
-and first syncs under an emulator rate limit, known or not (section 3), or announced in headers (3b)."""
+the scheduled run side by side with the alternatives (2b), and first syncs under an emulator rate limit, known or
+not (section 3), or announced in headers (3b)."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,13 +20,14 @@ from bench.common import (
     DagsterHome,
     EmulatorProcess,
     Scale,
+    alternating,
     domain,
     job_name,
     log,
     needs_details,
     requests_of,
 )
-from bench.first_syncs import run_plain, run_rest
+from bench.first_syncs import Table, run_plain, run_rest, run_straightforward
 from sync_pipelines.catalogue import ENTITIES as CATALOGUE
 from sync_pipelines.catalogue import TENANTS
 
@@ -68,6 +72,16 @@ class Timeline:
         self.t0 = self.clock = now - timedelta(hours=6)
         self.resources = {domain(t): [r for name, _, r in ENTITIES if name == t] for t in TENANTS}
 
+    @classmethod
+    def resume(cls, emu: EmulatorProcess) -> Timeline:
+        """A timeline that goes on from an earlier phase's: from the tenants' clock where that one left it frozen
+        (behind real time), else a new one."""
+        timeline = cls(emu)
+        clock = max(datetime.fromisoformat(local) for local in emu.call("clock").values())
+        if timeline.t0 < clock < datetime.now(TZ).replace(tzinfo=None) - SYNC_AFTER:
+            timeline.t0 = timeline.clock = clock
+        return timeline
+
     def tick(self, at: datetime) -> None:
         self.clock = at
         self.emu.call("set_clock", local=at.isoformat(sep=" "))
@@ -106,7 +120,8 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
     measure("1% changed, entity defaults", True, timeline.mutate(2))
     # The caps (customers 200, sites 100 changes a run) hold back part of a 1% round: the scheduled runs after it
     # load the rest. They are run here, unmeasured, so that the no-change rounds below find nothing left to load.
-    caught_up = catch_up(home, timeline, rounds[-1], scale)
+    capped = [f"{e['tenant']}/{e['entity']}" for e in rounds[-1]["product"]["entities"] if e["capped"]]
+    caught_up = catch_up(home, timeline, capped, scale)
     timeline.later()
     measure("no change, entity defaults", True, None)
     # The same no-change run again, product only: a second sample of the headline figure.
@@ -120,17 +135,18 @@ def phase_incremental(emu: EmulatorProcess, home: DagsterHome, work: Path, scale
     }
 
 
-def catch_up(home: DagsterHome, timeline: Timeline, capped_round: dict[str, Any], scale: Scale) -> list[dict[str, Any]]:
-    """`sync_all` with the defaults until no entity is held back by its cap (unmeasured runs)."""
+def catch_up(
+    home: DagsterHome, timeline: Timeline, capped: list[str], scale: Scale, job: str = "sync_all"
+) -> list[dict[str, Any]]:
+    """`job` (`sync_all`) with the defaults until no entity is held back by its cap (unmeasured runs)."""
     runs: list[dict[str, Any]] = []
-    capped = [f"{e['tenant']}/{e['entity']}" for e in capped_round["product"]["entities"] if e["capped"]]
     while capped and len(runs) < CATCH_UP_RUNS_MAX:
         timeline.later()
-        log(f"catch-up (product, sync_all, entity defaults): {', '.join(capped)} held back by their caps")
-        m = home.job("sync_all", timeout=scale.timeout_s).check("sync_all catch-up")
+        log(f"catch-up (product, {job}, entity defaults): {', '.join(capped)} held back by their caps")
+        m = home.job(job, timeout=scale.timeout_s).check(f"{job} catch-up")
         run = home.runs(1)[0]
         loaded = {k: v.get("loaded") for k, v in run["materializations"].items() if v.get("loaded")}
-        runs.append({"wall_s": m.wall_s, "capped_before": capped, "loaded": loaded})
+        runs.append({"job": job, "wall_s": m.wall_s, "capped_before": capped, "loaded": loaded})
         capped = [k for k, v in run["materializations"].items() if v.get("capped")]
     return runs
 
@@ -274,15 +290,152 @@ def product_round(
     }
 
 
-def alternative_round(m: Any, lines: list[dict[str, Any]], stats: Any) -> dict[str, Any]:
-    """One incremental run of an alternative over every entity, as the report reads it."""
+def alternative_round(
+    m: Any, lines: list[dict[str, Any]], stats: Any, tables: list[Table] = ENTITIES
+) -> dict[str, Any]:
+    """One incremental run of an alternative over `tables` (every entity), as the report reads it."""
     return {
         "wall_s": m.wall_s,
         "rss_mb": m.peak_rss_mb,
         "requests": stats.raw["n"],
         "records": sum(line["records"] for line in lines),
-        "per_entity": [{**requests_of(stats, t, r), "entity": f"{t}/{e}"} for t, e, r in ENTITIES],
+        "per_entity": [{**requests_of(stats, t, r), "entity": f"{t}/{e}"} for t, e, r in tables],
     }
+
+
+# -- 2b. the scheduled run -----------------------------------------------------------------------------------------
+
+ROUNDS = 2  # of each comparison: each round on changes of its own, then on none
+# the whole scheduled run, each way over every entity of every tenant, in a round's order (reversed every other)
+WAYS = ("sync_all", "straightforward", "rest_api", "plain")
+ENTITY_KEYS = frozenset(f"{tenant}/{entity}" for tenant, entity, _ in ENTITIES)
+
+
+def phase_scheduled(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale) -> dict[str, Any]:
+    """The scheduled run (section 2b), each round on 1% of every entity changed and then on no change:
+    `sync_all` with its defaults and the alternatives side by side; then, on changes of their own, each entity's
+    own job next to the straightforward dlt pipeline given that entity alone. The first syncs are the earlier
+    phases' (the incremental phase's warehouses and states, its timeline's clock) or, measured alone, this
+    phase's own, followed by an unmeasured round of changes. Every round is measured after the caps caught up."""
+    timeline = Timeline.resume(emu)
+    first = [way for way in WAYS if not synced(way, home, work)]
+    out: dict[str, Any] = {"rounds": ROUNDS, "first": first, "settle_s": settle(emu, home, work, scale, first)}
+    out["catch_up"], mutations = [], itertools.count()
+    if first:
+        timeline.mutate(next(mutations))
+        warm_up = side_by_side(emu, home, work, scale, 0, "warm-up after the first syncs")
+        out["catch_up"] += catch_up(home, timeline, warm_up["sync_all"]["capped"], scale)
+    for key in ("changed", "no_change", "entities_changed", "entities_no_change"):
+        out[key] = []
+    for r in range(ROUNDS):
+        changes = timeline.mutate(next(mutations))
+        out["changed"].append({**side_by_side(emu, home, work, scale, r, "1% changed"), "changes": changes})
+        out["catch_up"] += catch_up(home, timeline, out["changed"][-1]["sync_all"]["capped"], scale)
+        timeline.later()
+        out["no_change"].append(side_by_side(emu, home, work, scale, r, "no change"))
+    # the entity rounds come last: rest_api and the plain loop, which they leave behind, have no round after them
+    for r in range(ROUNDS):
+        timeline.mutate(next(mutations))
+        changed, still, caught_up = entity_round(emu, home, work, timeline, scale, r)
+        out["entities_changed"].append(changed)
+        out["entities_no_change"].append(still)
+        out["catch_up"] += caught_up
+    return out
+
+
+def settle(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale, first: list[str]) -> dict[str, float]:
+    """Every way's run before the rounds, unmeasured and all at once: the first sync of each way in `first`, a
+    run on the data as it stands of the others. Returns their walls, side by side."""
+    log(f"scheduled run: first syncs of {', '.join(first) or 'none'}, at once; the other ways' runs beside them")
+    with concurrent.futures.ThreadPoolExecutor(len(WAYS)) as pool:
+        runs = {way: pool.submit(run_way, way, emu, home, work, scale, first=way in first) for way in WAYS}
+        return {way: run.result()["wall_s"] for way, run in runs.items()}
+
+
+def synced(way: str, home: DagsterHome, work: Path) -> bool:
+    """Whether `way` has synced before in this work dir (an earlier phase's first syncs)."""
+    if way == "sync_all":
+        return bool(home.runs(1))
+    return (
+        work / {"straightforward": "straightforward_dlt", "rest_api": "rest_api_dlt"}.get(way, "plain.duckdb")
+    ).exists()
+
+
+def run_way(
+    way: str,
+    emu: EmulatorProcess,
+    home: DagsterHome,
+    work: Path,
+    scale: Scale,
+    tables: list[Table] = ENTITIES,
+    first: bool = False,
+) -> dict[str, Any]:
+    """One scheduled run of `tables` by `way` (`entity_job`: the product's job of the one table given), on the
+    data as it stands: its wall, requests, records loaded. A first sync of the straightforward pipeline loads
+    `jsonl` (dlt's default format needs gigabytes for a first load: see bench/dlt_alternatives.py)."""
+    timeout = scale.timeout_s
+    if way in ("sync_all", "entity_job"):
+        return product_run(emu, home, "sync_all" if way == "sync_all" else job_name(*tables[0][:2]), scale)
+    if way == "straightforward":
+        return alternative_round(*run_straightforward(emu, work, tables, timeout, "jsonl" if first else None), tables)
+    if way == "rest_api":
+        return alternative_round(
+            *run_rest(emu, work / "rest_api.duckdb", work / "rest_api_dlt", tables, timeout), tables
+        )
+    return alternative_round(*run_plain(emu, work / "plain.duckdb", tables, True, timeout), tables)
+
+
+def product_run(emu: EmulatorProcess, home: DagsterHome, job: str, scale: Scale) -> dict[str, Any]:
+    """One product job with its defaults: its wall, requests, records loaded, the entities its caps held back."""
+    emu.stats(reset=True)
+    m = home.job(job, timeout=scale.timeout_s).check(job)
+    stats = emu.stats(reset=True)
+    run = home.runs(1)[0]
+    entities = {key: meta for key, meta in run["materializations"].items() if key in ENTITY_KEYS}
+    return {
+        "wall_s": m.wall_s,
+        "rss_mb": m.peak_rss_mb,
+        "requests": stats.raw["n"],
+        "records": sum(meta.get("loaded") or 0 for meta in entities.values()),
+        "loaded": {key: meta.get("loaded") for key, meta in entities.items()},
+        "capped": [key for key, meta in entities.items() if meta.get("capped")],
+        "steps_s": sum(run["steps"].values()),
+        "analytics_s": run["steps"].get("analytics"),
+        "run_status": run["status"],
+    }
+
+
+def side_by_side(
+    emu: EmulatorProcess, home: DagsterHome, work: Path, scale: Scale, r: int, label: str
+) -> dict[str, Any]:
+    """Every way's scheduled run of every entity on the same data, in round `r`'s order."""
+    out: dict[str, Any] = {"order": alternating(list(WAYS), r)}
+    for way in out["order"]:
+        log(f"scheduled run, {label}, round {r + 1}: {way}")
+        out[way] = run_way(way, emu, home, work, scale)
+    return out
+
+
+def entity_round(
+    emu: EmulatorProcess, home: DagsterHome, work: Path, timeline: Timeline, scale: Scale, r: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """After a round of changes, each entity in turn: its own job and the straightforward pipeline given that entity
+    alone, on its changes; its caps caught up; then the two again, a scheduled interval later, on no change. Which
+    of the two goes first alternates. Returns the changed runs, the no-change runs and the catch-up runs."""
+    changed: list[dict[str, Any]] = []
+    still: list[dict[str, Any]] = []
+    caught_up: list[dict[str, Any]] = []
+    for i, table in enumerate(ENTITIES):
+        for label, rows in (("1% changed", changed), ("no change", still)):
+            row: dict[str, Any] = {"tenant": table[0], "entity": table[1]}
+            for way in alternating(["entity_job", "straightforward"], r + i):
+                log(f"scheduled run of {table[0]}/{table[1]}, {label}, round {r + 1}: {way}")
+                row[way] = run_way(way, emu, home, work, scale, [table])
+            rows.append(row)
+            if label != "no change":
+                caught_up += catch_up(home, timeline, row["entity_job"]["capped"], scale, job_name(*table[:2]))
+                timeline.later()
+    return changed, still, caught_up
 
 
 # -- 3. rate limit -------------------------------------------------------------------------------------------------

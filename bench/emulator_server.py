@@ -135,6 +135,10 @@ class Control:
         for store in self.emu.tenants:
             self.emu.set_daily_quota(store.domain, quota)
 
+    def cmd_clock(self) -> dict[str, str]:
+        """Each tenant's clock (local time, to the minute), frozen where a timeline set it or following real time."""
+        return {store.domain: store.now().isoformat(sep=" ") for store in self.emu.tenants}
+
     def cmd_set_clock(self, local: str) -> None:
         for store in self.emu.tenants:
             store.set_clock(datetime.fromisoformat(local))

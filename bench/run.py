@@ -8,10 +8,13 @@ Phases, in the order of a full run, each against an emulator in its own process 
 - full: every entity's first sync, one `dagster job execute` each (as users run it): wall, records/s, peak RSS
   (section 1); dagster_floor: a job of one asset that does nothing (bench/dagster_floor.py), run the same way;
 - alternatives_full: the same first syncs by (a) a hand-written httpx loop (bench/plain_loop.py) and (b) dlt's
-  rest_api source with its defaults (bench/rest_api_source.py) (section 5);
+  rest_api source with its defaults (bench/dlt_alternatives.py) (section 5);
 - incremental: `sync_all` runs (every entity of every tenant, Dagster's start-up included) after 1% of every entity
   changed and after no change, at look-back 0 and at the entity defaults, against the minimum number of requests;
   the alternatives' incremental runs on the same data; every entity's own no-change run (section 2);
+- scheduled: the scheduled run side by side, 1% of every entity changed and nothing changed: `sync_all` with its
+  defaults, each entity's own job, rest_api, the plain loop and the straightforward dlt pipeline
+  (bench/dlt_alternatives.py), on the incremental phase's first syncs or, measured alone, its own (section 2b);
 - memory_1x, memory_10x: peak RSS of the largest list table's sync at 1x and 10x (section 4);
 - rate, rate_window: a first sync under an emulator rate limit, known (paced) and unknown (429s), and under a
   window announced in headers (sections 3 and 3b);
@@ -54,6 +57,7 @@ PHASES: dict[str, PhaseDef] = {
         True, lambda emu, home, work, scale: first_syncs.phase_full_alternatives(emu, work, scale)
     ),
     "incremental": PhaseDef(True, api_use.phase_incremental),
+    "scheduled": PhaseDef(True, api_use.phase_scheduled),
     "memory_1x": PhaseDef(True, first_syncs.phase_memory_1x),
     "rate": PhaseDef(True, lambda emu, home, work, scale: api_use.phase_rate(emu, work, scale)),
     "rate_window": PhaseDef(True, lambda emu, home, work, scale: api_use.phase_rate_window(emu, work, scale)),
