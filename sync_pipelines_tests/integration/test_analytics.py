@@ -91,7 +91,8 @@ def test_after_sync_all_analytics_holds_every_live_record_of_both_tenants_typed_
     result = run_sync_all(analytics=True)
     assert result.success
     checks = dbt_checks(result)
-    assert len(checks) == 44 and all(check.passed for check in checks.values()), {
+    tests = [node for node in manifest()["nodes"].values() if node["resource_type"] == "test"]
+    assert len(checks) == len(tests) and all(check.passed for check in checks.values()), {
         name: check.passed for name, check in checks.items()
     }
     assert {f"analytics/{model}" for model in MODELS} <= materialized(result)
@@ -176,11 +177,12 @@ def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_loa
     assert run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True).success
     with session(any_warehouse) as con:  # a second row with the id of the first, as a bad merge would leave
         con.execute("CREATE TEMP TABLE planted AS SELECT * FROM synchroteam_hec.invoices LIMIT 1")
-        con.execute("UPDATE planted SET _dlt_id = 'planted-duplicate'")
+        con.execute("UPDATE planted SET _dlt_id = 'planted-duplicate', status = 'archived'")  # and a bad status
         con.execute("INSERT INTO synchroteam_hec.invoices SELECT * FROM planted")
     result = run_entity_job(HEC_TENANT, ENTITIES["invoices"], raise_on_error=False, analytics=True)
     checks = dbt_checks(result)
     assert not checks["unique_key_invoices_tenant__id"].passed
+    assert not checks["invoices_status_accepted_values"].passed
     assert checks["unique_key_invoices_tenant__id"].severity.value == "ERROR"
     assert (
         checks["not_null_invoices_id"].passed
@@ -193,9 +195,8 @@ def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_loa
 
     with session(any_warehouse) as con:
         con.execute("DELETE FROM synchroteam_hec.invoices WHERE _dlt_id = 'planted-duplicate'")
-    assert dbt_checks(run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True))[
-        "unique_key_invoices_tenant__id"
-    ].passed
+    healed = dbt_checks(run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True))
+    assert healed["unique_key_invoices_tenant__id"].passed and healed["invoices_status_accepted_values"].passed
 
 
 def test_a_model_that_fails_fails_the_analytics_step_with_dbt_s_message_after_the_loads_and_heals_next_run(

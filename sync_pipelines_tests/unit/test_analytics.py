@@ -138,3 +138,31 @@ def test_a_model_s_kept_tests_hold_while_its_tables_keep_their_columns():
     assert source_columns_digest(tables, {k: list(v) for k, v in columns.items()}) == digest
     assert source_columns_digest(tables, {**columns, tables[0]: ["_dlt_id", "id", "note"]}) != digest
     assert source_columns_digest(tables, {k: v for k, v in columns.items() if k != tables[-1]}) != digest
+
+
+def test_the_docs_have_an_overview_and_every_status_column_its_accepted_values_tested():
+    document = manifest()
+    assert "doc.analytics.__overview__" in document["docs"]  # dbt's docs site opens on it, not dbt's welcome page
+    tested = {
+        (node["attached_node"], node["column_name"])
+        for node in document["nodes"].values()
+        if node["resource_type"] == "test" and (node.get("test_metadata") or {}).get("name") == "accepted_values"
+    }
+    statuses = {
+        (unique_id, column)
+        for unique_id, node in document["nodes"].items()
+        if node["resource_type"] == "model"
+        for column in node["columns"]
+        if column == "status"
+    }
+    assert statuses and statuses <= tested
+    for unique_id, column in statuses:  # and the description names the values the test accepts
+        values = next(
+            n["test_metadata"]["kwargs"]["values"]
+            for n in document["nodes"].values()
+            if n["resource_type"] == "test"
+            and (n.get("attached_node"), n.get("column_name")) == (unique_id, column)
+            and (n.get("test_metadata") or {}).get("name") == "accepted_values"
+        )
+        description = document["nodes"][unique_id]["columns"][column]["description"]
+        assert all(value in description for value in values), (unique_id, values)
