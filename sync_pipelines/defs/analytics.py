@@ -26,6 +26,7 @@ from dagster import (
     AssetSpec,
     DataVersion,
     Failure,
+    ResourceDefinition,
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, DEFAULT_DATA_VERSION
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
@@ -101,11 +102,14 @@ class AnalyticsDbt(DbtCliResource):
         return None
 
 
-def dbt_resource() -> AnalyticsDbt:
-    return AnalyticsDbt(
-        project_dir=str(PROJECT_DIR),
-        profiles_dir=str(PROJECT_DIR),
-        dbt_executable=str(dbt_executable()),
+def dbt_resource() -> ResourceDefinition:
+    """The `dbt` resource: set from the checkout (the project, its profile, dbt's virtualenv) and, at run time, from
+    the warehouse's settings, so the launchpad offers nothing to configure (and shows no local path)."""
+    dbt = AnalyticsDbt(
+        project_dir=str(PROJECT_DIR), profiles_dir=str(PROJECT_DIR), dbt_executable=str(dbt_executable())
+    )
+    return ResourceDefinition.hardcoded_resource(
+        dbt, description="dbt, which builds and tests the analytics models on the configured warehouse."
     )
 
 

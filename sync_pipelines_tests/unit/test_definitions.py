@@ -127,3 +127,23 @@ def test_every_job_is_bounded_and_names_its_tenant_for_the_run_queue():
     entities = [entity for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
     sync_all = defs.resolve_job_def("sync_all")
     assert int(sync_all.tags[MAX_RUNTIME_TAG]) == sum(max_runtime_seconds(entity) for entity in entities)
+
+
+def test_no_launchpad_default_names_a_local_path():
+    """The launchpad pre-fills each job's run config with its defaults: none may show this machine's paths (the
+    dbt resource is set from the checkout, with nothing to configure)."""
+    from pathlib import Path
+
+    from sync_pipelines.definitions import defs
+
+    repo = str(Path(__file__).resolve().parents[2])
+
+    def defaults(config_type, path=""):
+        for name, field in (getattr(config_type, "fields", None) or {}).items():
+            if field.default_provided:
+                yield f"{path}/{name}", str(field.default_value)
+            yield from defaults(field.config_type, f"{path}/{name}")
+
+    for job in defs.resolve_all_job_defs():
+        found = [where for where, value in defaults(job.run_config_schema.config_type) if repo in value]
+        assert found == [], (job.name, found)
