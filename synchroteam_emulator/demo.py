@@ -46,24 +46,30 @@ def run(scale: float, habits: argparse.Namespace | None = None) -> int:
         if "DAGSTER_HOME" not in env:
             sys.exit("DAGSTER_HOME is not set: run `make demo`, which sets it (or export it).")
         try:
-            code = 0 if run_and_follow("sync_all", env) else 1
+            followed = run_and_follow("sync_all", env)
         except RuntimeError as error:
             print(error, file=sys.stderr)
             return 1
+        code = 0 if followed.succeeded else 1
         requests = len(emulator.requests)
     target = warehouse(env)
     if exists_yet(target):
-        print_summary(target, requests)
+        print_summary(target, requests, followed.records_loaded)
         print(where_analysts_start(target))
     if code:
         print("sync_all failed; see the steps' messages above, or the run in `make ui`.", file=sys.stderr)
     return code
 
 
-def print_summary(target: Warehouse, requests: int) -> None:
+def print_summary(target: Warehouse, requests: int, loaded: int) -> None:
+    """What this run did, then what the warehouse holds."""
     rows = table_summary(target)
     width = max((len(f"{schema}.{table}") for schema, table, _ in rows), default=10)
-    print(f"\nWhat landed in {target} ({requests} API requests):")
+    did = (
+        f"{requests:,} API request{'s' if requests != 1 else ''}, {loaded:,} record{'s' if loaded != 1 else ''} loaded"
+    )
+    print(f"\nThis run: {'nothing changed: ' if loaded == 0 else ''}{did}.")
+    print(f"What the warehouse holds ({target}):")
     for schema, table, count in rows:
         print(f"  {schema + '.' + table:<{width}}  {count:>8,}")
 

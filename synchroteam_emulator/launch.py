@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -101,13 +102,15 @@ def follow(instance: DagsterInstance, run_id: str, print_line=print, daemon_log:
 
 # dagster-dbt's own notices (its dbt command line, partial parsing): the analytics step's summary says enough
 DAGSTER_DBT_NOTICES = ("A dbt subsetted execution", "Copying `", "Running dbt command", "Finished dbt command")
+# a sync step's own "nothing changed" notice: its line of counts below says so already (0 records)
+NOTHING_CHANGED = "nothing changed since the last run"
 
 
 def _progress(entry, started: dict[str, float]) -> str | None:
     step = entry.step_key or ""
     event = entry.dagster_event
     if event is None:  # a step's own notice (context.log): waits, the read copy, what the analytics models did
-        if entry.user_message.startswith(DAGSTER_DBT_NOTICES):
+        if entry.user_message.startswith(DAGSTER_DBT_NOTICES) or NOTHING_CHANGED in entry.user_message:
             return None
         return f"  {step}: {entry.user_message}" if entry.level >= 20 and step else None
     if event.event_type == DagsterEventType.STEP_START:
@@ -138,8 +141,26 @@ def _plural(count: int, noun: str) -> str:
     return noun if count == 1 else f"{noun}s"
 
 
-def run_and_follow(job: str, env: Mapping[str, str], run_config: Path | None = None) -> bool:
-    """Start a daemon, launch `job`, print its progress until it ends, stop the daemon; True if it succeeded."""
+@dataclass(frozen=True)
+class Followed:
+    """How a followed run ended, and the records its syncs loaded."""
+
+    succeeded: bool
+    records_loaded: int
+
+
+def records_loaded(instance: DagsterInstance, run_id: str) -> int:
+    """The records the run's sync steps loaded (their materializations' `loaded`)."""
+    total = 0
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+        event = record.event_log_entry.dagster_event
+        metadata = event.step_materialization_data.materialization.metadata if event is not None else {}
+        total += int(getattr(metadata.get("loaded"), "value", 0) or 0)
+    return total
+
+
+def run_and_follow(job: str, env: Mapping[str, str], run_config: Path | None = None) -> Followed:
+    """Start a daemon, launch `job`, print its progress until it ends, stop the daemon; how it ended."""
     home = Path(env["DAGSTER_HOME"])
     previous = os.environ.copy()
     os.environ.update(env)  # the instance's storage may read its URL from the environment
@@ -158,7 +179,8 @@ def run_and_follow(job: str, env: Mapping[str, str], run_config: Path | None = N
             log = stack.enter_context(daemon(env, home))
             run_id = launch(job, env, run_config)
             print(f"Launched {job} (run {run_id[:8]}); it is on the job's page in `make ui`.", flush=True)
-            return follow(instance, run_id, lambda line: print(line, flush=True), log)
+            succeeded = follow(instance, run_id, lambda line: print(line, flush=True), log)
+            return Followed(succeeded, records_loaded(instance, run_id))
     finally:
         os.environ.clear()
         os.environ.update(previous)

@@ -23,6 +23,7 @@ from weakref import WeakKeyDictionary
 
 from sync_pipelines.errors import SuspiciousDeletions
 from sync_pipelines.synchroteam.quarantine import REJECTED_TABLE, RESOLVED
+from sync_pipelines.warehouse.analytics_tests import TESTS_TABLE
 from sync_pipelines.warehouse.dialect import Session, session
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse
 
@@ -413,7 +414,8 @@ def export_rejected(target: Warehouse, schema: str, folder: Path) -> list[Path]:
 
 
 def table_summary(target: Warehouse) -> list[tuple[str, str, int]]:
-    """(schema, table, rows) of every data table in the warehouse, dlt's bookkeeping tables and views left out."""
+    """(schema, table, rows) of every data table in the warehouse; dlt's bookkeeping tables, the analytics step's
+    kept tests and views left out."""
     with session(target, read_only=True) as con:
         tables = con.rows(
             """
@@ -421,10 +423,12 @@ def table_summary(target: Warehouse) -> list[tuple[str, str, int]]:
             WHERE table_type = 'BASE TABLE'
               AND table_schema NOT LIKE '%\\_staging' ESCAPE '\\'
               AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\'
+              AND table_name <> ?
               AND table_schema NOT IN ('information_schema', 'main', 'pg_catalog', 'public')
               AND table_schema NOT LIKE 'pg\\_%' ESCAPE '\\'
             ORDER BY table_schema, table_name
-            """
+            """,
+            [TESTS_TABLE],
         )
         return [
             (schema, table, int(con.rows(f'SELECT count(*) FROM "{schema}"."{table}"')[0][0]))

@@ -52,9 +52,14 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
     lines = output.splitlines()
     assert sum(bool(ENTITY_LINE.match(line)) for line in lines) == 8, output
     assert not [line for line in lines if "warning" in line.lower()], output
-    assert lines.index(next(line for line in lines if line.startswith("What landed in"))) > max(
+    assert lines.index(next(line for line in lines if line.startswith("What the warehouse holds"))) > max(
         i for i, line in enumerate(lines) if ENTITY_LINE.match(line)
     )
+    # what this run did, first: the records it loaded are those of the entity lines
+    loaded = sum(
+        int(ENTITY_LINE.match(line).group(2).split()[0].replace(",", "")) for line in lines if ENTITY_LINE.match(line)
+    )  # type: ignore[union-attr]
+    assert f"{loaded:,} records loaded." in next(line for line in lines if line.startswith("This run:")), output
 
     # the closing line says where analysts start, and that command answers SQL on its standard input
     assert "make sql" in lines[-1], output
