@@ -81,40 +81,13 @@ def sync_entity(
         with step_turn(context, target, tenant.name):
             try:
                 with held_open(target):
-                    results = _sync_entity(context, tenant, entity, config, given, target)
+                    results = EntityStep.prepare(context, tenant, entity, config, given, target).run()
             except BaseException:
                 refresh_after_failure(context, target)
                 raise
     except SyncError as error:  # the warehouse's settings, or its turn: nothing was requested from the API
         raise _retry_or_fail(context, error, tenant) from None
     yield from results
-
-
-def _sync_entity(
-    context: AssetExecutionContext,
-    tenant: Tenant,
-    entity: Entity,
-    config: SyncConfig,
-    given: Collection[str],
-    target: Warehouse,
-) -> list[MaterializeResult | AssetCheckResult]:
-    step = EntityStep.prepare(context, tenant, entity, config, given, target)
-    _tag_run(context, step.plan, None)
-    try:
-        with SynchroteamClient.in_process(step.settings, logger=context.log) as client:
-            step.read_and_load(client)
-        if step.load_info is None:
-            requests = client.stats.requests
-            context.log.info(
-                f"{tenant.name}/{entity.name}: nothing changed since the last run ({requests} API "
-                f"request{'s' if requests != 1 else ''}); nothing to load."
-            )
-        after = step.upkeep()
-    finally:
-        if step.stats.seen_ids is not None:
-            step.stats.seen_ids.close()  # a full walk's ids, spilled to a temporary file beyond 100,000
-    _tag_run(context, step.plan, step.stats)
-    return step.report(client, after)
 
 
 @dataclass
@@ -141,6 +114,25 @@ class EntityStep:
     @property
     def name(self) -> str:
         return pipeline_name(self.tenant, self.entity)
+
+    def run(self) -> list[MaterializeResult | AssetCheckResult]:
+        """The phases after `prepare`: read and load, upkeep, report; the run tagged before and after."""
+        _tag_run(self.context, self.plan, None)
+        try:
+            with SynchroteamClient.in_process(self.settings, logger=self.context.log) as client:
+                self.read_and_load(client)
+            if self.load_info is None:
+                requests = client.stats.requests
+                self.context.log.info(
+                    f"{self.tenant.name}/{self.entity.name}: nothing changed since the last run ({requests} API "
+                    f"request{'s' if requests != 1 else ''}); nothing to load."
+                )
+            after = self.upkeep()
+        finally:
+            if self.stats.seen_ids is not None:
+                self.stats.seen_ids.close()  # a full walk's ids, spilled to a temporary file beyond 100,000
+        _tag_run(self.context, self.plan, self.stats)
+        return self.report(client, after)
 
     @classmethod
     def prepare(
