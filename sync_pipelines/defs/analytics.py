@@ -139,8 +139,9 @@ def build_analytics_assets() -> AssetsDefinition:
             return
         with step_turn(context, target, SCHEMA):
             tests = tests_without_dbt(context, target, project) if synced_entities(context) else None
-            if tests is not None:
-                yield from run_without_dbt(context, target, project, tests)
+            results = run_without_dbt(context, target, project, tests) if tests is not None else None
+            if results is not None:
+                yield from results
                 return
             with dbt_environment(target):
                 invocation = dbt.cli(["build", "--target", target.kind], context=context, raise_on_error=False)

@@ -309,6 +309,21 @@ def test_dbt_starts_only_when_a_model_would_change_or_when_asked_for_alone_and_t
     )
     assert "dbt not started" in analytics_said(instance, after)[0]
 
+    # a kept query that no longer runs (here: broken by hand) is left to dbt, which runs and keeps it anew
+    with session(configured_warehouse()) as con:
+        con.execute("UPDATE analytics._analytics_tests SET sql = 'select no_such_column' WHERE name <> ''")
+    hec.add("invoice")
+    broken = run_entity_job(
+        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
+    )
+    said = analytics_said(instance, broken)
+    assert "could not run" in said[0] and said[1].startswith("Analytics: 2 models ("), said
+    hec.add("invoice")
+    mended = run_entity_job(
+        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
+    )
+    assert "dbt not started" in analytics_said(instance, mended)[0]
+
     alone = defs.resolve_job_def("sync_all").execute_in_process(
         asset_selection=[AssetKey(["analytics", "invoices"])], instance=instance, raise_on_error=False
     )
