@@ -82,6 +82,23 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
         runs = instance.get_runs(RunsFilter(job_name="sync_all", tags={REPOSITORY_LABEL_TAG: CODE_LOCATION_LABEL}))
     assert [run.status.value for run in runs] == ["SUCCESS"]
 
+    # run again: one line per entity, each saying it loaded nothing, and a summary that says nothing changed
+    again = subprocess.run(
+        [sys.executable, "-m", "synchroteam_emulator.demo", "run", "--scale", "0.2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    lines = again.stdout.splitlines()
+    entity_lines = [line for line in lines if line.startswith("  synchroteam") and "/" in line.split()[0]]
+    assert len(entity_lines) == 8 and all(ENTITY_LINE.match(line) for line in entity_lines), again.stdout
+    assert all(" 0 records " in line for line in entity_lines), again.stdout
+    assert not [line for line in lines if "nothing changed since the last run" in line], again.stdout  # said once
+    assert next(line for line in lines if line.startswith("This run:")).startswith("This run: nothing changed: ")
+
 
 def test_make_ui_serves_on_the_port_asked_prints_and_writes_the_emulators_variables_and_warns_of_nothing(tmp_path):
     import signal
