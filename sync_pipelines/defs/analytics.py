@@ -33,7 +33,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.analytics_checks import AnalyticsManifest, keep_built, run_without_dbt, tests_without_dbt
+from sync_pipelines.defs.analytics_checks import AnalyticsManifest, checks_without_dbt, keep_built
 from sync_pipelines.defs.leases import RunLease
 from sync_pipelines.defs.pools import analytics_pool
 from sync_pipelines.defs.read_copy import refresh_after_failure, refresh_from_step
@@ -138,8 +138,7 @@ def build_analytics_assets() -> AssetsDefinition:
                     refresh_from_step(context, target, "(the analytics built nothing: the read copy step is skipped)")
             return
         with step_turn(context, target, SCHEMA):
-            tests = tests_without_dbt(context, target, project) if synced_entities(context) else None
-            results = run_without_dbt(context, target, project, tests) if tests is not None else None
+            results = checks_without_dbt(context, target, project) if synced_entities(context) else None
             if results is not None:
                 yield from results
                 return

@@ -28,7 +28,7 @@ from sync_pipelines.warehouse.analytics_tests import (
     source_columns_digest,
     warehouse_columns,
 )
-from sync_pipelines.warehouse.dialect import session
+from sync_pipelines.warehouse.dialect import Session, session
 from sync_pipelines.warehouse.settings import Warehouse
 
 # dbt's defaults: a test fails when its query returns any row. A test configured otherwise is left to dbt.
@@ -63,15 +63,36 @@ class AnalyticsManifest:
         )
 
 
-def tests_without_dbt(
+def checks_without_dbt(
     context: AssetExecutionContext, target: Warehouse, project: AnalyticsManifest
-) -> list[KeptTest] | None:
+) -> list[MaterializeResult | AssetCheckResult] | None:
+    """The selected models, materialized over their unchanged views, and their checks from the kept tests, in one
+    session; None when dbt must run: a model would change (`_kept_tests_of`), or a test's query cannot run (a view
+    that no longer reads), which dbt then reports."""
+    with session(target, read_only=True) as con:
+        tests = _kept_tests_of(context, con, project)
+        if tests is None:
+            return None
+        wanted = [test for test in tests if project.check_key(test) in context.selected_asset_check_keys]
+        try:
+            failures = {test.unique_id: failing_rows(con, test) for test in wanted}
+        except Exception as error:  # noqa: BLE001 - whatever the database says, dbt's own run reports it properly
+            context.log.warning(f"Analytics: a test's compiled SQL could not run ({error}); dbt runs instead.")
+            return None
+    passed = sum(1 for count in failures.values() if count == 0)
+    context.log.info(
+        f"Analytics: no model changed (same code, same columns): dbt not started; {passed} of {len(failures)} tests "
+        "passed, run from their compiled SQL."
+    )
+    return [*_materializations(context, project), *_check_results(project, wanted, failures)]
+
+
+def _kept_tests_of(context: AssetExecutionContext, con: Session, project: AnalyticsManifest) -> list[KeptTest] | None:
     """The kept tests of the step's models when dbt would build none of them; None when one would change (its code
     version, or its tables' columns, differ from its kept tests'), or has no kept tests yet."""
     models = [project.models[key] for key in sorted(context.selected_asset_keys) if key in project.models]
-    with session(target, read_only=True) as con:
-        kept = kept_tests(con, SCHEMA)
-        columns = warehouse_columns(con, TENANTS)
+    kept = kept_tests(con, SCHEMA)
+    columns = warehouse_columns(con, TENANTS)
     by_model: dict[str, list[KeptTest]] = {}
     for test in kept:
         by_model.setdefault(test.model, []).append(test)
@@ -89,27 +110,6 @@ def tests_without_dbt(
             return None
         chosen += tests
     return chosen
-
-
-def run_without_dbt(
-    context: AssetExecutionContext, target: Warehouse, project: AnalyticsManifest, tests: list[KeptTest]
-) -> list[MaterializeResult | AssetCheckResult] | None:
-    """The selected models, materialized over their unchanged views, and their checks from the kept tests; None
-    when a test's query cannot run (a view that no longer reads): dbt then runs, and says why."""
-    selected = context.selected_asset_check_keys
-    wanted = [test for test in tests if project.check_key(test) in selected]
-    try:
-        with session(target, read_only=True) as con:
-            failures = {test.unique_id: failing_rows(con, test) for test in wanted}
-    except Exception as error:  # noqa: BLE001 - whatever the database says, dbt's own run reports it properly
-        context.log.warning(f"Analytics: a test's compiled SQL could not run ({error}); dbt runs instead.")
-        return None
-    passed = sum(1 for count in failures.values() if count == 0)
-    context.log.info(
-        f"Analytics: no model changed (same code, same columns): dbt not started; {passed} of {len(failures)} tests "
-        "passed, run from their compiled SQL."
-    )
-    return [*_materializations(context, project), *_check_results(project, wanted, failures)]
 
 
 def _materializations(context: AssetExecutionContext, project: AnalyticsManifest) -> Iterator[MaterializeResult]:
