@@ -24,15 +24,9 @@ ENTITY_LINE = re.compile(
 )
 
 
-def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_on_the_job_page(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(home), SYNC_DUCKDB_PATH=str(tmp_path / "warehouse.duckdb"), PYTHONWARNINGS="")
-    # as `make demo` runs them, from a shell with the usual umask
-    subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.instance", "dagster.yaml", str(home)], cwd=REPO, env=env, umask=0o022
-    )
-    done = subprocess.run(
+def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make demo`'s command, from a shell with the usual umask."""
+    return subprocess.run(
         [sys.executable, "-m", "synchroteam_emulator.demo", "run", "--scale", "0.2"],
         cwd=REPO,
         env=env,
@@ -41,6 +35,17 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
         timeout=600,
         umask=0o022,
     )
+
+
+def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_on_the_job_page(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), SYNC_DUCKDB_PATH=str(tmp_path / "warehouse.duckdb"), PYTHONWARNINGS="")
+    # as `make demo` runs them, from a shell with the usual umask
+    subprocess.run(
+        [sys.executable, "-m", "sync_pipelines.instance", "dagster.yaml", str(home)], cwd=REPO, env=env, umask=0o022
+    )
+    done = run_demo(env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     # private: nothing the demo wrote (warehouse, read copy, dlt's folders, the instance) is readable by others,
@@ -83,14 +88,7 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
     assert [run.status.value for run in runs] == ["SUCCESS"]
 
     # run again: one line per entity, each saying it loaded nothing, and a summary that says nothing changed
-    again = subprocess.run(
-        [sys.executable, "-m", "synchroteam_emulator.demo", "run", "--scale", "0.2"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = run_demo(env)
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     lines = again.stdout.splitlines()
     entity_lines = [line for line in lines if line.startswith("  synchroteam") and "/" in line.split()[0]]

@@ -272,6 +272,14 @@ def test_dbt_starts_only_when_a_model_would_change_or_when_asked_for_alone_and_t
 
     # rows changed, no model did: the tests run from dbt's compiled SQL, dbt does not start
     hec = emulator.tenant(DOMAINS["synchroteam_hec"])
+
+    def changed_run() -> ExecuteInProcessResult:
+        """A new HEC invoice, then the entity's job, analytics included, on the same instance."""
+        hec.add("invoice")
+        return run_entity_job(
+            HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
+        )
+
     hec.add("invoice")
     changed = run_entity_job(HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, analytics=True)
     assert {"analytics/invoices", "analytics/invoice_lines"} <= materialized(changed)
@@ -297,31 +305,19 @@ def test_dbt_starts_only_when_a_model_would_change_or_when_asked_for_alone_and_t
     # a column dlt adds to a table re-defines the views that read it: dbt builds them, then steps aside again
     with session(configured_warehouse()) as con:
         con.execute("ALTER TABLE synchroteam_hec.invoices ADD COLUMN note TEXT")
-    hec.add("invoice")
-    widened = run_entity_job(
-        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
-    )
+    widened = changed_run()
     assert analytics_said(instance, widened)[0].startswith("Analytics: 2 models (")
     assert not dbt_checks(widened)["unique_key_invoices_tenant__id"].passed  # dbt's own run of the test
-    hec.add("invoice")
-    after = run_entity_job(
-        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
-    )
+    after = changed_run()
     assert "dbt not started" in analytics_said(instance, after)[0]
 
     # a kept query that no longer runs (here: broken by hand) is left to dbt, which runs and keeps it anew
     with session(configured_warehouse()) as con:
         con.execute("UPDATE analytics._analytics_tests SET sql = 'select no_such_column' WHERE name <> ''")
-    hec.add("invoice")
-    broken = run_entity_job(
-        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
-    )
+    broken = changed_run()
     said = analytics_said(instance, broken)
     assert "could not run" in said[0] and said[1].startswith("Analytics: 2 models ("), said
-    hec.add("invoice")
-    mended = run_entity_job(
-        HEC_TENANT, ENTITIES["invoices"], QUIET, instance=instance, raise_on_error=False, analytics=True
-    )
+    mended = changed_run()
     assert "dbt not started" in analytics_said(instance, mended)[0]
 
     alone = defs.resolve_job_def("sync_all").execute_in_process(
