@@ -10,27 +10,61 @@ from typing import Any
 from . import pools as P
 from .clock import ANCHOR_MINUTE, fmt, fmt_date, gap_hours, parse_ts, to_minute
 
-RESOURCES = ("customer", "site", "job", "invoice", "quotation", "creditnote")
+DIMENSIONS = ("user", "activity", "equipment", "jobtype", "part")  # what analysts join to (dimensions.py)
+RESOURCES = ("customer", "site", "job", "invoice", "quotation", "creditnote", *DIMENSIONS)
 FIRST_ID = {"customer": 1001, "site": 5001, "invoice": 20001, "quotation": 40001, "creditnote": 60001}
 YEAR = 365 * 1440
 DAY = 1440
-_MAIN_COUNTS = {"customer": 120, "site": 150, "job": 250, "invoice": 200, "quotation": 80, "creditnote": 30}
-_HEC_COUNTS = {"customer": 40, "site": 40, "invoice": 60, "creditnote": 10}
+LIST_ONLY = frozenset({"activity", "jobtype", "part"})  # no {resource}/details: 404, as an unknown path
+# the field dateFrom/dateTo filter on (default dateCreated); None: the resource has none, the filters do not apply
+DATE_FIELD: dict[str, str | None] = {"job": "scheduledStart", "activity": "dateStart", "jobtype": None, "part": None}
+UNDATED = frozenset({"jobtype"})  # no dateModified: a lookup list, served whole whatever changedSince says
+# the fewest records of a resource a tenant gets: the technicians, job types and products other records name
+FLOOR = {"user": len(P.TECHNICIANS), "jobtype": len(P.JOB_TYPES), "part": len(P.PRODUCTS)}
+_MAIN_COUNTS = {
+    "customer": 120,
+    "site": 150,
+    "job": 250,
+    "invoice": 200,
+    "quotation": 80,
+    "creditnote": 30,
+    "user": 30,
+    "activity": 530,
+    "equipment": 225,
+    "jobtype": 10,
+    "part": 200,
+}
+_HEC_COUNTS = {
+    "customer": 40,
+    "site": 40,
+    "invoice": 60,
+    "creditnote": 10,
+    "user": 18,
+    "equipment": 60,
+    "jobtype": 6,
+    "part": 60,
+}
 
 
 @dataclass
 class TenantSpec:
-    """One emulated tenant: credentials, zone, how many records of each resource, seed."""
+    """One emulated tenant: credentials, zone, how many records of each resource, seed.
+
+    A resource left out of `counts` is not served (404). Users, job types and parts are at least FLOOR[resource];
+    activities at least the work and travel of the jobs. no_activity_list: `activity/list` answers 404 as an
+    unknown resource does (the endpoint is only inferred from the docs).
+    """
 
     domain: str
     api_key: str
     timezone: str = "Europe/Paris"
     counts: dict[str, int] = field(default_factory=lambda: dict(_MAIN_COUNTS))
     seed: int = 1
+    no_activity_list: bool = False
 
     @staticmethod
     def _scaled(counts: dict[str, int], scale: float) -> dict[str, int]:
-        return {k: max(1, round(v * scale)) for k, v in counts.items()}
+        return {k: max(FLOOR.get(k, 1), round(v * scale)) for k, v in counts.items()}
 
     @classmethod
     def demo_main(cls, scale: float = 1.0) -> TenantSpec:

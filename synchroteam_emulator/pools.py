@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 FIRST_NAMES = [
     "Jean",
     "Marie",
@@ -114,12 +116,12 @@ COUNTRY_OF = {"Genève": "Switzerland", "Bruxelles": "Belgium"}
 MAIL_DOMAINS = ["example.com", "example.fr", "mail.example.org", "entreprise.example"]
 TAGS = ["VIP", "maintenance", "contrat annuel", "nouveau", "B2B", "particulier", "urgent", "région sud"]
 SEGMENTS = ["PME", "Grand compte", "Particulier", "Collectivité"]
-TECHNICIANS = [
+TECHNICIANS: list[dict[str, Any]] = [
     {"id": 300 + i, "name": f"{FIRST_NAMES[i * 3 % 20]} {LAST_NAMES[i * 5 % 22]}", "login": f"tech{i + 1:02d}"}
     for i in range(14)
 ]
 TECH_SHORT = [{"id": t["id"], "name": t["name"]} for t in TECHNICIANS]
-JOB_TYPES = [
+JOB_TYPES: list[dict[str, Any]] = [
     {"id": 10 + i, "name": n}
     for i, n in enumerate(
         [
@@ -177,3 +179,53 @@ JOB_STATUS_FUTURE = ["created"] * 3 + ["scheduled"] * 5 + ["synchronized"] * 3 +
 INVOICE_STATUS = ["draft"] * 2 + ["new"] * 2 + ["sent"] * 3 + ["paid"] * 8 + ["late"] * 2 + ["cancelled"]
 QUOTATION_STATUS = ["draft"] * 3 + ["new"] * 3 + ["sent"] * 4 + ["accepted"] * 5 + ["denied"] * 2
 CREDITNOTE_STATUS = INVOICE_STATUS
+
+# -- dimensions (users, job types, parts, equipment, activities) ------------------------------------
+TEAMS = [{"id": 1, "name": "Équipe Nord"}, {"id": 2, "name": "Équipe Sud"}, {"id": 3, "name": "SAV"}]
+OFFICE_PROFILES = ["manager"] * 4 + ["dispatcher"] * 3 + ["administrator"]
+JOB_TYPE_MINUTES = [90, 60, 240, 120, 60, 45]  # durations of JOB_TYPES, in their order
+MORE_JOB_TYPES = [
+    ("Réparation", 120),
+    ("Entretien chaudière", 60),
+    ("Ramonage", 45),
+    ("Audit énergétique", 180),
+    ("Astreinte", 60),
+    ("Désinstallation", 90),
+    ("Relevé de compteur", 30),
+    ("Formation client", 60),
+]
+PART_FAMILIES = [
+    ("FIL", "Filtre"),
+    ("VAN", "Vanne"),
+    ("JNT", "Joint"),
+    ("RAC", "Raccord laiton"),
+    ("CIR", "Circulateur"),
+    ("SON", "Sonde de température"),
+    ("DIS", "Disjoncteur"),
+    ("ELV", "Électrovanne"),
+    ("BRU", "Gicleur brûleur"),
+    ("TUB", "Tube cuivre"),
+    ("CDE", "Carte électronique"),
+    ("VEX", "Vase d'expansion"),
+]
+PART_SIZES = ["modèle A", "modèle B", "modèle C", "série 200", "série 300", "série 500", "pro"]
+SERVICES = ["Forfait diagnostic", "Main d'œuvre urgence (heure)", "Contrat d'entretien annuel", "Mise en conformité"]
+SERVICE_REFERENCES = {"MO-H", "DEP", ""}  # the PRODUCTS that are services (labour, travel, flat fee)
+EQUIPMENT_KINDS = [
+    "Chaudière gaz à condensation",
+    "Pompe à chaleur air/eau",
+    "Climatiseur mural",
+    "Ballon d'eau chaude 200L",
+    "Tableau électrique",
+    "VMC double flux",
+    "Adoucisseur d'eau",
+    "Chaudière fioul",
+]
+EQUIPMENT_BRANDS = ["Viessmann", "Daikin", "Atlantic", "Saunier Duval", "De Dietrich", "Frisquet", "Legrand"]
+ACTIVITY_TYPES = {
+    "work": {"id": 1, "name": "work"},
+    "travel": {"id": 2, "name": "travel"},
+    "break": {"id": 3, "name": "break"},
+}
+WORK_NOTES = ["Attente client", "Pièce manquante, retour prévu", "Accès difficile", "RAS"]
+BREAK_NOTES = ["Pause déjeuner", "Pause"]

@@ -642,8 +642,30 @@ def test_same_seed_gives_the_same_data_and_another_seed_does_not():
 def test_demo_specs_scale_their_counts():
     main, hec = TenantSpec.demo_main(), TenantSpec.demo_hec(scale=0.001)
     assert (main.domain, main.api_key, main.seed) == ("demo", "demo-api-key-0000-main", 1)
-    assert main.counts == {"customer": 120, "site": 150, "job": 250, "invoice": 200, "quotation": 80, "creditnote": 30}
-    assert hec.domain == "demo-hec" and hec.counts == {"customer": 1, "site": 1, "invoice": 1, "creditnote": 1}
+    assert main.counts == {
+        "customer": 120,
+        "site": 150,
+        "job": 250,
+        "invoice": 200,
+        "quotation": 80,
+        "creditnote": 30,
+        "user": 30,
+        "activity": 530,
+        "equipment": 225,
+        "jobtype": 10,
+        "part": 200,
+    }
+    # users, job types and parts never fall below what jobs and invoices name (14 technicians, 6 types, 12 products)
+    assert hec.domain == "demo-hec" and hec.counts == {
+        "customer": 1,
+        "site": 1,
+        "invoice": 1,
+        "creditnote": 1,
+        "user": 14,
+        "equipment": 1,
+        "jobtype": 6,
+        "part": 12,
+    }
 
 
 def test_request_log_counts_by_tenant_resource_and_action(api, emu):
