@@ -94,6 +94,11 @@ def add_api_habit_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RESOURCE[,RESOURCE...]",
         help="list rows of these resources come without lines, e.g. invoice,creditnote",
     )
+    g.add_argument(
+        "--no-activity-list",
+        action="store_true",
+        help="activity/list answers 404 Not found, as an unknown resource does (the endpoint is only inferred)",
+    )
 
 
 def check_api_habits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -133,6 +138,8 @@ def apply_api_habits(emulator: Emulator, args: argparse.Namespace) -> None:
         emulator.set_firewall(403)
     if args.lean_lists:
         emulator.set_lean_lists(*args.lean_lists)
+    if args.no_activity_list:
+        emulator.set_no_activity_list()
 
 
 def describe_api_habits(args: argparse.Namespace) -> list[str]:
@@ -156,4 +163,6 @@ def describe_api_habits(args: argparse.Namespace) -> list[str]:
         lines.append("firewall: every answer is an Imperva HTML page, 403")
     if args.lean_lists:
         lines.append(f"lean lists (no lines): {', '.join(args.lean_lists)}")
+    if args.no_activity_list:
+        lines.append("no activity/list: it answers 404 Not found, as an unknown resource")
     return lines

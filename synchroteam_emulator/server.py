@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from .data import RESOURCES, TenantSpec
+from .data import LIST_ONLY, RESOURCES, TenantSpec
 from .faults import (
     DEFAULT_QUOTA,
     TOO_MANY,
@@ -251,6 +251,14 @@ class Emulator:
         """List rows of these resources come without `lines` (details keep them); no resources = off."""
         self._lean = frozenset(r.lower() for r in resources)
 
+    def set_no_activity_list(self, on: bool = True, *, tenant: str | None = None) -> None:
+        """`activity/list` answers 404 "Not found", as an unknown resource does, on `tenant` (None = every tenant).
+
+        The endpoint is only inferred from the docs: a tenant's API may not have it.
+        """
+        for store in self.tenants if tenant is None else [self.tenant(tenant)]:
+            store.no_activity_list = on
+
     def set_daily_quota(self, domain: str, quota: int) -> None:
         self._quota.set(domain, quota)
 
@@ -386,7 +394,7 @@ class Emulator:
         if spent is None:
             return error(429, "Daily quota exceeded")
         left = spent
-        if resource not in RESOURCES:
+        if resource not in RESOURCES or self._unknown(store, resource, action):
             return error(404, "Not found")
         if not store.serves(resource):
             return error(404, f"Resource '{resource}' is not available")
@@ -414,6 +422,11 @@ class Emulator:
             self._api_headers(quota_of, left, window),
         )
         return 200
+
+    @staticmethod
+    def _unknown(store: TenantStore, resource: str, action: str | None) -> bool:
+        """Answered as an unknown path: a details endpoint the resource lacks, activity/list on a tenant without."""
+        return (action == "details" and resource in LIST_ONLY) or (resource == "activity" and store.no_activity_list)
 
     def _heeded(self, resource: str, params: dict[str, str]) -> dict[str, str]:
         """The query without the parameters this resource is set to ignore (the log keeps what was sent)."""

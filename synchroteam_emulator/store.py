@@ -13,8 +13,9 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from .bulk import generate
-from .clock import TenantClock, to_minute
-from .data import FIRST_ID, RecordFactory, TenantSpec
+from .clock import TenantClock, fmt, to_minute
+from .data import DATE_FIELD, DIMENSIONS, FIRST_ID, UNDATED, RecordFactory, TenantSpec
+from .dimensions import DimensionFactory, generate_dimensions, next_id
 
 _REV = re.compile(r" \[rev \d+\]$")
 _CACHE_SIZE = 16
@@ -54,7 +55,10 @@ class TenantStore:
         self._lock = threading.RLock()
         self._clock = TenantClock(spec.timezone)
         self._f = RecordFactory(spec.seed, spec.timezone)
+        self._d = DimensionFactory(spec.seed, spec.timezone)  # its own generator: the bulk's adds stay the same
+        self.no_activity_list = spec.no_activity_list
         data = generate(spec, self._f)
+        data.update(generate_dimensions(spec, self._d, data, lambda job: self._f.job_extras(job)[1]))
         self._recs: dict[str, dict] = {}
         self._order: dict[str, list] = {}  # sorted ids (list order) ...
         self._rows: dict[str, list[dict]] = {}  # ... and the records at the same positions
@@ -65,6 +69,7 @@ class TenantStore:
                 self._rows[res] = list(lst)
         self._hidden_customers = data["customer"] if "customer" not in spec.counts else []
         self._next_id = {res: FIRST_ID[res] + len(data[res]) for res in FIRST_ID}
+        self._next_id.update({res: next_id(res, self._order[res]) for res in DIMENSIONS if res in self._order})
         self._next_num = {
             "job": 10000 + len(data["job"]),
             "invoice": 1000 + len(data["invoice"]),
@@ -119,17 +124,17 @@ class TenantStore:
         out = self._rows[resource]
         if (status := filters.get("status")) is not None:
             out = [r for r in out if r.get("status") == status]
-        if (since := filters.get("changedSince")) is not None:
+        if (since := filters.get("changedSince")) is not None and resource not in UNDATED:
             s16, sec = since[:16], since[16:]  # compare 'YYYY-MM-DD HH:mm' then ':ss' (absent = ':00')
             out = [
                 r
                 for r in out
                 if (d := r.get("dateModified")) and ((p := d[:16]) > s16 or (p == s16 and (d[16:] or ":00") >= sec))
             ]
-        field = "scheduledStart" if resource == "job" else "dateCreated"
-        if (lo := filters.get("dateFrom")) is not None:
+        field = DATE_FIELD.get(resource, "dateCreated")
+        if (lo := filters.get("dateFrom")) is not None and field:
             out = [r for r in out if (r.get(field) or "")[:10] >= lo]
-        if (hi := filters.get("dateTo")) is not None:
+        if (hi := filters.get("dateTo")) is not None and field:
             out = [r for r in out if "" < (r.get(field) or "")[:10] <= hi]
         self._cache[key] = (self.version, out)
         if len(self._cache) > _CACHE_SIZE:
@@ -173,11 +178,23 @@ class TenantStore:
         when = when or self.now()
         return when.strftime("%Y-%m-%d %H:%M:%S" if when.second else "%Y-%m-%d %H:%M")
 
+    def _revised(self, text: str | None) -> str:
+        return f"{_REV.sub('', text or '')} [rev {self.version + 1}]"
+
     def _default_edit(self, resource: str, rec: dict) -> dict:
         if resource == "job":
-            return {"description": f"{_REV.sub('', rec.get('description') or '')} [rev {self.version + 1}]"}
+            return {"description": self._revised(rec.get("description"))}
         if resource in ("customer", "site"):
             return {"contactPhone": self._f.phone()}
+        if resource == "user":
+            return {"phone": self._d.phone()}
+        if resource in ("activity", "equipment"):
+            key = "note" if resource == "activity" else "name"
+            return {key: self._revised(rec.get(key) or "Modifié")}
+        if resource == "jobtype":
+            return {"duration": rec["duration"] + 15}
+        if resource == "part":
+            return {"price": round(rec["price"] + 1, 2)}
         if resource == "quotation":
             until = datetime.strptime(rec["validUntil"], "%Y-%m-%d") + timedelta(days=15)
             return {"validUntil": until.strftime("%Y-%m-%d")}
@@ -213,7 +230,7 @@ class TenantStore:
             changes = self._default_edit(resource, rec) if changes is None else copy_tree(changes)
             changes.pop("id", None)
             new = {**rec, **changes}
-            if bump and "dateModified" not in changes:
+            if bump and "dateModified" not in changes and resource not in UNDATED:
                 new["dateModified"] = self._stamp(modified_at)
             recs[key] = new
             self._rows[resource][self._position(resource, key)] = new
@@ -223,17 +240,48 @@ class TenantStore:
     def _position(self, resource: str, key) -> int:
         return bisect.bisect_left(self._order[resource], key)
 
-    def _any(self, resource: str) -> dict | None:
+    def _any(self, resource: str, f: RecordFactory | None = None) -> dict | None:
+        """A random record of `resource`, drawn with f's generator (default: the bulk's)."""
+        r = (f or self._f).rng.random
         ids = self._order.get(resource)
         if resource == "customer" and ids is None:
             pool = self._hidden_customers
-            return pool[int(self._f.rng.random() * len(pool))] if pool else None
+            return pool[int(r() * len(pool))] if pool else None
         if not ids:
             return None
-        return self._recs[resource][ids[int(self._f.rng.random() * len(ids))]]
+        return self._recs[resource][ids[int(r() * len(ids))]]
+
+    def _build_dimension(self, resource: str, c: int) -> dict:
+        d = self._d
+        if resource == "jobtype":
+            return d.jobtype(self._take_id(resource))
+        if resource == "part":
+            return d.part(self._take_id(resource), {p["reference"] for p in self._rows["part"]})
+        if resource == "user":
+            return d.user(self._take_id(resource), "technician", c, c, False)
+        if resource == "equipment":
+            site = self._any("site", d) if d.rng.random() < 0.85 else None
+            cust = self._any("customer", d)
+            if site is not None:  # the site's customer, as the site names it if it is gone
+                cust = self._recs.get("customer", {}).get(site["customer"]["id"]) or site["customer"]
+            if cust is None:
+                raise LookupError("no customer to reference")
+            return {
+                **d.equipment(self._take_id(resource), cust, site, c),
+                "dateCreated": fmt(c),
+                "dateModified": fmt(c),
+            }
+        job = self._any("job", d)  # work on a job, else a break
+        tech = job["technician"] if job else self._any("user", d)
+        if tech is None:
+            raise LookupError("no user to reference")
+        activity = d.activity("work" if job else "break", tech, job, c - 60, c, c)
+        return {"id": self._take_id(resource), **activity, "dateModified": fmt(c)}
 
     def _build(self, resource: str, c: int) -> dict:
         f = self._f
+        if resource in DIMENSIONS:
+            return self._build_dimension(resource, c)
         if resource == "customer":
             return f.customer(self._take_id(resource), c, c, False)
         cust = self._any("customer")
