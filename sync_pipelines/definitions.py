@@ -42,7 +42,7 @@ defs = Definitions(
         *entity_assets,
         *reconciliation_assets,
         analytics_assets,
-        *read_copy_assets([*entity_assets, *reconciliation_assets, analytics_assets]),
+        *read_copy_assets([*entity_assets, *reconciliation_assets]),
     ],
     asset_checks=[*(check for pair in pairs for check in entity_checks(*pair)), *fresh_checks],
     sensors=[freshness_sensor(fresh_checks)],

@@ -4,9 +4,10 @@ checks.
 
 A run builds the selected models and runs their tests (`dbt build`) in the warehouse's turn: the whole DuckDB file,
 or PostgreSQL's `analytics` schema. A model re-creates its view only when its SQL changed (the project's
-`stable_view`), so a run after loads that changed no column executes the tests and nothing else. A model that fails
-fails this step with dbt's message, after the loads it sits on have committed: on DuckDB the step refreshes the read
-copy before failing (the `warehouse/read_copy` step downstream is then skipped), like a failing sync step.
+`stable_view`); when none would change, dbt does not start at all (`analytics_checks`). The tests report as the
+models' checks outside the run's plan (`check_results`), so a run that tests nothing leaves their last results. A
+model that fails fails this step with dbt's message, after the loads it sits on have committed; the read copy is
+refreshed after this step all the same (`read_copy`).
 """
 
 import json
@@ -15,9 +16,11 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -26,6 +29,7 @@ from dagster import (
     AssetSpec,
     DataVersion,
     Failure,
+    MaterializeResult,
     ResourceDefinition,
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, DEFAULT_DATA_VERSION
@@ -33,10 +37,10 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging import version
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.analytics_checks import AnalyticsManifest, checks_without_dbt, keep_built
+from sync_pipelines.defs.analytics_checks import AnalyticsManifest, checks_without_dbt, keep_built, results_of_dbt
+from sync_pipelines.defs.check_results import planned_or_logged
 from sync_pipelines.defs.leases import RunLease
 from sync_pipelines.defs.pools import analytics_pool
-from sync_pipelines.defs.read_copy import refresh_after_failure, refresh_from_step
 from sync_pipelines.warehouse.analytics import (
     PROJECT_DIR,
     SCHEMA,
@@ -47,7 +51,7 @@ from sync_pipelines.warehouse.analytics import (
     prepared_manifest,
 )
 from sync_pipelines.warehouse.lock import step_turn
-from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, warehouse
+from sync_pipelines.warehouse.settings import Warehouse, warehouse
 
 
 class AnalyticsTranslator(DagsterDbtTranslator):
@@ -129,33 +133,15 @@ def build_analytics_assets() -> AssetsDefinition:
     def analytics(context: AssetExecutionContext, dbt: DbtCliResource, run_lease: RunLease) -> Iterator[Any]:
         target = warehouse()
         unchanged = unchanged_since_built(context)
-        if unchanged:
+        if unchanged:  # no model materialized, no check evaluated: each keeps its last result
             context.log.info(unchanged)
-            # no model materialized: Dagster skips the read copy downstream, which a failed step of an earlier
-            # run may have left behind the warehouse
-            if isinstance(target, DuckDBWarehouse):
-                with step_turn(context, target, SCHEMA):
-                    refresh_from_step(context, target, "(the analytics built nothing: the read copy step is skipped)")
             return
+        failed: dict[str, str] = {}
         with step_turn(context, target, SCHEMA):
             results = checks_without_dbt(context, target, project) if synced_entities(context) else None
-            if results is not None:
-                yield from results
-                return
-            with dbt_environment(target):
-                invocation = dbt.cli(["build", "--target", target.kind], context=context, raise_on_error=False)
-            yield from invocation.stream()
-            results_file = invocation.target_path / "run_results.json"
-            if results_file.exists():
-                results = json.loads(results_file.read_text())
-                context.log.info(summary(results))
-                failed = failed_nodes(results)
-                keep_built(target, project, results)
-            else:  # dbt stopped before any model: the profile, the connection
-                failed = {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
-            shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
-            if failed:
-                refresh_after_failure(context, target)
+            if results is None:
+                results, failed = build_with_dbt(context, dbt, target, project, manifest)
+        yield from planned_or_logged(context, results)
         if failed:
             raise Failure(
                 description=f"dbt could not build {', '.join(sorted(failed))}: "
@@ -165,6 +151,30 @@ def build_analytics_assets() -> AssetsDefinition:
             )
 
     return analytics
+
+
+def build_with_dbt(
+    context: AssetExecutionContext, dbt: DbtCliResource, target: Warehouse, project: AnalyticsManifest, manifest: Path
+) -> tuple[list[MaterializeResult | AssetCheckResult], dict[str, str]]:
+    """`dbt build` of the selected models and their tests (or of the selected checks' tests alone): the models it
+    built, its tests as check results, and what it could not run (models and tests, with dbt's message). What it
+    built and tested is kept for the runs after (`keep_built`)."""
+    selection = " ".join(project.selection(context.selected_asset_keys, context.selected_asset_check_keys))
+    with dbt_environment(target):
+        invocation = dbt.cli(
+            ["build", "--target", target.kind, "--select", selection],
+            manifest=manifest,
+            raise_on_error=False,
+        ).wait()
+    results_file = invocation.target_path / "run_results.json"
+    if not results_file.exists():  # dbt stopped before any model: the profile, the connection
+        shutil.rmtree(invocation.target_path, ignore_errors=True)
+        return [], {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
+    run_results = json.loads(results_file.read_text())
+    shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
+    context.log.info(summary(run_results))
+    keep_built(target, project, run_results)
+    return results_of_dbt(project, run_results, context.selected_asset_keys), failed_nodes(run_results)
 
 
 def unchanged_since_built(context: AssetExecutionContext) -> str | None:
@@ -243,5 +253,6 @@ def failed_nodes(run_results: Mapping[str, Any]) -> dict[str, str]:
 
 
 def analytics_downstream(keys: Sequence[AssetKey]) -> AssetSelection:
-    """The analytics models that read the tables of the entity assets `keys`, with their checks."""
-    return AssetSelection.assets(*keys).downstream() & AssetSelection.groups(SCHEMA)
+    """The analytics models that read the tables of the entity assets `keys`; their checks (dbt's tests) are
+    evaluated outside the run's plan (`check_results`)."""
+    return (AssetSelection.assets(*keys).downstream() & AssetSelection.groups(SCHEMA)).without_checks()

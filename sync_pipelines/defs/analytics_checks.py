@@ -4,7 +4,7 @@ asset checks dbt's would: non-blocking, failing with dbt's message. dbt starts o
 its code (a new release, `make analytics-sources`, an edited model), or the tables it reads (a column, a tenant's
 first table)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from dagster import (
@@ -52,8 +52,23 @@ class AnalyticsManifest:
             if node.get("resource_type") == "test" and node.get("attached_node") in self.tests:
                 self.tests[node["attached_node"]].append(unique_id)
 
-    def check_key(self, test: KeptTest) -> AssetCheckKey:
-        return AssetCheckKey(AssetKey([SCHEMA, self.manifest["nodes"][test.model]["name"]]), test.name)
+    def check_key(self, test: str) -> AssetCheckKey:
+        """The check of the test `test` (a unique id): the test's name on its model's asset."""
+        node = self.manifest["nodes"][test]
+        return AssetCheckKey(AssetKey([SCHEMA, self.manifest["nodes"][node["attached_node"]]["name"]]), node["name"])
+
+    def selection(self, keys: Collection[AssetKey], check_keys: Collection[AssetCheckKey]) -> list[str]:
+        """dbt's `--select` for the models `keys` (their tests with them) and the tests of `check_keys` on other
+        models."""
+        models = [self.models[key] for key in sorted(keys) if key in self.models]
+        tests = [
+            test
+            for model, tests in self.tests.items()
+            if model not in models
+            for test in tests
+            if self.check_key(test) in check_keys
+        ]
+        return [self.manifest["nodes"][node]["name"] for node in [*models, *tests]]
 
     def plain(self, model: str) -> bool:
         """Whether every test of `model` fails on any row, as the step counts them (dbt's default)."""
@@ -73,7 +88,7 @@ def checks_without_dbt(
         tests = _kept_tests_of(context, con, project)
         if tests is None:
             return None
-        wanted = [test for test in tests if project.check_key(test) in context.selected_asset_check_keys]
+        wanted = [test for test in tests if project.check_key(test.unique_id).asset_key in context.selected_asset_keys]
         try:
             failures = {test.unique_id: failing_rows(con, test) for test in wanted}
         except Exception as error:  # noqa: BLE001 - whatever the database says, dbt's own run reports it properly
@@ -126,21 +141,69 @@ def _check_results(
 ) -> Iterator[AssetCheckResult]:
     for test in wanted:
         found = failures[test.unique_id]
-        yield AssetCheckResult(
-            asset_key=project.check_key(test).asset_key,
-            check_name=test.name,
-            passed=found == 0,
-            severity=AssetCheckSeverity.ERROR,
-            description=None
+        yield check_result(
+            project,
+            test.unique_id,
+            status="pass" if found == 0 else "fail",
+            failures=found,
+            message=None
             if found == 0
             else f"Got {found} result{'s' if found != 1 else ''}, configured to fail if != 0",
-            metadata={
-                "status": "pass" if found == 0 else "fail",
-                "dagster_dbt/failed_row_count": found,
-                "unique_id": test.unique_id,
-                "run_by": "the analytics step, from dbt's compiled SQL",
-            },
+            run_by="the analytics step, from dbt's compiled SQL",
         )
+
+
+def check_result(
+    project: AnalyticsManifest, test: str, *, status: str, failures: int | None, message: str | None, run_by: str
+) -> AssetCheckResult:
+    """The check of the test `test` (a unique id) as dbt reports it: passed on `pass`; a failure carries dbt's
+    message (`Got 1 result, configured to fail if != 0`); a warning is of severity WARN."""
+    key = project.check_key(test)
+    return AssetCheckResult(
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=status == "pass",
+        severity=AssetCheckSeverity.WARN if status == "warn" else AssetCheckSeverity.ERROR,
+        description=None if status == "pass" else message,
+        metadata={
+            "status": status,
+            **({} if failures is None else {"dagster_dbt/failed_row_count": failures}),
+            "unique_id": test,
+            "run_by": run_by,
+        },
+    )
+
+
+def results_of_dbt(
+    project: AnalyticsManifest, run_results: Mapping[str, Any], selected: Collection[AssetKey]
+) -> list[MaterializeResult | AssetCheckResult]:
+    """What `dbt build` did, from its `run_results.json`: each selected model it built, and each test of a model
+    it ran (skipped ones, after a model that failed, report nothing)."""
+    keys = {unique_id: key for key, unique_id in project.models.items()}
+    nodes = project.manifest["nodes"]
+    built: list[MaterializeResult | AssetCheckResult] = []
+    tested: list[MaterializeResult | AssetCheckResult] = []
+    for result in run_results.get("results", []):
+        unique_id, status = result["unique_id"], result["status"]
+        if unique_id in keys and keys[unique_id] in selected and status == "success":
+            metadata = {
+                "unique_id": unique_id,
+                "view": MetadataValue.text("re-created" if result.get("message") != "UNCHANGED" else "unchanged"),
+                "execution_duration": round(float(result.get("execution_time") or 0.0), 3),
+            }
+            built.append(MaterializeResult(asset_key=keys[unique_id], metadata=metadata))
+        elif nodes.get(unique_id, {}).get("attached_node") in project.tests and status != "skipped":
+            tested.append(
+                check_result(
+                    project,
+                    unique_id,
+                    status=status,
+                    failures=result.get("failures"),
+                    message=result.get("message"),
+                    run_by="dbt build",
+                )
+            )
+    return [*built, *tested]
 
 
 def keep_built(target: Warehouse, project: AnalyticsManifest, run_results: Mapping[str, Any]) -> None:

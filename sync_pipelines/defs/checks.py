@@ -54,14 +54,9 @@ def row_count_check_key(tenant: Tenant, entity: Entity) -> AssetCheckKey:
 
 
 def sync_selection(pairs: Sequence[tuple[Tenant, Entity]]) -> AssetSelection:
-    """The entity assets of `pairs` with the checks a sync runs after them (SYNC_CHECKS)."""
-    return with_sync_checks([AssetKey([tenant.name, entity.name]) for tenant, entity in pairs])
-
-
-def with_sync_checks(keys: Sequence[AssetKey]) -> AssetSelection:
-    """The assets `keys` with their SYNC_CHECKS, and none of their other checks (the row count costs a request)."""
-    checks = [AssetCheckKey(key, name) for key in keys for name in SYNC_CHECKS]
-    return AssetSelection.assets(*keys).without_checks() | AssetSelection.checks(*checks)
+    """The entity assets of `pairs`, without their checks: the sync step evaluates its SYNC_CHECKS outside the
+    run's plan (`check_results`), and the row count costs a request."""
+    return AssetSelection.assets(*(AssetKey([tenant.name, entity.name]) for tenant, entity in pairs)).without_checks()
 
 
 def sync_check_specs(tenant: Tenant, entity: Entity) -> list[AssetCheckSpec]:
@@ -78,8 +73,9 @@ def sync_check_specs(tenant: Tenant, entity: Entity) -> list[AssetCheckSpec]:
     ]
 
 
-def sync_check_results(key: AssetKey, after: AfterLoad, selected: Collection[AssetCheckKey]) -> list[AssetCheckResult]:
-    """The results of `sync_check_specs` for the asset `key`, those of them the run selected."""
+def sync_check_results(key: AssetKey, after: AfterLoad, defined: Collection[AssetCheckKey]) -> list[AssetCheckResult]:
+    """The results of `sync_check_specs` for the asset `key`, those of them the asset has (a reconciliation has
+    none)."""
     results = [
         AssetCheckResult(
             asset_key=key,
@@ -102,7 +98,7 @@ def sync_check_results(key: AssetKey, after: AfterLoad, selected: Collection[Ass
             },
         ),
     ]
-    return [result for result in results if AssetCheckKey(key, result.check_name or "") in selected]
+    return [result for result in results if AssetCheckKey(key, result.check_name or "") in defined]
 
 
 def entity_checks(tenant: Tenant, entity: Entity) -> list[AssetChecksDefinition]:

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from dagster import (
     AssetsDefinition,
+    AssetSelection,
     MetadataValue,
     OpExecutionContext,
     Output,
@@ -15,7 +16,6 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import TENANTS
-from sync_pipelines.defs.checks import with_sync_checks
 from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import with_read_copy
@@ -32,9 +32,10 @@ if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its 
 def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     """Every entity asset in `retry_rejected` mode: quarantined records (unresolved ones too) re-read by id."""
     ops = {assets_def.op.name: {"config": {"mode": "retry_rejected"}} for assets_def in entity_assets}
+    keys = [key for assets_def in entity_assets for key in assets_def.keys]  # their checks: outside the plan
     return define_asset_job(
         "retry_rejected_records",
-        selection=with_read_copy(with_sync_checks([key for assets_def in entity_assets for key in assets_def.keys])),
+        selection=with_read_copy(AssetSelection.assets(*keys).without_checks()),
         executor_def=in_process_executor,
         op_retry_policy=retry_policy(),
         config={"ops": ops},

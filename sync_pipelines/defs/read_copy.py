@@ -2,6 +2,11 @@
 the syncs write: the jobs that load select it too, so it is refreshed once, at the end of each run, and its
 materializations in the UI say when analysts last got new data.
 
+The analytics views are in the copy too, but the asset does not depend on them: a run whose loads changed nothing
+builds no model, and Dagster would skip every step downstream of one that yields nothing. The step runs after the
+analytics step all the same: both wait for the same loads, and the read copy's priority is the lower (`LAST`),
+which Dagster's executors follow among the steps ready to start (and the warehouse's pool admits one at a time).
+
 PostgreSQL has no read copy (analysts read the database): there, the code location has no such asset.
 """
 
@@ -25,6 +30,7 @@ from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, duckdb_selected, read_copy_path, warehouse
 
 READ_COPY_KEY = AssetKey(["warehouse", "read_copy"])
+LAST = {"dagster/priority": "-1"}  # after every other step ready at the same time: the analytics step
 
 
 def refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
@@ -57,7 +63,8 @@ def read_copy_assets(upstream: Sequence[AssetsDefinition]) -> list[AssetsDefinit
 
 
 def build_read_copy_asset(upstream: Sequence[AssetsDefinition]) -> AssetsDefinition:
-    """`warehouse/read_copy`, downstream of every asset in `upstream` (their tables are what it copies)."""
+    """`warehouse/read_copy`, downstream of every asset in `upstream` (their tables are what it copies), and run
+    after the analytics step in the jobs that have both (`LAST`)."""
 
     @asset(
         key=READ_COPY_KEY,
@@ -67,6 +74,7 @@ def build_read_copy_asset(upstream: Sequence[AssetsDefinition]) -> AssetsDefinit
         pool=DUCKDB_POOL,
         required_resource_keys={RUN_LEASE},
         output_required=False,
+        op_tags=LAST,
         description="What analysts open: a copy of the DuckDB warehouse (`<stem>_read.duckdb` beside it), "
         "replaced atomically at the end of every run that changed the warehouse, so readers never hold the file "
         "a sync writes. A run whose sync failed skips it; the failing step publishes what the run had loaded.",
@@ -79,11 +87,13 @@ def build_read_copy_asset(upstream: Sequence[AssetsDefinition]) -> AssetsDefinit
         started = time.monotonic()
         with step_turn(context, target, "*"):
             replaced = refresh_read_copy(target.path)
+        if not replaced:  # no new data for analysts: no materialization
+            context.log.debug("Read copy already current: the run changed nothing.")
+            return
+        context.log.info("Read copy refreshed.")
         path = read_copy_path(target.path)
-        context.log.info("Read copy refreshed." if replaced else "Read copy already current: the run changed nothing.")
         yield MaterializeResult(
             metadata={
-                "replaced": replaced,
                 "path": MetadataValue.path(str(path)),
                 "size_mb": round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0,
                 "seconds": round(time.monotonic() - started, 2),

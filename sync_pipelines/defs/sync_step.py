@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
@@ -22,6 +23,7 @@ from dagster import (
 )
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant, pipeline_name
+from sync_pipelines.defs.check_results import planned_or_logged
 from sync_pipelines.defs.checks import sync_check_results
 from sync_pipelines.defs.read_copy import refresh_after_failure
 from sync_pipelines.defs.run_config import SyncConfig, to_plan
@@ -87,7 +89,7 @@ def sync_entity(
                 raise
     except SyncError as error:  # the warehouse's settings, or its turn: nothing was requested from the API
         raise _retry_or_fail(context, error, tenant) from None
-    yield from results
+    yield from planned_or_logged(context, results)
 
 
 @dataclass
@@ -216,8 +218,13 @@ class EntityStep:
         return [
             # the table's content version: what runs downstream (the analytics) can tell an unchanged table by
             MaterializeResult(asset_key=key, metadata=metadata, data_version=DataVersion(after.content_version)),
-            *sync_check_results(key, after, self.context.selected_asset_check_keys),
+            *sync_check_results(key, after, _defined_checks(self.context)),
         ]
+
+
+def _defined_checks(context: AssetExecutionContext) -> set[AssetCheckKey]:
+    """The checks the step's asset has, selected by the run or not (the sync jobs select none: `check_results`)."""
+    return {spec.key for spec in context.assets_def.node_check_specs_by_output_name.values()}
 
 
 def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> WarehouseOutOfMemory | None:

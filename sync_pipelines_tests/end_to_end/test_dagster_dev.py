@@ -110,6 +110,18 @@ query Run($runId: ID!) {
 }
 """
 
+ASSET_CHECKS = """
+query AssetChecks($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks { checks { name executionForLatestMaterialization { status runId } } }
+      }
+    }
+  }
+}
+"""
+
 RUN_EVENTS = """
 query RunEvents($runId: ID!, $afterCursor: String) {
   runOrError(runId: $runId) {
@@ -429,6 +441,15 @@ def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster
     second_requests = sum(requests_by(e2e_emulator, MAIN.domain, "invoice")) - requests
     assert again["api_requests"] == second_requests, (_numbers(again), second_requests)
     assert 0 < again["api_requests"] < 10, _numbers(again)
+    # a run that changed no table tests nothing: the UI shows each dbt check's last result, not "skipped"
+    said = [event.get("message") or "" for event in dagster_dev.events(second_id)]
+    assert [m for m in said if "dbt not started" in m], said
+    assert not [m for m in said if "did not yield" in m or "Skipping step" in m], said
+    node = dagster_dev.query(ASSET_CHECKS, {"assetKey": {"path": ["analytics", "invoices"]}})["assetNodeOrError"]
+    checks = node["assetChecksOrError"]["checks"]
+    assert len(checks) >= 3, node  # not null, unique, accepted values
+    latest = {check["name"]: check["executionForLatestMaterialization"] or {} for check in checks}
+    assert {(e.get("status"), e.get("runId")) for e in latest.values()} == {("SUCCEEDED", first_id)}, latest
 
 
 @pytest.mark.parametrize("job", ["sync_synchroteam__credit_notes", "sync_all"])

@@ -6,6 +6,7 @@ import shutil
 from datetime import timedelta
 
 import duckdb
+from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
 from sync_pipelines.synchroteam.records import DECIMAL_FIELDS
@@ -78,11 +79,15 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
 def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_evaluated_in_the_sync_steps(
     emulator, warehouse
 ):
-    result = run_sync_all(analytics=True)  # the whole job, as a user's run
+    instance = DagsterInstance.ephemeral()  # one for both runs: the second knows what dbt built
+    result = run_sync_all(analytics=True, instance=instance)  # the whole job, as a user's run
 
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
     assert sorted(steps) == sorted([*(f"{t.name}__{e.name}" for t, e in pairs), "analytics", "warehouse__read_copy"])
+    assert steps[-2:] == ["analytics", "warehouse__read_copy"]  # the copy holds the views dbt built
+    # no check is planned: each is reported by the step that evaluates it (check_results)
+    assert not [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION_PLANNED"]
     evaluations = [
         e
         for e in result.all_events
@@ -92,6 +97,15 @@ def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_eva
         (f"{t.name}__{e.name}", name) for t, e in pairs for name in ("no_duplicate_ids", "rejected_records")
     }
     assert all(e.asset_check_evaluation_data.passed for e in evaluations)
+
+    # a run that changed nothing: the read copy still last, nothing skipped, and Dagster says nothing of the checks
+    quiet = run_sync_all(analytics=True, instance=instance)
+    steps = [e.step_key for e in quiet.all_events if e.event_type_value == "STEP_START"]
+    assert quiet.success and steps[-2:] == ["analytics", "warehouse__read_copy"]
+    assert not [e for e in quiet.all_events if e.event_type_value in ("STEP_SKIPPED", "ASSET_CHECK_EVALUATION_PLANNED")]
+    said = [entry.user_message for entry in instance.all_logs(quiet.run_id)]
+    assert [m for m in said if "dbt not started" in m], said  # a run that changed nothing indeed
+    assert not [m for m in said if "did not yield" in m or "Skipping step" in m], said
 
 
 def test_localized_quantities_land_as_numbers(emulator, warehouse):
