@@ -6,7 +6,7 @@
 - `row_count_matches_api` (warning): the API's `recordsTotal` against the live rows (one request, pageSize 1),
   not run by the sync jobs (a request per sync is quota) but by the `check_row_counts` job, daily;
 - freshness (warning): the last successful sync is not older than FRESHNESS_CADENCES of the entity's cadence,
-  evaluated by the `freshness_checks_sensor`.
+  evaluated by the `freshness_checks_sensor` from the entity's first sync on.
 """
 
 import warnings
@@ -22,13 +22,18 @@ from dagster import (
     AssetCheckSpec,
     AssetKey,
     AssetSelection,
+    DagsterInstance,
     DefaultSensorStatus,
     MetadataValue,
+    RunRequest,
     SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
     SupersessionWarning,
     asset_check,
     build_last_update_freshness_checks,
     build_sensor_for_freshness_checks,
+    sensor,
 )
 
 from sync_pipelines.catalogue import Entity, Tenant
@@ -147,7 +152,33 @@ def freshness_checks(pairs: Sequence[tuple[Tenant, Entity]]) -> list[AssetChecks
 
 
 def freshness_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinition:
-    """Evaluates the freshness checks; on by default (it reads Dagster's own records, never the API)."""
+    """Evaluates the freshness checks, on by default (it reads Dagster's own records, never the API): Dagster's
+    sensor for them, less the checks of entities never loaded. Dagster's would evaluate those at once and fail them
+    ("Asset has never been observed/materialized") while their first sync is still running; they are evaluated
+    after their first materialization instead."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SupersessionWarning)
-        return build_sensor_for_freshness_checks(freshness_checks=checks, default_status=DefaultSensorStatus.RUNNING)
+        dagsters = build_sensor_for_freshness_checks(freshness_checks=checks)
+
+    @sensor(
+        name=dagsters.name,
+        asset_selection=AssetSelection.checks(*checks),
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Evaluates each entity's freshness check when it can be overdue, from its first sync on.",
+    )
+    def freshness_checks_sensor(context: SensorEvaluationContext) -> RunRequest | SkipReason | None:
+        wanted = dagsters(context)
+        if not isinstance(wanted, RunRequest):  # Dagster's sensor skips, saying why
+            return wanted if isinstance(wanted, SkipReason) else None
+        keys = [key for key in wanted.asset_check_keys or () if _loaded(context.instance, key.asset_key)]
+        if not keys:
+            return SkipReason(
+                "The freshness checks due are of entities not loaded yet: checked after their first sync."
+            )
+        return RunRequest(asset_check_keys=keys, tags=wanted.tags)
+
+    return freshness_checks_sensor
+
+
+def _loaded(instance: DagsterInstance, key: AssetKey) -> bool:
+    return instance.get_latest_materialization_event(key) is not None
