@@ -167,7 +167,14 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "_deleted_at": "When a full run found the record gone from the API; NULL while it exists (the _live views).",
     "_dlt_load_id": "The dlt load that last wrote the row (see _dlt_loads).",
     "_dlt_id": "dlt's row key: child tables point at it (_dlt_parent_id, _dlt_root_id).",
+    "_dlt_parent_id": "The _dlt_id of the row this list item belongs to.",
+    "_dlt_root_id": "The _dlt_id of the entity's row (the top of the chain).",
+    "_dlt_list_idx": "The item's position in its list, from 0.",
 }
+# The columns of COLUMN_DESCRIPTIONS every entity's table has (`status` where the entity has statuses), and every
+# child list's table
+ENTITY_COLUMNS = ("id", "my_id", "status", "date_created", "date_modified", "_deleted_at", "_dlt_load_id", "_dlt_id")
+CHILD_COLUMNS = ("_dlt_parent_id", "_dlt_root_id", "_dlt_list_idx", "_dlt_id")
 
 
 def tenant_entities(tenant: Tenant) -> list[Entity]:

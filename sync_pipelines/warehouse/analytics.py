@@ -17,11 +17,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sync_pipelines.catalogue import TENANTS, Entity, tenant_entities
+from sync_pipelines.catalogue import (
+    CHILD_COLUMNS,
+    COLUMN_DESCRIPTIONS,
+    ENTITY_COLUMNS,
+    TENANTS,
+    Entity,
+    tenant_entities,
+)
 from sync_pipelines.warehouse.settings import (
     DuckDBWarehouse,
     Warehouse,
@@ -96,13 +103,36 @@ def source_tables() -> dict[str, list[str]]:
 
 
 def sources_yaml() -> str:
-    """`analytics/models/sources.yml`: one dbt source per tenant schema, its tables as the catalogue has them."""
+    """`analytics/models/sources.yml`: one dbt source per tenant schema, its tables as the catalogue has them,
+    each described, with the columns every entity's table (or child list's table) has."""
     lines = [GENERATED, "version: 2", "sources:"]
-    for tenant, tables in source_tables().items():
-        label = TENANTS[tenant].label
-        lines += [f"  - name: {tenant}", f"    description: Tenant {label}, as dlt loads it.", "    tables:"]
-        lines += [f"      - name: {table}" for table in tables]
+    for tenant in TENANTS.values():
+        lines += [
+            f"  - name: {tenant.name}",
+            f"    description: {json.dumps(f'Tenant {tenant.label}, as dlt loads it (the analytics models read it).')}",
+            "    tables:",
+        ]
+        for entity in tenant_entities(tenant):
+            lines += _source_table(entity.name, entity.description, _entity_columns(entity), entity.statuses)
+            for child in entity.children:
+                table = child_table(entity, child)
+                what = f"One row per item of a {entity.name} row's `{child}` list (a child table of `{entity.name}`)."
+                lines += _source_table(table, what, CHILD_COLUMNS)
     return "\n".join(lines) + "\n"
+
+
+def _entity_columns(entity: Entity) -> list[str]:
+    return [column for column in ENTITY_COLUMNS if column != "status" or entity.statuses]
+
+
+def _source_table(name: str, description: str, columns: Sequence[str], statuses: Sequence[str] = ()) -> list[str]:
+    lines = [f"      - name: {name}", f"        description: {json.dumps(description)}", "        columns:"]
+    for column in columns:
+        said = COLUMN_DESCRIPTIONS[column]
+        if column == "status":
+            said += f" One of: {', '.join(statuses)}."
+        lines += [f"          - name: {column}", f"            description: {json.dumps(said)}"]
+    return lines
 
 
 def tenants_macro() -> str:
@@ -204,15 +234,17 @@ def run_dbt(args: list[str], target: Warehouse, target_path: Path | None = None,
 def build_docs(target: Warehouse) -> Path:
     """dbt's docs site (`analytics/target/docs/index.html`): the models, their columns described, and the columns'
     types as the warehouse has them. On DuckDB it reads a scratch copy of the analysts' read copy, so it needs no
-    turn of the warehouse and disturbs no sync; PostgreSQL is read in place."""
+    turn of the warehouse and disturbs no sync, and names the relations as analysts see them there
+    (`warehouse_read.analytics.invoices`); PostgreSQL is read in place."""
     docs = PROJECT_DIR / "target" / "docs"
     if not isinstance(target, DuckDBWarehouse):
         run_dbt(["docs", "generate"], target, target_path=docs)
         return docs / "index.html"
     with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / target.path.name  # the warehouse's name: DuckDB names the database after the file
-        if read_copy_path(target.path).exists():
-            shutil.copyfile(read_copy_path(target.path), copy)
+        read_copy = read_copy_path(target.path)
+        copy = Path(scratch) / read_copy.name  # DuckDB names the database after the file, as `make sql` shows it
+        if read_copy.exists():
+            shutil.copyfile(read_copy, copy)
         run_dbt(["docs", "generate"], DuckDBWarehouse(copy), target_path=docs)
     return docs / "index.html"
 

@@ -354,6 +354,13 @@ def test_the_read_copy_holds_analytics_and_the_tenants_tables_not_dlt_s_staging_
     assert index.exists()
     catalog = json.loads((index.parent / "catalog.json").read_text())
     assert catalog["nodes"]["model.analytics.invoices"]["columns"]["total_incl_tax"]["type"] == "DECIMAL(38,9)"
+    # the relations as analysts open them (`make sql` on the read copy), the sources' columns described
+    docs_manifest = json.loads((index.parent / "manifest.json").read_text())
+    invoices = docs_manifest["nodes"]["model.analytics.invoices"]
+    assert invoices["relation_name"].replace('"', "") == f"{read_copy_path(warehouse).stem}.analytics.invoices"
+    source = docs_manifest["sources"]["source.analytics.synchroteam.invoices"]
+    assert source["description"] and source["columns"]["date_modified"]["description"]
+    assert "paid" in source["columns"]["status"]["description"]
 
 
 def test_no_password_reaches_dbt_s_files(emulator, pg_warehouse):
