@@ -96,6 +96,11 @@ def test_make_demo_prints_a_progress_line_per_entity_no_warning_and_its_run_is_o
     assert all(" 0 records " in line for line in entity_lines), again.stdout
     assert not [line for line in lines if "nothing changed since the last run" in line], again.stdout  # said once
     assert next(line for line in lines if line.startswith("This run:")).startswith("This run: nothing changed: ")
+    # and no framework noise: no check reported as not yielded, no step skipped
+    noise = [
+        line for line in (again.stdout + again.stderr).splitlines() if "did not yield" in line or "Skipping" in line
+    ]
+    assert noise == [], noise
 
 
 def test_make_ui_serves_on_the_port_asked_prints_and_writes_the_emulators_variables_and_warns_of_nothing(tmp_path):
