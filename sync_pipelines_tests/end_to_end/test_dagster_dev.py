@@ -381,8 +381,21 @@ def dagster_dev_log(dagster_dev: DagsterDev) -> Iterator[None]:
     print("\n".join(lines[-200:]))
 
 
+LAUNCHPAD_DEFAULTS = """
+query Defaults($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) { __typename ... on RunConfigSchema { rootDefaultYaml } }
+}
+"""
+
+
 def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster_dev, e2e_emulator):
     assert dagster_dev.query("{ shouldShowNux }") == {"shouldShowNux": False}  # no onboarding prompt
+    for name in ("sync_all", "sync_synchroteam__invoices"):  # what the launchpad pre-fills: no path of this machine
+        selector = {"repositoryLocationName": dagster_dev.location, "repositoryName": REPOSITORY, "pipelineName": name}
+        schema = dagster_dev.query(LAUNCHPAD_DEFAULTS, {"selector": selector})["runConfigSchemaOrError"]
+        assert schema["__typename"] == "RunConfigSchema", schema
+        assert "mode: incremental" in schema["rootDefaultYaml"] or name == "sync_all", schema
+        assert not re.search(r"(^|[\s'\"])/[\w.-]+/", schema["rootDefaultYaml"]), schema["rootDefaultYaml"]
     job, op, key = "sync_synchroteam__invoices", "synchroteam__invoices", ("synchroteam", "invoices")
     run_config = {"ops": {op: {"config": {"max_records": 0, "page_size": 50}}}}
     e2e_emulator.clear_requests()
