@@ -6,8 +6,12 @@ assets, jobs) is generated from these tables.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from sync_pipelines.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class Entity:
     cadence_minutes: how often its schedule runs; also the unit of its freshness expectation.
     schedule_minute: the minute past the hour its schedule starts at (before the tenant's offset), so that
         entities do not all fire at once; a new entity takes a free one.
+    dated: False for a lookup list without `dateModified` (job types): read whole every run, only the records
+        whose list row changed are loaded (none when nothing changed), and what it no longer lists is marked
+        deleted; no change window, no reconciliation.
+    has_details: the API has `{resource}/details?id=`; without it, quarantined records are re-read from the list.
     """
 
     name: str
@@ -40,6 +48,8 @@ class Entity:
     defaults: dict[str, Any] = field(default_factory=dict, hash=False)
     cadence_minutes: int = 60
     schedule_minute: int = 0
+    dated: bool = True
+    has_details: bool = True
 
     @property
     def cursor(self) -> str:
@@ -136,8 +146,49 @@ ENTITIES: dict[str, Entity] = {
             cadence_minutes=60,
             schedule_minute=16,
         ),
+        Entity(
+            name="users",
+            resource="user",
+            description="Users: technicians and office staff, with their profile and team (team__id, team__name).",
+            cadence_minutes=60,
+            schedule_minute=19,
+        ),
+        Entity(
+            name="activities",
+            resource="activity",
+            description="Activities: a user's time (work, travel, break) from date_start to date_end, on a job or not.",
+            has_details=False,
+            cadence_minutes=30,
+            schedule_minute=22,
+        ),
+        Entity(
+            name="equipment",
+            resource="equipment",
+            description="Equipment installed at customers, with its customer (customer__id) and site (site__id).",
+            cadence_minutes=60,
+            schedule_minute=25,
+        ),
+        Entity(
+            name="job_types",
+            resource="jobtype",
+            description="Job types (a lookup list without dateModified: read whole every run), with their duration.",
+            dated=False,
+            has_details=False,
+            cadence_minutes=1440,
+            schedule_minute=28,
+        ),
+        Entity(
+            name="parts",
+            resource="part",
+            description="Parts and services; job parts and billing lines name them by reference.",
+            has_details=False,
+            cadence_minutes=60,
+            schedule_minute=40,
+        ),
     )
 }
+
+DIMENSIONS = ("users", "activities", "equipment", "job_types", "parts")
 
 TENANTS: dict[str, Tenant] = {
     tenant.name: tenant
@@ -145,12 +196,13 @@ TENANTS: dict[str, Tenant] = {
         Tenant(
             name="synchroteam",
             label="main",
-            entities=("jobs", "invoices", "quotations", "customers", "sites", "credit_notes"),
+            entities=("jobs", "invoices", "quotations", "customers", "sites", "credit_notes", *DIMENSIONS),
         ),
         Tenant(
             name="synchroteam_hec",
             label="HEC",
-            entities=("invoices", "credit_notes"),
+            # no jobs, so no activities (the emulator's demo HEC serves no activity/list either)
+            entities=("invoices", "credit_notes", "users", "equipment", "job_types", "parts"),
             schedule_offset_minutes=7,
         ),
     )
@@ -178,8 +230,32 @@ CHILD_COLUMNS = ("_dlt_parent_id", "_dlt_root_id", "_dlt_list_idx", "_dlt_id")
 
 
 def tenant_entities(tenant: Tenant) -> list[Entity]:
-    """The entities a tenant syncs, in catalogue order."""
+    """The entities the catalogue offers a tenant, in catalogue order."""
     return [ENTITIES[name] for name in tenant.entities]
+
+
+def chosen_entities(tenant: Tenant, environ: Mapping[str, str] | None = None) -> list[Entity]:
+    """The entities a tenant syncs: those `<PREFIX>ENTITIES` names (comma-separated), or when it is unset or
+    empty every one the catalogue offers it; in catalogue order. Read when the code location loads: a name the
+    catalogue does not offer the tenant fails the load, listing the valid ones."""
+    variable = tenant.env("ENTITIES")
+    raw = (os.environ if environ is None else environ).get(variable, "")
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not names:
+        return tenant_entities(tenant)
+    unknown = [name for name in names if name not in tenant.entities]
+    if unknown:
+        raise ConfigurationError(
+            f"{variable}={raw!r} names {', '.join(repr(n) for n in unknown)}, which tenant '{tenant.label}' "
+            f"({tenant.name}) does not offer. Valid names: {', '.join(tenant.entities)}.",
+            action=f"Fix {variable} (comma-separated names among the valid ones), or unset it to sync them all.",
+        )
+    return [entity for entity in tenant_entities(tenant) if entity.name in names]
+
+
+def chosen_pairs(environ: Mapping[str, str] | None = None) -> list[tuple[Tenant, Entity]]:
+    """Every (tenant, entity) the code location syncs (`chosen_entities` of each tenant)."""
+    return [(tenant, entity) for tenant in TENANTS.values() for entity in chosen_entities(tenant, environ)]
 
 
 def pipeline_name(tenant: Tenant, entity: Entity) -> str:

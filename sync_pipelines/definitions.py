@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from sync_pipelines.catalogue import TENANTS, tenant_entities
+from sync_pipelines.catalogue import TENANTS, chosen_pairs
 from sync_pipelines.defs.analytics import build_analytics_assets, dbt_resource
 from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
 from sync_pipelines.defs.checks import (
@@ -26,15 +26,19 @@ from sync_pipelines.defs.schedules import (
     sync_all_job,
 )
 
-pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
+pairs = chosen_pairs()  # each tenant's <PREFIX>ENTITIES, or every entity the catalogue offers it
 entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
-reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs]
+reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs if entity.dated]
 analytics_assets = build_analytics_assets()
 
 sync_all = sync_all_job(pairs)
 fresh_checks = freshness_checks(pairs)
 entity_jobs = {pair: entity_job(*pair) for pair in pairs}
-reconcile_jobs = {tenant: reconcile_job(tenant) for tenant in TENANTS.values()}
+reconcile_jobs = {  # the tenants with something to reconcile: entities with dates
+    tenant: reconcile_job(tenant, [e for t, e in pairs if t == tenant])
+    for tenant in TENANTS.values()
+    if any(t == tenant and e.dated for t, e in pairs)
+}
 check_row_counts = row_counts_job(pairs)
 
 defs = Definitions(

@@ -27,14 +27,28 @@ MAIN = TenantSpec(
     api_key="7f3c2a10-5b7e-4c1a-9d2e-6a8b0c4d2e1f",
     timezone="Europe/Paris",
     # Not multiples of the page size: every walk ends on a partial page.
-    counts={"customer": 60, "site": 70, "job": 130, "invoice": 150, "quotation": 40, "creditnote": 25},
+    counts={
+        **{"customer": 60, "site": 70, "job": 130, "invoice": 150, "quotation": 40, "creditnote": 25},
+        # the dimensions: the fewest users, job types and parts the emulator serves (FLOOR), activities beyond
+        # the jobs' work and travel, equipment on two pages
+        **{"user": 0, "activity": 0, "equipment": 130, "jobtype": 0, "part": 0},
+    },
     seed=11,
 )
 HEC = TenantSpec(
     domain="acme-hec",
     api_key="1d2c3b4a-0000-4e5f-8a9b-c0d1e2f3a4b5",
     timezone="Europe/Paris",
-    counts={"customer": 20, "site": 20, "invoice": 45, "creditnote": 12},
+    counts={
+        "customer": 20,
+        "site": 20,
+        "invoice": 45,
+        "creditnote": 12,
+        "user": 0,
+        "equipment": 30,
+        "jobtype": 0,
+        "part": 0,
+    },
     seed=12,
 )
 DOMAINS = {"synchroteam": MAIN.domain, "synchroteam_hec": HEC.domain}

@@ -96,6 +96,8 @@ def expected_requests(
     modified at or after `since`) plus the default re-fetch walks, one details call per job in the window
     that is new or differs from `previous` (the records as the previous run loaded them). A first run
     (`since` None) lists every record: it walks nothing again."""
+    if not entity.dated:
+        since = None  # a lookup list is read whole every run
     changed = [r for r in records if since is None or local_time(r["dateModified"]) >= since]
     loaded = {r["id"]: r for r in previous or []}
     details = sum(1 for r in changed if loaded.get(r["id"]) != r)
@@ -112,7 +114,10 @@ def expected_requests(
     return list_pages, details if entity.name == "jobs" else 0
 
 
-def window_start(records: list[dict[str, Any]], entity: Entity) -> datetime:
+def window_start(records: list[dict[str, Any]], entity: Entity) -> datetime | None:
+    """Where the next incremental run's change window starts (None: a lookup list, read whole)."""
+    if not entity.dated:
+        return None
     return max_modified(records) - timedelta(minutes=config_class(entity)().lookback_minutes)
 
 

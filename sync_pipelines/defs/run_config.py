@@ -93,9 +93,42 @@ class SyncConfig(Config):
     window_end: str = Field(default="", description="reconcile: last day, inclusive (default: window_start).")
 
 
+class LookupMode(StrEnum):
+    """How a run reads a lookup list (no `dateModified`, so no cursor and no days to reconcile)."""
+
+    incremental = "incremental"
+    full = "full"
+    retry_rejected = "retry_rejected"
+
+
+class LookupSyncConfig(Config):
+    """The knobs of a lookup list (`Entity.dated` False): read whole every run, so no cap, look-back or window."""
+
+    mode: LookupMode = Field(
+        default=LookupMode.incremental,
+        description="incremental: the whole list, loading only the records whose row changed (none if nothing "
+        "did), and marking those it no longer lists deleted | full: the whole list, every record loaded again, "
+        "deletions marked | retry_rejected: only re-read the quarantined records",
+    )
+    page_size: int = Field(default=100, description=_ranged("page_size", "Records per list page."))
+    max_deleted_share: float = Field(
+        default=0.5,
+        description=_ranged(
+            "max_deleted_share",
+            "Refuse to mark more than this share of the live rows deleted in one run; an empty or truncated "
+            "answer is likelier than a tenant losing that much.",
+        ),
+    )
+
+
+EntityConfig = SyncConfig | LookupSyncConfig
+
+
 @cache
-def config_class(entity: Entity) -> type[SyncConfig]:
-    """The run-config class of `entity`: SyncConfig with the entity's own knobs and defaults."""
+def config_class(entity: Entity) -> type[EntityConfig]:
+    """The run-config class of `entity`: SyncConfig with the entity's own knobs and defaults, or for a lookup
+    list `LookupSyncConfig`."""
+    base: type[EntityConfig] = SyncConfig if entity.dated else LookupSyncConfig
     fields: dict = {}
     if entity.refetch == "recent":
         what = {"scheduledStart": "scheduled", "dateCreated": "created"}.get(entity.recent_field, entity.recent_field)
@@ -120,15 +153,15 @@ def config_class(entity: Entity) -> type[SyncConfig]:
             ),
         )
     for name, default in entity.defaults.items():
-        annotation = fields[name][0] if name in fields else SyncConfig.model_fields[name].annotation
-        description = (fields.get(name) or (None, SyncConfig.model_fields[name]))[1].description
+        annotation = fields[name][0] if name in fields else base.model_fields[name].annotation
+        description = (fields.get(name) or (None, base.model_fields[name]))[1].description
         fields[name] = (annotation, Field(default=default, description=description))
     class_name = "".join(part.title() for part in entity.name.split("_")) + "SyncConfig"
-    return create_model(class_name, __base__=SyncConfig, **fields)
+    return create_model(class_name, __base__=base, **fields)
 
 
 def to_plan(
-    config: SyncConfig, entity: Entity, tz: tzinfo, today: date | None = None, given: Collection[str] = ()
+    config: EntityConfig, entity: Entity, tz: tzinfo, today: date | None = None, given: Collection[str] = ()
 ) -> SyncPlan:
     """Validate `config` for `entity`; every error names the field and what it accepts.
 
@@ -152,24 +185,27 @@ def to_plan(
     if unknown:
         raise fail("refetch_statuses", unknown, f"statuses among {', '.join(entity.statuses)}")
     window_start = window_end = None
+    first_day, last_day = getattr(config, "window_start", ""), getattr(config, "window_end", "")
     if mode == "reconcile":
-        first = _day(config.window_start, "window_start", fail, required=True)
+        first = _day(first_day, "window_start", fail, required=True)
         assert first is not None  # required: _day raised otherwise
-        last = _day(config.window_end, "window_end", fail) or first
+        last = _day(last_day, "window_end", fail) or first
         if last < first:
-            raise fail("window_end", config.window_end, f"on or after window_start ({first})")
+            raise fail("window_end", last_day, f"on or after window_start ({first})")
         window_start = datetime.combine(first, time(), tz)
         window_end = datetime.combine(last + timedelta(days=1), time(), tz)
-    elif config.window_start or config.window_end:
-        raise fail("window_start", config.window_start, "only used with mode=reconcile")
+    elif first_day or last_day:
+        raise fail("window_start", first_day, "only used with mode=reconcile")
     refetch_days = getattr(config, "refetch_recent_days", 0)
+    max_records = getattr(config, "max_records", 0)  # a lookup list has no cap, look-back nor window
+    lookback = timedelta(minutes=getattr(config, "lookback_minutes", 0))
     today = today or datetime.now(tz).date()
     return SyncPlan(
         mode=mode,
         page_size=config.page_size,
-        max_records=config.max_records,
-        cap_first_load=config.max_records > 0 and ("max_records" in given or "max_records" not in entity.defaults),
-        overlap=max(timedelta(minutes=config.lookback_minutes), timedelta(days=config.revisit_days)),
+        max_records=max_records,
+        cap_first_load=max_records > 0 and ("max_records" in given or "max_records" not in entity.defaults),
+        overlap=max(lookback, timedelta(days=getattr(config, "revisit_days", 0))),
         window_start=window_start,
         window_end=window_end,
         refetch_created_since=today - timedelta(days=refetch_days) if refetch_days else None,

@@ -25,7 +25,7 @@ from dagster import (
     schedule,
 )
 
-from sync_pipelines.catalogue import Entity, Tenant, tenant_entities
+from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.defs.analytics import analytics_downstream
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
 from sync_pipelines.defs.read_copy import with_read_copy
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its 
 TENANT_TAG = "synchroteam/tenant"
 ALL_TENANTS = "all"  # the tenant tag of the jobs that span tenants: a lane of their own in the run queue
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+DAILY_HOUR = 5
 ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
@@ -46,14 +47,17 @@ def entity_job_name(tenant: Tenant, entity: Entity) -> str:
 
 
 def max_runtime_seconds(entity: Entity) -> int:
-    """A run longer than four cadences is stalled: run monitoring marks it failed and frees its slots."""
-    return max(15, 4 * entity.cadence_minutes) * 60
+    """A run longer than four cadences (at most 8 hours: a daily lookup reads in seconds) is stalled: run
+    monitoring marks it failed and frees its slots."""
+    return min(max(15, 4 * entity.cadence_minutes), 8 * 60) * 60
 
 
 def cron_for(tenant: Tenant, entity: Entity) -> str:
     """Every `cadence_minutes`, at a minute offset of its own so entities and tenants do not fire together."""
     cadence = entity.cadence_minutes
     offset = (tenant.schedule_offset_minutes + entity.schedule_minute) % min(cadence, 60)
+    if cadence >= 24 * 60:  # daily (cron's */24 would not say so): after the nightly reconciliations and counts
+        return f"{offset} {DAILY_HOUR} * * *"
     if cadence < 60:
         return f"{offset}-59/{cadence} * * * *"
     return f"{offset} */{cadence // 60} * * *" if cadence > 60 else f"{offset} * * * *"
@@ -89,8 +93,9 @@ def sync_all_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
     )
 
 
-def reconcile_job(tenant: Tenant) -> AssetJob:
-    keys = [AssetKey([tenant.name, f"{entity.name}_reconciliation"]) for entity in tenant_entities(tenant)]
+def reconcile_job(tenant: Tenant, entities: list[Entity]) -> AssetJob:
+    """The tenant's reconciliations of `entities` (those it syncs), less the lookups, which have no dates."""
+    keys = [AssetKey([tenant.name, f"{entity.name}_reconciliation"]) for entity in entities if entity.dated]
     return define_asset_job(
         f"reconcile_{tenant.name}",
         selection=with_read_copy(AssetSelection.assets(*keys)),

@@ -26,7 +26,7 @@ from sync_pipelines.catalogue import TENANTS, Entity, Tenant, pipeline_name
 from sync_pipelines.defs.check_results import planned_or_logged
 from sync_pipelines.defs.checks import sync_check_results
 from sync_pipelines.defs.read_copy import refresh_after_failure
-from sync_pipelines.defs.run_config import SyncConfig, to_plan
+from sync_pipelines.defs.run_config import EntityConfig, to_plan
 from sync_pipelines.defs.step_metadata import (
     load_metadata,
     materialization_metadata,
@@ -65,7 +65,7 @@ def sync_entity(
     context: AssetExecutionContext,
     tenant: Tenant,
     entity: Entity,
-    config: SyncConfig,
+    config: EntityConfig,
     given: Collection[str] = (),
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Run one entity's sync and yield its materialization with the run's numbers as metadata.
@@ -142,7 +142,7 @@ class EntityStep:
         context: AssetExecutionContext,
         tenant: Tenant,
         entity: Entity,
-        config: SyncConfig,
+        config: EntityConfig,
         given: Collection[str],
         target: Warehouse,
     ) -> "EntityStep":

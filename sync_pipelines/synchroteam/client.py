@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
+from sync_pipelines.catalogue import ENTITIES
 from sync_pipelines.errors import (
     ApiUnavailable,
     AuthRejected,
@@ -387,6 +388,8 @@ class SynchroteamClient:
             "domain_var": tenant.env("DOMAIN"),
             "key_var": tenant.env("API_KEY"),
             "base_url_var": tenant.env("BASE_URL"),
+            "entity": _entity_of(path.split("/")[0]),
+            "entities_var": tenant.env("ENTITIES"),
         }
         error = rule.error or BadRequest
         action = rule.action.format(**fields) if rule.action else None
@@ -436,7 +439,9 @@ STATUS_RULES: dict[tuple[int, str | None], Rule] = {
         Act.FAIL,
         ResourceNotFound,
         "{where} answered 404: this API has no {resource}/list at {base_url} ({said}).",
-        "Check {base_url_var} (now {base_url}) or the resource name '{resource}'; no record was deleted. Not retried.",
+        "Check {base_url_var} (now {base_url}) or the resource name '{resource}'; no record was deleted. Not retried. "
+        "If this tenant's API has no {resource}, switch {entity} off: leave it out of {entities_var} (comma-separated "
+        "entity names; unset, it means all of them).",
     ),
     (404, "details"): Rule(
         Act.FAIL,
@@ -457,6 +462,11 @@ WEB_PAGE = Rule(
     "instead of the API's JSON, so this is the web firewall in front of Synchroteam (or a proxy), not a rejected "
     'API key. The page says: "{page}"',
 )
+
+
+def _entity_of(resource: str) -> str:
+    """The catalogue's name of the entity read from `resource` (`jobtype` -> `job_types`), or the resource's."""
+    return next((entity.name for entity in ENTITIES.values() if entity.resource == resource), resource)
 
 
 def _rule(response: httpx.Response, path: str) -> Rule:

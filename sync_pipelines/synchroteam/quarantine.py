@@ -55,16 +55,17 @@ class Rejection:
 
 
 def check_record(
-    raw: dict[str, Any], normalised: dict[str, Any], unconverted: Sequence[tuple[str, Any]]
+    raw: dict[str, Any], normalised: dict[str, Any], unconverted: Sequence[tuple[str, Any]], dated: bool = True
 ) -> Rejection | None:
     """Why `normalised` cannot be loaded as it is, or None. `raw` is what the API sent (kept as the payload);
-    `unconverted`: the fields `normalise_record` could not convert to their column's type."""
+    `unconverted`: the fields `normalise_record` could not convert to their column's type; `dated`: the record
+    must carry a `dateModified` (every entity but a lookup list)."""
     record_id = normalised.get("id")
     if record_id in (None, "", "None"):
         digest = hashlib.sha1(_dump(raw).encode()).hexdigest()[:12]
         return Rejection(f"no-id:{digest}", MISSING_ID, "The record has no id.", raw)
     modified = normalised.get("dateModified")
-    if not isinstance(modified, datetime):
+    if dated and not isinstance(modified, datetime):
         shown = "missing" if modified is None else f"{modified!r} is not a timestamp"
         return Rejection(str(record_id), BAD_DATE_MODIFIED, f"dateModified {shown}.", raw)
     if unconverted:

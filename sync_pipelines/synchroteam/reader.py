@@ -20,6 +20,11 @@ fingerprint of the list row they were loaded from (`details_memo`), committed wi
 The re-fetch walks do the same for the records they list whose list row is the whole record (`refetch_memo`):
 a draft quotation or a recent invoice listed again as it was loaded is not loaded again, so a run where nothing
 changed loads nothing.
+
+A lookup list without `dateModified` (job types: `Entity.dated` False) has no cursor nor change window: every run
+lists it whole, loads only the records whose list row differs from the one they were loaded from (`lookup_memo`,
+a fingerprint per id, committed with the load), and hands its ids to the deletion sweep, so that a record it no
+longer lists is marked deleted. A run where nothing changed leaves the state as it found it and loads nothing.
 """
 
 from __future__ import annotations
@@ -166,6 +171,8 @@ class EntityReader:
         self.memo_retention = max(plan.overlap, DEFAULT_OVERLAP)
         self.newest_loaded: datetime | None = None
         self.memo_limit = len(self.memo) + MEMO_SLACK  # prune while remembering beyond it: a first load lists all
+        # a lookup list's id -> fingerprint of the list row it was loaded from (None: a dated entity)
+        self.lookup_memo: dict[str, str] | None = None if entity.dated else state.setdefault(LOOKUP_MEMO, {})
 
     def read(self) -> Generator[Any, None, None]:
         with self.pool, self.emitted:
@@ -183,10 +190,24 @@ class EntityReader:
         """Re-read quarantined records by id: those that now load leave the quarantine."""
         pending = self.quarantine.pending(include_unresolved=self.plan.mode == "retry_rejected")
         ids = [row["record_id"] for row in pending]
+        if ids and not self.entity.has_details:
+            yield from self._retry_listed(set(ids))
+            return
         for start in range(0, len(ids), self.plan.page_size):
             chunk = [{"id": record_id} for record_id in ids[start : start + self.plan.page_size]]
             self.stats.retried += len(chunk)
             good = self._complete(chunk, force_details=True)
+            if good:
+                yield good
+
+    def _retry_listed(self, ids: set[str]) -> Iterator[list[Record]]:
+        """A resource without `details`: its quarantined records are re-read from one walk of its list (a record
+        it no longer lists stays where it is, for a full run's sweep)."""
+        self.stats.retried += len(ids)
+        for page in self.client.iter_pages(self.entity.resource, page_size=self.plan.page_size):
+            self.stats.records_fetched += len(page)
+            wanted = [r for r in page if str(r.get("id")) in ids]
+            good = self._complete(wanted) if wanted else []
             if good:
                 yield good
 
@@ -204,7 +225,7 @@ class EntityReader:
         self.remember_emitted = not listing_all
         held: list[tuple[_Newest, Record]] = []  # the `cap` oldest changes beyond the cursor
         newest: datetime | None = None
-        if plan.mode == "full":
+        if plan.mode == "full" or not self.entity.dated:  # a lookup list is walked whole: its deletions are seen
             stats.seen_ids = IdSet()
         pages = self.client.iter_pages(  # a full run's ids: the client's own, not a copy
             self.entity.resource, page_size=plan.page_size, params=params, seen=stats.seen_ids, prefetch=True
@@ -214,7 +235,7 @@ class EntityReader:
             ready, page_newest = self._take(page, since, until, cap, held)
             if page_newest is not None and (newest is None or page_newest > newest):
                 newest = page_newest
-            ready = self._changed(ready)
+            ready = self._changed(ready) if self.lookup_memo is None else self._lookup_changed(ready)
             if ready:
                 yield self._complete(ready)
         kept = sorted(held, key=lambda pair: pair[0].key)
@@ -222,7 +243,9 @@ class EntityReader:
             chunk = self._changed([record for _, record in kept[start : start + plan.page_size]])
             if chunk:
                 yield self._complete(chunk)
-        if plan.moves_cursor:
+        if self.lookup_memo is not None:
+            self._forget_unlisted(self.lookup_memo, stats.seen_ids)
+        elif plan.moves_cursor:
             self._advance(newest, kept[-1][0].key if kept else None)
         self.remember_emitted = True
         if listing_all and self.refetch_walks:
@@ -301,6 +324,19 @@ class EntityReader:
         self.stats.cursor_after = cursor.at
 
     # -- records listed again, unchanged (their details are not fetched again) ---------------------------------
+
+    def _lookup_changed(self, records: list[Record]) -> list[Record]:
+        """A lookup list's records whose row differs from the one they were loaded from (incremental runs)."""
+        memo = self.lookup_memo or {}
+        return self._drop_unchanged(records, lambda record_id, _: memo.get(record_id))
+
+    @staticmethod
+    def _forget_unlisted(memo: dict[str, str], listed: IdSet | None) -> None:
+        """After a complete walk of a lookup list: what it no longer lists is forgotten (the sweep marks it
+        deleted), so that a record listed again later is loaded again."""
+        if listed is not None:
+            for record_id in [k for k in memo if k not in listed]:
+                del memo[record_id]
 
     def _changed(self, records: list[Record]) -> list[Record]:
         """Drops, in incremental runs, the records whose list row is the one they were last loaded from."""
@@ -470,15 +506,19 @@ class EntityReader:
         for raw in complete:
             unconverted: list[tuple[str, Any]] = []
             record = normalise_record(raw, self.tz, unconverted)
-            rejection = check_record(raw, record, unconverted)
+            rejection = check_record(raw, record, unconverted, dated=self.entity.dated)
             if rejection is not None:
                 self.quarantine.reject(rejection)
                 continue
             self.quarantine.loaded(record["id"])
             if self.remember_emitted:
                 self.emitted.add(record["id"])
-            # a row only a walk lists lies behind the window: the details memo would prune it at the end of the run
-            self._remember(raw, record["dateModified"], listed.get(record["id"]) if record["id"] in in_window else None)
+            if self.lookup_memo is not None:
+                self.lookup_memo[record["id"]] = listed.get(record["id"]) or _fingerprint(raw)
+            else:
+                # a row only a walk lists lies behind the window: the details memo would prune it at the end of the run
+                fingerprint = listed.get(record["id"]) if record["id"] in in_window else None
+                self._remember(raw, record["dateModified"], fingerprint)
             walked = walks.get(record["id"])
             if walked is None:  # no walk, or a row completed by `details`: matched on the whole record, not remembered
                 walked = any(matches(raw) for _, matches in self.refetch_walks)
@@ -505,6 +545,7 @@ def _local(moment: datetime, tz: tzinfo) -> datetime:
 
 MEMO = "details_memo"
 REFETCH_MEMO = "refetch_memo"
+LOOKUP_MEMO = "lookup_memo"
 MEMO_SLACK = 10_000  # memo entries remembered beyond the last prune before pruning again
 
 

@@ -30,11 +30,24 @@ TIMESTAMP_FIELDS = frozenset(
         "datePaid",
         "start",
         "end",
+        "dateStart",
+        "dateEnd",
     }
 )
 DATE_FIELDS = frozenset({"dateDue", "validUntil"})
 DECIMAL_FIELDS = frozenset(
-    {"quantity", "unitPrice", "total", "taxRate", "totalExclTax", "totalTax", "totalInclTax", "latitude", "longitude"}
+    {
+        "quantity",
+        "unitPrice",
+        "price",
+        "total",
+        "taxRate",
+        "totalExclTax",
+        "totalTax",
+        "totalInclTax",
+        "latitude",
+        "longitude",
+    }
 )
 
 # the fields whose values are converted; every other scalar is kept as it came

@@ -218,7 +218,7 @@ def test_a_tenant_without_credentials_fails_naming_the_missing_variables(emulato
     result = run_sync_all(raise_on_error=False)
 
     failures = step_failures(result)
-    assert set(failures) == {"synchroteam_hec__invoices", "synchroteam_hec__credit_notes"}
+    assert set(failures) == {f"synchroteam_hec__{name}" for name in TENANTS["synchroteam_hec"].entities}
     for message in failures.values():
         assert "SYNCHROTEAM_HEC_DOMAIN" in message and "SYNCHROTEAM_HEC_API_KEY" in message
     assert emulator.request_count(tenant=HEC.domain) == 0

@@ -46,7 +46,10 @@ def test_the_dbt_sources_and_tenant_list_are_the_catalogues_and_follow_a_new_ten
     for node in manifest()["sources"].values():
         sources.setdefault(node["source_name"], set()).add(node["name"])
     assert sources == {tenant: set(tables) for tenant, tables in source_tables().items()}
-    assert sources["synchroteam_hec"] == {"invoices", "invoices__lines", "credit_notes", "credit_notes__lines"}
+    assert sources["synchroteam_hec"] == {
+        *("invoices", "invoices__lines", "credit_notes", "credit_notes__lines"),
+        *("users", "equipment", "job_types", "parts"),
+    }
 
     north = catalogue.Tenant(name="synchroteam_north", label="North", entities=("invoices", "customers"))
     monkeypatch.setitem(catalogue.TENANTS, north.name, north)

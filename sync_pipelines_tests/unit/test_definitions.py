@@ -12,12 +12,24 @@ EXPECTED_ASSETS = {
     "synchroteam/customers": "synchroteam",
     "synchroteam/sites": "synchroteam",
     "synchroteam/credit_notes": "synchroteam",
+    "synchroteam/users": "synchroteam",
+    "synchroteam/activities": "synchroteam",
+    "synchroteam/equipment": "synchroteam",
+    "synchroteam/job_types": "synchroteam",
+    "synchroteam/parts": "synchroteam",
     "synchroteam_hec/invoices": "synchroteam_hec",
     "synchroteam_hec/credit_notes": "synchroteam_hec",
+    "synchroteam_hec/users": "synchroteam_hec",
+    "synchroteam_hec/equipment": "synchroteam_hec",
+    "synchroteam_hec/job_types": "synchroteam_hec",
+    "synchroteam_hec/parts": "synchroteam_hec",
 }
+LOOKUPS = {"synchroteam/job_types", "synchroteam_hec/job_types"}  # no dates: nothing to reconcile
 
 
-RECONCILIATION_ASSETS = {f"{key}_reconciliation": group for key, group in EXPECTED_ASSETS.items()}
+RECONCILIATION_ASSETS = {
+    f"{key}_reconciliation": group for key, group in EXPECTED_ASSETS.items() if key not in LOOKUPS
+}
 READ_COPY = {"warehouse/read_copy": "warehouse"}
 MODELS = ("jobs", "job_parts", "job_time_entries", "invoices", "invoice_lines", "quotations", "quotation_lines")
 MODELS += ("credit_notes", "credit_note_lines", "customers", "sites")

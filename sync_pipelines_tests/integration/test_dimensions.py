@@ -1,0 +1,126 @@
+"""The dimensions analysts join to (users, activities, equipment, job types, parts) against the emulator over real
+HTTP: loaded exactly, followed incrementally, job types as a lookup list read whole, a missing list failing alone."""
+
+from __future__ import annotations
+
+import duckdb
+
+from sync_pipelines.catalogue import DIMENSIONS, ENTITIES, TENANTS, pipeline_name
+from sync_pipelines_tests.compare import assert_warehouse_equals_emulator, table_exists
+from sync_pipelines_tests.conftest import DOMAINS, MAIN
+from sync_pipelines_tests.helpers import requests_by, run_entity_job, run_sync_all, step_failures
+
+MAIN_TENANT = TENANTS["synchroteam"]
+JOB_TYPES = ENTITIES["job_types"]
+
+
+def loads_of(path, tenant: str, entity: str) -> int:
+    """How many loads of the entity's pipeline the warehouse holds (a run that loads nothing adds none)."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            f"SELECT count(*) FROM {tenant}._dlt_loads WHERE schema_name = ?",
+            [pipeline_name(TENANTS[tenant], ENTITIES[entity])],
+        ).fetchone()[0]
+
+
+def live_ids(path, table: str) -> set[str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {row[0] for row in con.execute(f"SELECT id FROM synchroteam.{table}_live").fetchall()}
+
+
+def test_a_first_sync_all_loads_every_dimension_of_both_tenants_exactly(emulator, warehouse):
+    result = run_sync_all()
+
+    assert result.success
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, entities=list(DIMENSIONS))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        # the service job parts and invoice lines name by an empty reference is a part like the others
+        assert con.execute("SELECT type FROM synchroteam.parts WHERE reference = ''").fetchall() == [("service",)]
+        types = dict(
+            con.execute(
+                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'synchroteam' AND column_name IN ('date_start', 'date_end', 'price', "
+                "'tax_rate', 'duration')"
+            ).fetchall()
+        )
+        assert types["activities.date_start"] == types["activities.date_end"] == "TIMESTAMP WITH TIME ZONE"
+        assert types["parts.price"] == types["parts.tax_rate"] == "DECIMAL(38,9)"
+        assert types["job_types.duration"] == "BIGINT"
+        # HEC has no jobs, so no activities
+        assert not table_exists(con, "synchroteam_hec", "activities")
+    hec = emulator.tenant(DOMAINS["synchroteam_hec"])
+    assert not hec.serves("activity") and requests_by(emulator, hec.domain, "activity") == (0, 0)
+
+
+def test_edits_an_addition_and_deletions_of_the_dimensions_are_followed(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    run_sync_all()
+    store.advance_clock(minutes=5)
+    user, activity, part = (store.records(r)[3] for r in ("user", "activity", "part"))
+    store.edit("user", user["id"])
+    store.edit("activity", activity["id"])
+    store.edit("part", part["id"])
+    job_type, gone_type = store.records("jobtype")[:2]
+    store.edit("jobtype", job_type["id"])  # a lookup: no dateModified to bump
+    added = store.add("equipment")
+    gone_equipment = store.records("equipment")[0]
+    store.delete("equipment", gone_equipment["id"])
+    store.delete("jobtype", gone_type["id"])
+    store.advance_clock(minutes=5)
+
+    for name in DIMENSIONS:
+        assert run_entity_job(MAIN_TENANT, ENTITIES[name]).success
+
+    # edits and the addition landed; the deleted job type left the live view at once, the equipment is still there
+    assert_warehouse_equals_emulator(
+        emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=list(DIMENSIONS), extra_ids_allowed=True
+    )
+    assert str(added["id"]) in live_ids(warehouse, "equipment")
+    assert str(gone_type["id"]) not in live_ids(warehouse, "job_types")
+    assert str(gone_equipment["id"]) in live_ids(warehouse, "equipment")
+
+    assert run_entity_job(MAIN_TENANT, ENTITIES["equipment"], {"mode": "full"}).success
+    assert str(gone_equipment["id"]) not in live_ids(warehouse, "equipment")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        deleted = con.execute(
+            "SELECT id FROM synchroteam.job_types WHERE _deleted_at IS NOT NULL "
+            "UNION ALL SELECT id FROM synchroteam.equipment WHERE _deleted_at IS NOT NULL"
+        ).fetchall()
+    assert sorted(deleted) == sorted([(str(gone_type["id"]),), (str(gone_equipment["id"]),)])
+
+
+def test_a_job_types_run_where_nothing_changed_loads_nothing_and_an_edit_loads_that_type_alone(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    assert run_entity_job(MAIN_TENANT, JOB_TYPES).success
+    loads = loads_of(warehouse, "synchroteam", "job_types")
+
+    quiet = run_entity_job(MAIN_TENANT, JOB_TYPES)
+    assert quiet.success and loads_of(warehouse, "synchroteam", "job_types") == loads  # listed whole, loaded nothing
+    assert requests_by(emulator, MAIN.domain, "jobtype") == (2, 0)  # one page each run, no details
+
+    edited = store.records("jobtype")[-1]
+    store.edit("jobtype", edited["id"])
+    assert run_entity_job(MAIN_TENANT, JOB_TYPES).success
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        newest = con.execute("SELECT max(_dlt_load_id) FROM synchroteam.job_types").fetchone()[0]
+        reloaded = con.execute("SELECT id FROM synchroteam.job_types WHERE _dlt_load_id = ?", [newest]).fetchall()
+    assert reloaded == [(str(edited["id"]),)]
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["job_types"])
+
+
+def test_a_tenant_without_activity_list_fails_only_that_step_naming_the_variable_that_switches_it_off(
+    emulator, warehouse
+):
+    emulator.set_no_activity_list(tenant=MAIN.domain)
+
+    result = run_sync_all(raise_on_error=False)
+
+    failures = step_failures(result)
+    assert set(failures) == {"synchroteam__activities"}, failures
+    message = failures["synchroteam__activities"]
+    assert message.startswith("[no_such_resource]") and "activity/list" in message
+    assert "SYNCHROTEAM_ENTITIES" in message and "activities" in message
+    assert requests_by(emulator, MAIN.domain, "activity") == (1, 0)  # not retried
+    assert_warehouse_equals_emulator(
+        emulator, warehouse, DOMAINS, entities=[e for e in DIMENSIONS if e != "activities"]
+    )
