@@ -1,5 +1,10 @@
 """The code location: its public names (asset keys, groups, jobs) are interface; a rename shows up here."""
 
+import ast
+import os
+import subprocess
+import sys
+
 from dagster._core.execution.api import create_execution_plan
 
 from sync_pipelines.catalogue import TENANTS, tenant_entities
@@ -27,9 +32,7 @@ EXPECTED_ASSETS = {
 LOOKUPS = {"synchroteam/job_types", "synchroteam_hec/job_types"}  # no dates: nothing to reconcile
 
 
-RECONCILIATION_ASSETS = {
-    f"{key}_reconciliation": group for key, group in EXPECTED_ASSETS.items() if key not in LOOKUPS
-}
+RECONCILIATION_ASSETS = {f"{key}_reconciliation": group for key, group in EXPECTED_ASSETS.items() if key not in LOOKUPS}
 READ_COPY = {"warehouse/read_copy": "warehouse"}
 MODELS = ("jobs", "job_parts", "job_time_entries", "invoices", "invoice_lines", "quotations", "quotation_lines")
 MODELS += ("credit_notes", "credit_note_lines", "customers", "sites")
@@ -167,3 +170,36 @@ def test_no_launchpad_default_names_a_local_path():
     for job in defs.resolve_all_job_defs():
         found = [where for where, value in defaults(job.run_config_schema.config_type) if repo in value]
         assert found == [], (job.name, found)
+
+
+def _load_code_location(environ: dict[str, str]) -> subprocess.CompletedProcess:
+    """`sync_pipelines.definitions` loaded in a process of its own with `environ` added: its entity assets (an
+    entity switched off stays in the graph as an external asset, unmaterializable, for the dbt source naming it)."""
+    script = (
+        "from sync_pipelines.definitions import defs\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "keys = {k.to_user_string() for k in graph.materializable_asset_keys}\n"
+        "print(sorted(k for k in keys if k.startswith('synchroteam')))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, **environ}, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_tenant_s_entities_variable_limits_its_assets_and_an_unknown_name_fails_the_load():
+    loaded = _load_code_location({"SYNCHROTEAM_HEC_ENTITIES": "invoices,job_types"})
+    assert loaded.returncode == 0, loaded.stderr
+    keys = set(ast.literal_eval(loaded.stdout.strip().splitlines()[-1]))
+    assert {k for k in keys if k.startswith("synchroteam_hec/")} == {
+        "synchroteam_hec/invoices",
+        "synchroteam_hec/invoices_reconciliation",
+        "synchroteam_hec/job_types",
+    }
+    assert {k for k in keys if k.startswith("synchroteam/")} == {
+        k for k in {*EXPECTED_ASSETS, *RECONCILIATION_ASSETS} if k.startswith("synchroteam/")
+    }
+
+    refused = _load_code_location({"SYNCHROTEAM_HEC_ENTITIES": "invoices,activities"})
+    assert refused.returncode != 0
+    assert "SYNCHROTEAM_HEC_ENTITIES='invoices,activities' names 'activities'" in refused.stderr
+    assert "Valid names: invoices, credit_notes, users, equipment, job_types, parts." in refused.stderr
