@@ -18,6 +18,11 @@ MODELS: dict[str, tuple[str, str, str | None, str | None]] = {
     "credit_note_lines": ("credit_notes", "creditnote", "lines", "credit_note_id"),
     "customers": ("customers", "customer", None, None),
     "sites": ("sites", "site", None, None),
+    "users": ("users", "user", None, None),
+    "activities": ("activities", "activity", None, None),
+    "equipment": ("equipment", "equipment", None, None),
+    "job_types": ("job_types", "jobtype", None, None),
+    "parts": ("parts", "part", None, None),
 }
 PARENT_MODEL = {
     "job_id": "jobs",

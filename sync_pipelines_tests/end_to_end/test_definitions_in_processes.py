@@ -6,6 +6,7 @@ import sys
 
 MODELS = ("jobs", "job_parts", "job_time_entries", "invoices", "invoice_lines", "quotations", "quotation_lines")
 MODELS += ("credit_notes", "credit_note_lines", "customers", "sites")
+MODELS += ("users", "activities", "equipment", "job_types", "parts")
 
 
 def test_on_postgresql_there_is_no_read_copy_and_the_pools_are_per_tenant():
@@ -20,7 +21,7 @@ def test_on_postgresql_there_is_no_read_copy_and_the_pools_are_per_tenant():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "False 43",
+        "False 48",
         "['analytics_writer', 'synchroteam_hec_writer', 'synchroteam_writer']",
     ]
 
@@ -31,8 +32,8 @@ def test_definitions_load_without_any_secret_set(tmp_path):
     code = "from sync_pipelines.definitions import defs; print(len(defs.resolve_asset_graph().get_all_asset_keys()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    # 17 entities, their reconciliations but the 2 of job types, 11 analytics models, the read copy
-    assert out.stdout.strip() == "44"
+    # 17 entities, their reconciliations but the 2 of job types, 16 analytics models, the read copy
+    assert out.stdout.strip() == "49"
 
 
 def test_processes_loading_the_definitions_at_once_neither_race_nor_write_next_to_the_warehouse(tmp_path):

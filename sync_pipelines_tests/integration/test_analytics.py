@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +413,40 @@ def test_on_postgresql_a_view_to_re_define_waits_10_s_for_an_analyst_then_fails_
     # the analyst gone, the next run re-defines it
     assert run_entity_job(HEC_TENANT, ENTITIES["invoices"], analytics=True).success
     assert view_identities(pg_warehouse)["invoices"] != view
+
+
+def test_activities_join_their_users_and_jobs_within_the_tenant_and_say_how_long_they_lasted(emulator, warehouse):
+    assert run_sync_all(analytics=True).success
+    target = configured_warehouse()
+    store = emulator.tenant(DOMAINS["synchroteam"])
+    expected = {
+        str(a["id"]): (str(a["user"]["id"]), str(a["job"]["id"]) if a["job"] else None, a["activityType"]["name"])
+        for a in store.records("activity")
+    }
+    minutes = {
+        str(a["id"]): int(
+            (datetime.fromisoformat(a["dateEnd"]) - datetime.fromisoformat(a["dateStart"])).total_seconds()
+        )
+        // 60
+        for a in store.records("activity")
+    }
+    found = rows(
+        target,
+        "SELECT a.id, a.user_id, a.job_id, a.activity_type_name, a.duration_minutes, u.login, j.technician_id "
+        "FROM analytics.activities a JOIN analytics.users u ON u.tenant = a.tenant AND u.id = a.user_id "
+        "LEFT JOIN analytics.jobs j ON j.tenant = a.tenant AND j.id = a.job_id",
+    )
+    assert {row[0]: tuple(row[1:4]) for row in found} == expected
+    assert {row[0]: row[4] for row in found} == minutes
+    assert all(row[6] is None or row[6] == row[1] for row in found)  # the job's technician logged its time
+    # parts by reference: every part a job used, the service with the empty reference included
+    unmatched = rows(
+        target,
+        "SELECT count(*) FROM analytics.job_parts jp LEFT JOIN analytics.parts p "
+        "ON p.tenant = jp.tenant AND p.reference = jp.reference WHERE p.id IS NULL",
+    )
+    assert unmatched == [(0,)]
+    assert rows(target, "SELECT DISTINCT tenant FROM analytics.equipment ORDER BY 1") == [
+        ("synchroteam",),
+        ("synchroteam_hec",),
+    ]

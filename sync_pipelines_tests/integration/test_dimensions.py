@@ -124,3 +124,27 @@ def test_a_tenant_without_activity_list_fails_only_that_step_naming_the_variable
     assert_warehouse_equals_emulator(
         emulator, warehouse, DOMAINS, entities=[e for e in DIMENSIONS if e != "activities"]
     )
+
+
+def test_a_quarantined_activity_is_read_again_from_the_list_which_is_all_the_api_has(emulator, warehouse):
+    store = emulator.tenant(MAIN.domain)
+    activities = ENTITIES["activities"]
+    assert run_entity_job(MAIN_TENANT, activities).success
+    store.advance_clock(minutes=5)
+    broken = store.records("activity")[7]
+    store.edit("activity", broken["id"], {"dateStart": "le 10 janvier"})  # no timestamp: quarantined
+    assert run_entity_job(MAIN_TENANT, activities).success
+    store.advance_clock(minutes=5)
+    store.edit("activity", broken["id"], {"dateStart": broken["dateStart"]}, bump=False)  # fixed, dateModified kept
+    emulator.clear_requests()
+
+    assert run_entity_job(MAIN_TENANT, activities).success
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        status = con.execute(
+            "SELECT status FROM synchroteam._rejected_records WHERE entity = 'activities' AND record_id = ?",
+            [str(broken["id"])],
+        ).fetchall()
+    assert status == [("resolved",)]
+    assert requests_by(emulator, MAIN.domain, "activity")[1] == 0  # activity/details does not exist: never asked
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["activities"])

@@ -36,6 +36,7 @@ RECONCILIATION_ASSETS = {f"{key}_reconciliation": group for key, group in EXPECT
 READ_COPY = {"warehouse/read_copy": "warehouse"}
 MODELS = ("jobs", "job_parts", "job_time_entries", "invoices", "invoice_lines", "quotations", "quotation_lines")
 MODELS += ("credit_notes", "credit_note_lines", "customers", "sites")
+MODELS += ("users", "activities", "equipment", "job_types", "parts")
 ANALYTICS = {f"analytics/{model}": "analytics" for model in MODELS}
 LOADING_JOBS = {
     "sync_all",
