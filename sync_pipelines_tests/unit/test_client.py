@@ -759,6 +759,8 @@ def test_a_404_on_a_list_says_the_api_has_no_such_resource_not_that_a_record_was
     assert "no creditnote/list at https://ws.example.test/Api/v3" in str(err.value)
     assert "SYNCHROTEAM_BASE_URL" in err.value.action and "no record was deleted" in err.value.action
     assert not isinstance(err.value, RecordNotFound)
+    # and how to switch the entity off, by its catalogue name, when the tenant's API has no such list
+    assert "switch credit_notes off: leave it out of SYNCHROTEAM_ENTITIES" in err.value.action
 
 
 def test_every_request_asks_for_json_with_both_headers():

@@ -76,3 +76,13 @@ def test_a_cap_given_in_the_run_config_holds_from_the_first_load_and_a_default_c
     assert to_plan(customers(max_records=200), ENTITIES["customers"], paris, given={"max_records"}).cap_first_load
     assert to_plan(jobs(max_records=10), ENTITIES["jobs"], paris).cap_first_load  # jobs have no default cap
     assert not to_plan(jobs(), ENTITIES["jobs"], paris, given={"max_records"}).cap_first_load  # 0: no cap
+
+
+def test_a_lookup_list_s_run_config_has_no_cap_look_back_nor_window_and_reads_it_whole():
+    job_types = config_class(ENTITIES["job_types"])
+    assert set(job_types.model_fields) == {"mode", "page_size", "max_deleted_share"}
+    with pytest.raises(ValueError):
+        job_types(mode="reconcile")  # no dates: nothing to reconcile
+    plan = to_plan(job_types(page_size=50), ENTITIES["job_types"], PARIS)
+    assert (plan.mode, plan.page_size, plan.max_records, plan.window_start) == ("incremental", 50, 0, None)
+    assert to_plan(job_types(mode="full", max_deleted_share=0.2), ENTITIES["job_types"], PARIS).max_deleted_share == 0.2
