@@ -122,7 +122,9 @@ def sources_yaml() -> str:
 
 
 def _entity_columns(entity: Entity) -> list[str]:
-    return [column for column in ENTITY_COLUMNS if column != "status" or entity.statuses]
+    """The columns of ENTITY_COLUMNS the entity's table has: `status` if it has statuses, no dates if a lookup."""
+    undated = () if entity.dated else ("date_created", "date_modified")
+    return [c for c in ENTITY_COLUMNS if (c != "status" or entity.statuses) and c not in undated]
 
 
 def _source_table(name: str, description: str, columns: Sequence[str], statuses: Sequence[str] = ()) -> list[str]:
