@@ -19,6 +19,7 @@ from typing import Any
 
 from sync_pipelines.catalogue import ENTITIES as CATALOGUE
 from sync_pipelines.catalogue import TENANTS, Tenant, tenant_entities
+from synchroteam_emulator.data import FLOOR as EMULATOR_FLOOR
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -73,7 +74,8 @@ def tenant_env(tenant: Tenant, base_url: str) -> dict[str, str]:
 # -- the scales ----------------------------------------------------------------------------------------------------
 
 # Records per table at the realistic scale (1x), by entity: the main tenant's. Every other tenant is smaller: a fifth
-# of the main tenant's table, 5,000 records at least. An entity without a size here is measured at DEFAULT_RECORDS.
+# of the main tenant's table, 5,000 records at least but no more than the main tenant's (a team or a lookup list is
+# about as large in any tenant). An entity without a size here is measured at DEFAULT_RECORDS.
 RECORDS_1X = {
     "jobs": 100_000,
     "invoices": 100_000,
@@ -81,6 +83,11 @@ RECORDS_1X = {
     "customers": 20_000,
     "sites": 30_000,
     "credit_notes": 10_000,
+    "users": 500,  # the technicians and office staff of 100,000 jobs a year
+    "activities": 200_000,  # the jobs' work and travel (the emulator makes ~1.7 a job), and breaks
+    "equipment": 30_000,  # about one a site
+    "job_types": 50,  # a lookup list, read whole every run
+    "parts": 5_000,  # the catalogue of parts and services
 }
 DEFAULT_RECORDS = 20_000
 OTHER_TENANT_SHARE, OTHER_TENANT_LEAST = 0.2, 5_000
@@ -88,7 +95,13 @@ OTHER_TENANT_SHARE, OTHER_TENANT_LEAST = 0.2, 5_000
 
 def records_1x(tenant: Tenant, entity: str) -> int:
     size = RECORDS_1X.get(entity, DEFAULT_RECORDS)
-    return size if tenant is MAIN else max(OTHER_TENANT_LEAST, int(size * OTHER_TENANT_SHARE))
+    return size if tenant is MAIN else min(size, max(OTHER_TENANT_LEAST, int(size * OTHER_TENANT_SHARE)))
+
+
+def scaled(records: int, fraction: float, entity: str) -> int:
+    """`fraction` of a table's records, at least what the emulator serves of it (the users, job types and parts
+    other records name), so that the counts are the tables' sizes."""
+    return max(EMULATOR_FLOOR.get(CATALOGUE[entity].resource, 0), round(records * fraction))
 
 
 @dataclass
@@ -106,7 +119,9 @@ class Scale:
 
     def __post_init__(self) -> None:
         self.counts = {
-            tenant.name: {e.name: round(records_1x(tenant, e.name) * self.fraction) for e in tenant_entities(tenant)}
+            tenant.name: {
+                e.name: scaled(records_1x(tenant, e.name), self.fraction, e.name) for e in tenant_entities(tenant)
+            }
             for tenant in TENANTS.values()
         }
         self.tenx = {MAIN.name: {MEMORY_TABLE: 10 * self.counts[MAIN.name][MEMORY_TABLE]}}
