@@ -3,7 +3,7 @@ straightforward dlt pipeline, resources written by hand. Each with dlt's default
 
     python -m bench.dlt_alternatives rest_api --base-url URL --db FILE --pipelines-dir DIR \
         --entities '[{"domain": "...", "api_key": "...", "schema": "synchroteam", "table": "jobs", "resource": "job",
-                      "details": true}]'
+                      "details": true, "dated": true}]'
     python -m bench.dlt_alternatives straightforward --base-url URL --db FILE --pipelines-dir DIR --entities '[...]'
 
 (b) `rest_api`: what is configured is only what the API needs: the base URL, HTTP basic auth, `data` as the data
@@ -13,14 +13,16 @@ its default), `id` as the primary key with `merge` (so reruns update rows), and 
 incremental cursor on `dateModified` as the rest_api docs show. A resource listed without its children (`details`:
 jobs, without their parts and time entries) gets them from a dependent resource (`job_details`) resolving
 `<resource>/details?id=` for each listed record. Everything else is dlt's default: the requests-based client and
-its retries, no parallelism. One pipeline per table, run one after the other.
+its retries, no parallelism. A lookup list without `dateModified` (job types) has no incremental: it is read whole
+every run, merged on `id`. One pipeline per table, run one after the other.
 
 (c) straightforward: what dlt's incremental-loading guide leads one to write. One `@dlt.resource` per table
 (`merge` on `id`): httpx pages `{resource}/list` (`pageSize=100`, until a short page) with `changedSince` from
 `dlt.sources.incremental("dateModified")` (none on the first run), and for a resource listed without its children
-yields each listed record's `details` instead. Every table given, of every tenant, is a resource of one source
-loaded by ONE `pipeline.run`: tables `<tenant>__<table>` in one dataset, each resource's cursor in the pipeline's
-state. A run given some of the tables runs the same pipeline with only their resources (the others' cursors stay).
+yields each listed record's `details` instead; a lookup list's resource has no incremental and reads the list whole
+every run. Every table given, of every tenant, is a resource of one source loaded by ONE `pipeline.run`: tables
+`<tenant>__<table>` in one dataset, each resource's cursor in the pipeline's state. A run given some of the tables
+runs the same pipeline with only their resources (the others' cursors stay).
 
 The loader file format is a pipeline setting, not the source's: `--loader-file-format` is `jsonl` (the product's)
 by default for rest_api and `default` (dlt's own: `insert_values` on DuckDB) for the straightforward pipeline.
@@ -49,21 +51,18 @@ DEFAULT_FORMAT = {"rest_api": "jsonl", "straightforward": "default"}
 
 def source_config(base_url: str, spec: dict) -> Any:  # dlt's RESTAPIConfig, a TypedDict
     table, resource = spec["table"], spec["resource"]
+    params: dict[str, Any] = {"pageSize": PAGE_SIZE}
+    if spec["dated"]:
+        params["changedSince"] = {
+            "type": "incremental",
+            "cursor_path": "dateModified",
+            "initial_value": "2000-01-01 00:00",
+        }
     list_resource = {
         "name": table,
         "primary_key": "id",
         "write_disposition": "merge",
-        "endpoint": {
-            "path": f"{resource}/list",
-            "params": {
-                "pageSize": PAGE_SIZE,
-                "changedSince": {
-                    "type": "incremental",
-                    "cursor_path": "dateModified",
-                    "initial_value": "2000-01-01 00:00",
-                },
-            },
-        },
+        "endpoint": {"path": f"{resource}/list", "params": params},
     }
     resources: list[dict] = [list_resource]
     if spec["details"]:
@@ -121,28 +120,41 @@ def table_name(spec: dict) -> str:
 
 
 def listed(base_url: str, spec: dict) -> Any:  # a dlt resource
-    """One table's resource: its list pages from the cursor on, or with `details` each listed record's details."""
+    """One table's resource: its list pages from the cursor on, or with `details` each listed record's details; a
+    lookup list (no `dateModified`) whole, every run."""
+    if not spec["dated"]:
+
+        @dlt.resource(name=table_name(spec), primary_key="id", write_disposition="merge")
+        def lookup() -> Iterator[list[dict]]:
+            yield from pages(base_url, spec, None)
+
+        return lookup
 
     @dlt.resource(name=table_name(spec), primary_key="id", write_disposition="merge")
     def records(
         changed: dlt.sources.incremental[str] = dlt.sources.incremental("dateModified"),  # noqa: B008 - dlt's idiom
     ) -> Iterator[list[dict]]:
-        auth = (spec["domain"], spec["api_key"])
-        with httpx.Client(base_url=base_url + "/", auth=auth, timeout=60) as client:
-            page = 1
-            while True:
-                params: dict[str, Any] = {"page": page, "pageSize": PAGE_SIZE}
-                if changed.start_value:
-                    params["changedSince"] = changed.start_value
-                response = client.get(f"{spec['resource']}/list", params=params)
-                response.raise_for_status()
-                rows = response.json()["data"]
-                yield [details(client, spec, row["id"]) for row in rows] if spec["details"] else rows
-                if len(rows) < PAGE_SIZE:
-                    return
-                page += 1
+        yield from pages(base_url, spec, changed.start_value)
 
     return records
+
+
+def pages(base_url: str, spec: dict, since: str | None) -> Iterator[list[dict]]:
+    """`{resource}/list` page by page until a short page, changed since `since` if given."""
+    auth = (spec["domain"], spec["api_key"])
+    with httpx.Client(base_url=base_url + "/", auth=auth, timeout=60) as client:
+        page = 1
+        while True:
+            params: dict[str, Any] = {"page": page, "pageSize": PAGE_SIZE}
+            if since:
+                params["changedSince"] = since
+            response = client.get(f"{spec['resource']}/list", params=params)
+            response.raise_for_status()
+            rows = response.json()["data"]
+            yield [details(client, spec, row["id"]) for row in rows] if spec["details"] else rows
+            if len(rows) < PAGE_SIZE:
+                return
+            page += 1
 
 
 def details(client: httpx.Client, spec: dict, record_id: Any) -> dict:
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--entities",
         required=True,
-        help='JSON list of {"domain", "api_key", "schema", "table", "resource", "details"}',
+        help='JSON list of {"domain", "api_key", "schema", "table", "resource", "details", "dated"}',
     )
     parser.add_argument("--loader-file-format", help="jsonl, or default (dlt's own); see above for each way's")
     args = parser.parse_args(argv)

@@ -33,6 +33,7 @@ from bench.common import (
     run_measured,
     tenant_specs,
 )
+from sync_pipelines.catalogue import ENTITIES as CATALOGUE
 
 Table = tuple[str, str, str]  # (tenant, entity, API resource), as common.ENTITIES lists them
 
@@ -94,7 +95,8 @@ def phase_dagster_floor(work: Path, scale: Scale) -> dict[str, Any]:
 
 
 def table_spec(tenant: str, entity: str, resource: str) -> dict[str, Any]:
-    """One table as the alternatives read it: the tenant's credentials, the API resource, where it lands."""
+    """One table as the alternatives read it: the tenant's credentials, the API resource, where it lands, whether
+    its records need their `details` and whether they carry `dateModified` (a lookup list does not)."""
     return {
         "domain": domain(tenant),
         "api_key": api_key(tenant),
@@ -102,6 +104,7 @@ def table_spec(tenant: str, entity: str, resource: str) -> dict[str, Any]:
         "table": entity,
         "resource": resource,
         "details": resource in LISTED_WITHOUT_CHILDREN,
+        "dated": CATALOGUE[entity].dated,
     }
 
 

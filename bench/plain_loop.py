@@ -1,10 +1,12 @@
 """Baseline (a): the obvious hand-written loop. httpx pages a list endpoint to the end, fetches `details` for every
 record of a resource listed without its children (jobs), and inserts each page into a flat DuckDB table (one column
 per top-level field, nested values as JSON text) with `executemany`, one transaction per page. Incremental:
-`changedSince` = the largest `dateModified` already in the table.
+`changedSince` = the largest `dateModified` already in the table; a lookup list without `dateModified` (job types)
+is read whole every run.
 
     python -m bench.plain_loop --base-url URL --db FILE [--incremental] --entities '[{"domain": "...",
-        "api_key": "...", "schema": "synchroteam", "resource": "invoice", "table": "invoices", "details": false}]'
+        "api_key": "...", "schema": "synchroteam", "resource": "invoice", "table": "invoices", "details": false,
+        "dated": true}]'
 
 No retries, no pacing, no normalisation (timestamps stay text in the tenant's zone), no de-duplication beyond
 delete-then-insert by id per page. Entities run one after the other in one process. Prints one JSON line per
@@ -107,8 +109,10 @@ def sync(con: duckdb.DuckDBPyConnection, base_url: str, spec: dict, incremental:
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     table = f'"{schema}"."{name}"'
     columns = table_columns(con, schema, name)
-    latest = con.execute(f"SELECT max(datemodified) FROM {table}").fetchone() if incremental and columns else None
-    since = latest[0] if latest else None
+    since = None
+    if incremental and columns and spec["dated"]:  # a lookup list (no dateModified) is read whole every run
+        latest = con.execute(f"SELECT max(datemodified) FROM {table}").fetchone()
+        since = latest[0] if latest else None
     with httpx.Client(base_url=base_url + "/", auth=(spec["domain"], spec["api_key"]), timeout=60) as client:
         page = 1
         while True:
