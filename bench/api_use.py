@@ -43,9 +43,12 @@ CATCH_UP_RUNS_MAX = 10  # sites, 300 changes at 100 a run, needs 2 after the cap
 
 
 def lookback_zero() -> dict[str, dict[str, Any]]:
-    """The run config of every entity step with no look-back, no revisit, no cap and no re-fetch."""
+    """The run config of every entity step with no look-back, no revisit, no cap and no re-fetch; a lookup list's
+    step (read whole every run, none of these knobs) keeps its defaults."""
     config: dict[str, dict[str, Any]] = {}
     for tenant, entity, _ in ENTITIES:
+        if not CATALOGUE[entity].dated:
+            continue
         step: dict[str, Any] = {"lookback_minutes": 0, "revisit_days": 0, "max_records": 0}
         refetch = CATALOGUE[entity].refetch
         if refetch == "recent":
@@ -188,8 +191,9 @@ def minimum_requests(
 ) -> dict[str, Any]:
     """Pages for the records in the run's change window (changedSince = cursor - look-back, inclusive, as the
     API counts them), plus with the entity defaults one walk per re-fetch filter (pages for what it matches),
-    plus one details call per record changed since the previous run of an entity listed without its children."""
-    window_start = meta.get("window_start")
+    plus one details call per record changed since the previous run of an entity listed without its children.
+    A lookup list (no dateModified, no window) is read whole: its pages."""
+    window_start = meta.get("window_start") if CATALOGUE[entity].dated else None
     since = datetime.fromtimestamp(window_start, TZ).strftime("%Y-%m-%d %H:%M:%S") if window_start else None
 
     def count(**filters: str) -> int:
