@@ -1,5 +1,5 @@
 """The phases that time first syncs: every entity by the product (section 1), Dagster's floor, the same syncs by the
-two alternatives (section 5), every list entity at two sizes side by side with rest_api (5b), and the memory of
+two alternatives (section 5), the list entities at two sizes side by side with rest_api (5b), and the memory of
 the largest table at 1x and 10x (section 4)."""
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from bench import report
 from bench.common import (
     ENTITIES,
     LISTED_WITHOUT_CHILDREN,
+    MADE_FROM_JOBS,
     MAIN,
     MEMORY_TABLE,
+    PER_RECORD_LEAST,
     PYTHON,
     DagsterHome,
     EmulatorProcess,
@@ -29,11 +31,13 @@ from bench.common import (
     domain,
     job_name,
     log,
+    records_1x,
     requests_of,
     run_measured,
     tenant_specs,
 )
 from sync_pipelines.catalogue import ENTITIES as CATALOGUE
+from sync_pipelines.catalogue import TENANTS
 
 Table = tuple[str, str, str]  # (tenant, entity, API resource), as common.ENTITIES lists them
 
@@ -222,14 +226,25 @@ def rest_row(
 # -- 5b. list entities per record, product and rest_api side by side ----------------------------------------------
 
 
+def read_per_record(tenant: str, entity: str) -> bool:
+    """Whether section 5b reads a table per record: a list entity (no `details` calls) whose records the emulator
+    makes on their own (not activities, made from the jobs), of PER_RECORD_LEAST records at least at 1x."""
+    resource = CATALOGUE[entity].resource
+    return (
+        resource not in LISTED_WITHOUT_CHILDREN
+        and resource not in MADE_FROM_JOBS
+        and records_1x(TENANTS[tenant], entity) >= PER_RECORD_LEAST
+    )
+
+
 def per_record_counts(scale: Scale) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """Each list entity's two sizes, by tenant: the scale's and ten times it. A table that section 4 already
-    measures at ten times the scale goes from a tenth of the scale's to the scale's: ten times it would take an
-    hour of pairs."""
+    """Each table section 5b reads per record (`read_per_record`), its two sizes, by tenant: the scale's and ten
+    times it. A table that section 4 already measures at ten times the scale goes from a tenth of the scale's to
+    the scale's: ten times it would take an hour of pairs."""
     small: dict[str, dict[str, int]] = {}
     large: dict[str, dict[str, int]] = {}
-    for tenant, entity, resource in ENTITIES:
-        if resource in LISTED_WITHOUT_CHILDREN:
+    for tenant, entity, _ in ENTITIES:
+        if not read_per_record(tenant, entity):
             continue
         count = scale.counts[tenant][entity]
         sizes = (count // 10, count) if entity in scale.tenx.get(tenant, {}) else (count, 10 * count)
@@ -256,10 +271,11 @@ def measure_full_sync(who: str, emu: EmulatorProcess, root: Path, table: Table, 
 
 
 def phase_per_record(work: Path, scale: Scale) -> dict[str, Any]:
-    """Every list entity's full first sync at two sizes, by the product's entity job and by rest_api, side by
-    side: each product run has its rest_api run next to it, in alternating order, `scale.pair_rounds` rounds,
-    each run on a fresh warehouse. The report reads the records a second one more record costs, from the medians:
-    what a process pays once cancels out, and the machine's drift falls on both ways alike."""
+    """The list entities' full first syncs at two sizes (`per_record_counts`), by the product's entity job and by
+    rest_api, side by side: each product run has its rest_api run next to it, in alternating order,
+    `scale.pair_rounds` rounds, each run on a fresh warehouse. The report reads the records a second one more
+    record costs, from the medians: what a process pays once cancels out, and the machine's drift falls on both
+    ways alike."""
     small, large = per_record_counts(scale)
     tables = [t for t in ENTITIES if t[1] in small.get(t[0], {})]
     out: dict[str, Any] = {"rounds": scale.pair_rounds, "small": small, "large": large, "entities": []}

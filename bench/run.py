@@ -18,7 +18,7 @@ Phases, in the order of a full run, each against an emulator in its own process 
 - memory_1x, memory_10x: peak RSS of the largest list table's sync at 1x and 10x (section 4);
 - rate, rate_window: a first sync under an emulator rate limit, known (paced) and unknown (429s), and under a
   window announced in headers (sections 3 and 3b);
-- per_record: every list entity's first sync at two sizes, by the product and by rest_api, alternating pairs over
+- per_record: the list entities' first syncs at two sizes, by the product and by rest_api, alternating pairs over
   several rounds: the records a second one more record costs (section 5b).
 """
 
