@@ -5,9 +5,12 @@ import json
 
 import pytest
 
-from bench import report, run
-from bench.common import ENTITIES, REPO, RESULTS, SCALES
+from bench import api_use, dlt_alternatives, report, run
+from bench.common import ENTITIES, MAIN, REPO, RESULTS, SCALES
+from bench.first_syncs import table_spec
+from sync_pipelines.catalogue import ENTITIES as CATALOGUE
 from sync_pipelines.catalogue import TENANTS, tenant_entities
+from synchroteam_emulator.data import FLOOR
 
 
 def test_make_bench_takes_a_quick_run_of_chosen_sections_with_more_rounds():
@@ -36,3 +39,28 @@ def test_benchmarks_md_holds_the_tables_the_report_renders_from_the_last_full_ru
     results = json.loads((RESULTS / "1x.json").read_text())
     block = f"{report.BEGIN}\n\n{report.render(results)}\n{report.END}"
     assert block in (REPO / "BENCHMARKS.md").read_text(), "run `python -m bench.report bench/results/1x.json --update`"
+
+
+def test_every_alternative_reads_a_lookup_list_whole_and_the_others_from_their_cursor():
+    lookup, dated = table_spec(MAIN.name, "job_types", "jobtype"), table_spec(MAIN.name, "parts", "part")
+    assert not lookup["dated"] and dated["dated"]
+
+    def params(spec: dict) -> dict:
+        return dlt_alternatives.source_config("http://127.0.0.1:9", spec)["resources"][0]["endpoint"]["params"]
+
+    assert "changedSince" not in params(lookup) and params(dated)["changedSince"]["cursor_path"] == "dateModified"
+    assert dlt_alternatives.listed("http://127.0.0.1:9", lookup).incremental is None
+    assert dlt_alternatives.listed("http://127.0.0.1:9", dated).incremental is not None
+
+
+def test_the_look_back_0_rounds_give_a_lookup_list_no_run_config():
+    config = api_use.lookback_zero()
+    assert "synchroteam__job_types" not in config and "synchroteam_hec__job_types" not in config
+    assert config["synchroteam__parts"] == {"lookback_minutes": 0, "revisit_days": 0, "max_records": 0}
+
+
+def test_every_scale_asks_the_emulator_for_no_fewer_records_than_it_serves():
+    for scale in SCALES.values():
+        for sizes in scale.counts.values():
+            for entity, count in sizes.items():
+                assert count >= FLOOR.get(CATALOGUE[entity].resource, 1), (scale.name, entity)
