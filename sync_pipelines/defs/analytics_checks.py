@@ -58,9 +58,18 @@ class AnalyticsManifest:
         return AssetCheckKey(AssetKey([SCHEMA, self.manifest["nodes"][node["attached_node"]]["name"]]), node["name"])
 
     def selection(self, keys: Collection[AssetKey], check_keys: Collection[AssetCheckKey]) -> list[str]:
-        """dbt's `--select` for the models `keys` (their tests with them) and the tests of `check_keys` on other
-        models."""
+        """dbt's `--select` for the models `keys` (the tests that read them with them), the other models those tests
+        read (a relationship between two entities' models: both views must exist, if empty, for the test to run,
+        as in the first run of one entity's job), and the tests of `check_keys` on other models."""
         models = [self.models[key] for key in sorted(keys) if key in self.models]
+        nodes = self.manifest["nodes"]
+        tests_read = [
+            [parent for parent in nodes[test]["depends_on"]["nodes"] if parent in self.tests]
+            for tests in self.tests.values()
+            for test in tests
+        ]  # dbt runs every test that reads a selected model (its default, eager, indirect selection)
+        read = {parent for parents in tests_read if set(parents) & set(models) for parent in parents} - set(models)
+        models += sorted(read)
         tests = [
             test
             for model, tests in self.tests.items()

@@ -148,3 +148,21 @@ def test_a_quarantined_activity_is_read_again_from_the_list_which_is_all_the_api
     assert status == [("resolved",)]
     assert requests_by(emulator, MAIN.domain, "activity")[1] == 0  # activity/details does not exist: never asked
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["activities"])
+
+
+def test_an_entity_s_first_job_runs_its_relationships_to_entities_not_synced_yet_and_warns(emulator, warehouse):
+    """The jobs' schedule fires before the users' on a new deployment: the jobs' job builds the views its tests
+    read (users, job types, parts: empty, their tables not loaded yet), so the tests run and warn, and nothing
+    fails."""
+    result = run_entity_job(MAIN_TENANT, ENTITIES["jobs"], raise_on_error=False, analytics=True)
+
+    assert step_failures(result) == {}
+    evaluations = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    technician = [data for name, data in evaluations.items() if "technician_id" in name and "users" in name]
+    assert technician and not technician[0].passed and technician[0].severity.value == "WARN", sorted(evaluations)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM analytics.users").fetchone() == (0,)
