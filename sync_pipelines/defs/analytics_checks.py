@@ -68,8 +68,13 @@ class AnalyticsManifest:
             for tests in self.tests.values()
             for test in tests
         ]  # dbt runs every test that reads a selected model (its default, eager, indirect selection)
-        read = {parent for parents in tests_read if set(parents) & set(models) for parent in parents} - set(models)
-        models += sorted(read)
+        built = set(models)
+        while True:  # the models selected so bring their tests in, which read more: until none is added
+            more = {parent for parents in tests_read if built.intersection(parents) for parent in parents} - built
+            if not more:
+                break
+            built |= more
+        models += sorted(built - set(models))
         tests = [
             test
             for model, tests in self.tests.items()

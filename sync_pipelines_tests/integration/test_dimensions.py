@@ -166,3 +166,10 @@ def test_an_entity_s_first_job_runs_its_relationships_to_entities_not_synced_yet
     assert technician and not technician[0].passed and technician[0].severity.value == "WARN", sorted(evaluations)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM analytics.users").fetchone() == (0,)
+
+
+def test_a_first_customers_job_builds_the_views_its_tests_reach_through_equipment(emulator, warehouse):
+    """Equipment's test reads customers, and its other test reads sites: a first customers job needs both views."""
+    result = run_entity_job(MAIN_TENANT, ENTITIES["customers"], raise_on_error=False, analytics=True)
+
+    assert step_failures(result) == {}
