@@ -6,12 +6,14 @@ import argparse
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 
 import httpx
 import pytest
 
 from synchroteam_emulator import Emulator, Fault, TenantSpec, TenantStore, add_api_habit_arguments, apply_api_habits
 from synchroteam_emulator.habits import describe_api_habits
+from synchroteam_emulator_tests import helpers
 
 DIMENSIONS = {"user": 23, "activity": 260, "equipment": 83, "jobtype": 9, "part": 47}
 MAIN = TenantSpec(
@@ -41,14 +43,7 @@ def api(emu: Emulator) -> Iterator[httpx.Client]:
         yield client
 
 
-def walk(api: httpx.Client, resource: str, **params) -> list[dict]:
-    rows, page = [], 1
-    while True:
-        body = api.get(f"/{resource}/list", params={"pageSize": 100, **params, "page": page}).json()
-        rows += body["data"]
-        if not body["data"]:
-            return rows
-        page += 1
+walk = partial(helpers.walk, pageSize=100)  # pages of 100 unless a test asks otherwise
 
 
 def by_id(rows: list[dict]) -> dict:

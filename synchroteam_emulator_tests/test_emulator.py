@@ -21,6 +21,7 @@ from synchroteam_emulator import (
     apply_api_habits,
 )
 from synchroteam_emulator.habits import check_api_habits
+from synchroteam_emulator_tests.helpers import walk
 
 MAIN = TenantSpec(
     domain="acme",
@@ -42,16 +43,6 @@ def emu() -> Iterator[Emulator]:
 def api(emu: Emulator) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=emu.base_url, auth=(MAIN.domain, MAIN.api_key), timeout=10) as client:
         yield client
-
-
-def walk(api: httpx.Client, resource: str, **params) -> list[dict]:
-    rows, page = [], 1
-    while True:
-        body = api.get(f"/{resource}/list", params={**params, "page": page}).json()
-        rows += body["data"]
-        if not body["data"]:
-            return rows
-        page += 1
 
 
 # -- connection, auth, routing ------------------------------------------------------------------

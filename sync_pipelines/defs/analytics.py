@@ -167,11 +167,10 @@ def build_with_dbt(
             raise_on_error=False,
         ).wait()
     results_file = invocation.target_path / "run_results.json"
-    if not results_file.exists():  # dbt stopped before any model: the profile, the connection
-        shutil.rmtree(invocation.target_path, ignore_errors=True)
-        return [], {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
-    run_results = json.loads(results_file.read_text())
+    run_results = json.loads(results_file.read_text()) if results_file.exists() else None
     shutil.rmtree(invocation.target_path, ignore_errors=True)  # the run's events hold what dbt said
+    if run_results is None:  # dbt stopped before any model: the profile, the connection
+        return [], {"dbt": " ".join(str(invocation.get_error()).split())[:2000]}
     context.log.info(summary(run_results))
     keep_built(target, project, run_results)
     return results_of_dbt(project, run_results, context.selected_asset_keys), failed_nodes(run_results)

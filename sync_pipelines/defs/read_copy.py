@@ -35,16 +35,11 @@ LAST = {"dagster/priority": "-1"}  # after every other step ready at the same ti
 
 def refresh_after_failure(context: AssetExecutionContext, target: Warehouse) -> None:
     """Called by a step that fails in the warehouse's turn: Dagster skips `warehouse/read_copy` downstream of it,
-    so whatever the run loaded reaches the read copy here. A failure to copy must not hide the step's own error,
-    so it is only logged."""
-    refresh_from_step(context, target, "with what the run loaded before this step failed")
-
-
-def refresh_from_step(context: AssetExecutionContext, target: Warehouse, why: str) -> None:
-    """The read copy refreshed, if it is not current, by a step after which Dagster skips `warehouse/read_copy`
-    (one that fails, or yields nothing), in the warehouse's turn; a failure to copy is logged, not raised."""
+    so whatever the run loaded reaches the read copy here, if it is not current. A failure to copy must not hide
+    the step's own error, so it is only logged."""
     if not isinstance(target, DuckDBWarehouse):
         return
+    why = "with what the run loaded before this step failed"
     try:
         if refresh_read_copy(target.path):
             context.log.info(f"Read copy refreshed {why}.")
