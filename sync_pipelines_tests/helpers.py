@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,17 @@ def requests_by(emulator: Emulator, domain: str, resource: str) -> tuple[int, in
 def files_containing(root: Path, secret: bytes) -> list[str]:
     """The files under `root` whose bytes hold `secret`."""
     return [str(p) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_statements(name: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- sql: {name} -->\s*```sql\n(.*?)```", text, re.S)
+    assert match, f"README has no SQL block '{name}'"
+    chunks = (
+        "\n".join(line for line in chunk.splitlines() if not line.lstrip().startswith("--"))
+        for chunk in match.group(1).split(";")
+    )  # each statement without its comment lines (the first has two)
+    return [chunk.strip() for chunk in chunks if chunk.strip()]

@@ -5,8 +5,9 @@
   child list, of the child table: the parent's id comes as `parent_id`). A column a tenant's table lacks (dlt adds a
   column when it first sees it in data; HEC invoices have no job) is NULL there; a tenant whose table does not exist
   yet is left out. The compiled SQL so names every source column it reads: a new column re-defines the view.
+  exclude: tenants whose rows the caller takes elsewhere (their sources are still the model's).
 #}
-{% macro union_tenants(entity, columns, child=none, parent_id=none) %}
+{% macro union_tenants(entity, columns, child=none, parent_id=none, exclude=[]) %}
   {%- set selects = [] -%}
   {%- for tenant, entities in tenants().items() if entity in entities -%}
     {%- set parent = source(tenant, entity) -%}
@@ -14,7 +15,7 @@
     {%- if execute -%}
       {%- set parent_columns = existing_columns(parent) -%}
       {%- set table_columns = existing_columns(table) if child else parent_columns -%}
-      {%- if parent_columns and table_columns -%}
+      {%- if parent_columns and table_columns and tenant not in exclude -%}
         {%- set outputs = ["cast(" ~ dbt.string_literal(tenant) ~ " as text) as tenant"] -%}
         {%- if child -%}
           {%- do outputs.append("cast(p.id as text) as " ~ parent_id) -%}

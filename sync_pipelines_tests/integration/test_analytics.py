@@ -8,10 +8,8 @@ own step, a run that changed nothing re-creates no view, and the README's analys
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from datetime import datetime
-from pathlib import Path
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -31,21 +29,26 @@ from sync_pipelines.warehouse.settings import DuckDBWarehouse, PostgresWarehouse
 from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
 from sync_pipelines_tests.analytics_models import MODELS, PARENT_MODEL, manifest, models_of
 from sync_pipelines_tests.conftest import DOMAINS
-from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
+from sync_pipelines_tests.helpers import readme_statements, run_entity_job, run_sync_all, step_failures
 from synchroteam_emulator import Emulator
 
-REPO = Path(__file__).resolve().parents[2]
 MAIN_TENANT, HEC_TENANT = TENANTS["synchroteam"], TENANTS["synchroteam_hec"]
 
 
 def expected_counts(emulator: Emulator, model: str) -> dict[str, int]:
-    """Per tenant that syncs the model's entity: its live records, or the sum of their child list's lengths."""
+    """Per tenant that syncs the model's entity: its live records, or the sum of their child list's lengths; a
+    tenant's job time entries are its activities on live jobs where it syncs activities."""
     entity, resource, child, _ = MODELS[model]
     counts = {}
     for tenant in TENANTS.values():
         if entity in tenant.entities:
-            records = emulator.tenant(DOMAINS[tenant.name]).records(resource)
+            store = emulator.tenant(DOMAINS[tenant.name])
+            records = store.records(resource)
             counts[tenant.name] = sum(len(r.get(child) or []) for r in records) if child else len(records)
+            if model == "job_time_entries" and "activities" in tenant.entities and store.serves("activity"):
+                jobs = {str(r["id"]) for r in records}
+                activities = store.records("activity")
+                counts[tenant.name] = sum(1 for a in activities if a["job"] and str(a["job"]["id"]) in jobs)
     return {tenant: count for tenant, count in counts.items() if count}
 
 
@@ -89,6 +92,7 @@ def test_a_dbt_project_that_does_not_parse_fails_when_the_definitions_load_with_
 
 
 def test_after_sync_all_analytics_holds_every_live_record_of_both_tenants_typed_and_joinable(emulator, any_warehouse):
+    planted = plant_last_month_s_time(emulator)
     result = run_sync_all(analytics=True)
     assert result.success
     checks = dbt_checks(result)
@@ -113,6 +117,9 @@ def test_after_sync_all_analytics_holds_every_live_record_of_both_tenants_typed_
 
     for statement in readme_statements("analytics questions"):
         assert rows(any_warehouse, statement), statement
+    hours, per_equipment = readme_statements("dimension questions")
+    assert [(t, name, float(h)) for t, name, h in rows(any_warehouse, hours)] == [planted]
+    assert {tuple(map(str, row)) for row in rows(any_warehouse, per_equipment)} == jobs_per_equipment(emulator)
 
     # a record deleted in the API leaves analytics after the next full run of its entity
     main, hec = emulator.tenant(DOMAINS["synchroteam"]), emulator.tenant(DOMAINS["synchroteam_hec"])
@@ -133,6 +140,40 @@ def test_after_sync_all_analytics_holds_every_live_record_of_both_tenants_typed_
         [gone_hec],
     )
     assert not rows(any_warehouse, "SELECT 1 FROM analytics.job_parts WHERE job_id = ?", [gone["job"]])
+
+
+def plant_last_month_s_time(emulator: Emulator) -> tuple[str, str, float]:
+    """Two activities on a job in the middle of last month (the emulator's own time is older): 2 h 30 of work and
+    30 min of travel by the job's technician. What the README's question must answer: (tenant, name, hours)."""
+    store = emulator.tenant(DOMAINS["synchroteam"])
+    job = store.records("job")[5]
+    [user] = [u for u in store.records("user") if u["id"] == job["technician"]["id"]]
+    day = (date.today().replace(day=1) - timedelta(days=1)).replace(day=15).isoformat()
+    for kind, start, end in (("travel", "08:30", "09:00"), ("work", "09:00", "11:30")):
+        store.add(
+            "activity",
+            {
+                "activityType": {"id": 1 if kind == "work" else 2, "name": kind},
+                "user": {"id": user["id"], "login": user["login"]},
+                "job": {"id": job["id"]},
+                "dateStart": f"{day} {start}",
+                "dateEnd": f"{day} {end}",
+            },
+        )
+    return "synchroteam", f"{user['firstName']} {user['lastName']}", 3.0
+
+
+def jobs_per_equipment(emulator: Emulator) -> set[tuple[str, ...]]:
+    """(tenant, equipment id, name, jobs at its site) for every piece of equipment, as text."""
+    expected = set()
+    for tenant in TENANTS.values():
+        store = emulator.tenant(DOMAINS[tenant.name])
+        jobs = store.records("job") if store.serves("job") else []
+        for piece in store.records("equipment"):
+            site = (piece.get("site") or {}).get("id")
+            count = sum(1 for job in jobs if site is not None and (job.get("site") or {}).get("id") == site)
+            expected.add((tenant.name, str(piece["id"]), piece["name"], str(count)))
+    return expected
 
 
 def assert_analytics_equals_emulator(emulator: Emulator, target: Warehouse) -> None:
@@ -159,17 +200,6 @@ def assert_typed(model: str, column: str, kind: str) -> None:
         "ended_at",
     ):
         assert kind == "timestamp with time zone", (model, column, kind)
-
-
-def readme_statements(name: str) -> list[str]:
-    text = (REPO / "README.md").read_text()
-    match = re.search(rf"<!-- sql: {name} -->\s*```sql\n(.*?)```", text, re.S)
-    assert match, f"README has no SQL block '{name}'"
-    chunks = (
-        "\n".join(line for line in chunk.splitlines() if not line.lstrip().startswith("--"))
-        for chunk in match.group(1).split(";")
-    )  # each statement without its comment lines (the first has two)
-    return [chunk.strip() for chunk in chunks if chunk.strip()]
 
 
 def test_a_planted_duplicate_fails_the_unique_check_and_holds_up_neither_the_load_nor_the_read_copy(

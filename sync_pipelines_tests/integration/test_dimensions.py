@@ -173,3 +173,22 @@ def test_a_first_customers_job_builds_the_views_its_tests_reach_through_equipmen
     result = run_entity_job(MAIN_TENANT, ENTITIES["customers"], raise_on_error=False, analytics=True)
 
     assert step_failures(result) == {}
+
+
+def test_job_time_entries_come_from_the_jobs_details_until_the_tenant_has_activities_then_from_those(
+    emulator, warehouse
+):
+    store = emulator.tenant(MAIN.domain)
+
+    assert run_entity_job(MAIN_TENANT, ENTITIES["jobs"], analytics=True).success
+    from_details = {str(e["id"]) for job in store.records("job") for e in job.get("timeEntries") or []}
+    assert from_details and time_entry_ids(warehouse) == from_details
+
+    assert run_entity_job(MAIN_TENANT, ENTITIES["activities"], analytics=True).success
+    from_activities = {str(a["id"]) for a in store.records("activity") if a["job"]}
+    assert time_entry_ids(warehouse) == from_activities  # the activities' job rebuilt the view over them
+
+
+def time_entry_ids(path) -> set[str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {row[0] for row in con.execute("SELECT id FROM analytics.job_time_entries").fetchall()}
