@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,6 +105,15 @@ def run_messages(home: Path) -> list[str]:
     Dagster's engine events, such as a step blocked by a pool, are DEBUG)."""
     with DagsterInstance.from_config(str(home)) as instance:
         return [record.user_message or "" for run in instance.get_runs() for record in instance.all_logs(run.run_id)]
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    """Poll `condition` every 0.2 s until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def wait(process: subprocess.Popen, timeout: float = 180) -> int:

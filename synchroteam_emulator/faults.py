@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .protocol import HTML, firewall_page
 
 DEFAULT_QUOTA = 100_000
+HOLD_LIMIT_SECONDS = 300.0
 TOO_MANY = "Too many requests"
 
 
@@ -18,7 +19,9 @@ TOO_MANY = "Too many requests"
 class Fault:
     """One scripted misbehaviour, consumed by the next `times` matching requests.
 
-    status None = only `delay`, then answer normally. tenant/resource/action None = any.
+    status None = only `delay`, then answer normally. tenant/resource/action None = any. `hold`: the answer waits
+    until the event is set (at most HOLD_LIMIT_SECONDS), so that a test can keep a client mid-request while it
+    watches what others do.
     `headers` are added to the answer; api_headers=False leaves out X-Quota-*/X-RateLimit-* (an answer that
     does not come from the API, such as the firewall's).
     """
@@ -34,6 +37,7 @@ class Fault:
     action: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     api_headers: bool = True
+    hold: threading.Event | None = None
 
     @classmethod
     def firewall(

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .data import LIST_ONLY, RESOURCES, TenantSpec
 from .faults import (
     DEFAULT_QUOTA,
+    HOLD_LIMIT_SECONDS,
     TOO_MANY,
     Fault,
     FaultQueue,
@@ -365,6 +366,8 @@ class Emulator:
         window: Window | None = None  # the rate window this request was counted in, once it is
         fault = self.faults.take(store.domain if store else None, resource, action)
         if fault is not None:
+            if fault.hold is not None:
+                fault.hold.wait(HOLD_LIMIT_SECONDS)
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.status is not None:

@@ -106,26 +106,40 @@ def test_sync_all_then_changes_then_a_full_run_leave_the_warehouse_equal_to_the_
 def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(emulator, any_warehouse, tmp_path):
     """Three `dagster job execute` processes, three DAGSTER_HOMEs (no pool between them): two of the same
     tenant's invoices, one of the other tenant's. The warehouse lock alone orders them."""
-    from sync_pipelines_tests.processes import dagster_home, start_job, wait
+    from sync_pipelines_tests.processes import dagster_home, start_job, until, wait
     from synchroteam_emulator import Fault
 
-    # every list page answers a second late, so that each run holds its turn for seconds: longer than the runs'
-    # start-up jitter on a busy machine
-    emulator.faults.add(Fault(delay=1.0, times=1000, resource="invoice", action="list"))
+    # the first of the main tenant's invoice pages is held until the other run of that tenant is seen waiting:
+    # the two overlap whatever the machine's start-up jitter
+    release = threading.Event()
+    gate = emulator.faults.add(Fault(hold=release, tenant=MAIN.domain, resource="invoice", action="list"))
     jobs = ["sync_synchroteam__invoices", "sync_synchroteam__invoices", "sync_synchroteam_hec__invoices"]
-    runs = [start_job(job, dagster_home(tmp_path, f"home{i}"), tmp_path / f"run{i}.log") for i, job in enumerate(jobs)]
+    logs = [tmp_path / f"run{i}.log" for i in range(len(jobs))]
+    runs = [start_job(job, dagster_home(tmp_path, f"home{i}"), logs[i]) for i, job in enumerate(jobs)]
+    postgres = isinstance(any_warehouse, PostgresWarehouse)
+    # on PostgreSQL, one of the two waits for the other's sync, named; DuckDB's one file has one writer
+    waited = (
+        r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices"
+        if postgres
+        else r"Waiting for the warehouse "
+    )
+    try:
+        until(lambda: gate.times == 0, "a run of the main tenant holding the lock, mid-request", timeout=180)
+        until(
+            lambda: any(re.search(waited, log.read_text()) for log in logs[:2]),
+            "the other run of the main tenant waiting for it",
+            timeout=180,
+        )
+        if postgres:  # the other tenant's schema is free: its whole run ends while the main tenant's is held
+            assert wait(runs[2], timeout=180) == 0, logs[2].read_text()[-6000:]
+            assert not release.is_set()
+    finally:
+        release.set()
     codes = [wait(run, timeout=300) for run in runs]
-    logs = [(tmp_path / f"run{i}.log").read_text() for i in range(len(jobs))]
-    assert codes == [0, 0, 0], "\n\n".join(log[-6000:] for log, code in zip(logs, codes) if code)
-
-    same_tenant = [log for log in logs[:2] if "Waiting for the warehouse" in log]
-    assert same_tenant  # one waited for the other (and maybe the other for its checks)
-    if isinstance(any_warehouse, PostgresWarehouse):
-        # the other tenant's schema was free (its analytics step may wait for the shared `analytics` schema's)
-        assert "Waiting for the warehouse schema synchroteam_hec" not in logs[2]
-        # one of the two waited for the other's sync (the other may have waited only at its analytics step)
-        waited = r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices"
-        assert any(re.search(waited, log) for log in same_tenant)
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0, 0], "\n\n".join(text[-6000:] for text, code in zip(texts, codes) if code)
+    if postgres:
+        assert "Waiting for the warehouse schema synchroteam_hec" not in texts[2]
     assert_warehouse_equals_emulator(emulator, any_warehouse, DOMAINS, entities=["invoices"])
 
 
