@@ -432,9 +432,9 @@ class DagsterHome:
     def __init__(self, root: Path, base_url: str, warehouse: Path, extra_env: dict[str, str] | None = None) -> None:
         self.path = root / "dagster_home"
         self.path.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CODE_DIR / "dagster.yaml", self.path / "dagster.yaml")
         self.warehouse = warehouse
         self.env = clean_env()
+        _write_instance_yaml(self.path, self.env)
         self.env.update(
             {
                 "DAGSTER_HOME": str(self.path),
@@ -496,6 +496,14 @@ with DagsterInstance.get() as instance:
                     'retries': retries, 'materializations': mats})
 print(json.dumps(out[::-1], default=str))
 """
+
+
+def _write_instance_yaml(home: Path, env: dict[str, str]) -> None:
+    """`home/dagster.yaml` as the code under test's `make` writes it (`python -m sync_pipelines.instance`)."""
+    cmd = [PYTHON, "-m", "sync_pipelines.instance", str(CODE_DIR / "dagster.yaml"), str(home)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=CODE_DIR)
+    if result.returncode != 0:
+        raise RuntimeError(f"writing the instance's dagster.yaml failed:\n{result.stderr[-3000:]}")
 
 
 def inspect_runs(home: Path, limit: int) -> list[dict[str, Any]]:

@@ -2,12 +2,17 @@
 
     python -m sync_pipelines.instance dagster.yaml <DAGSTER_HOME>
 
-writes `<DAGSTER_HOME>/dagster.yaml`: the project's `dagster.yaml` (run queue, pools, run monitoring), plus,
-when `SYNC_DAGSTER_POSTGRES_URL` is set, a storage block that puts run history, event logs, schedules' state
-and the run queue in that PostgreSQL database. The block names the variable, never its value: the password
-stays in the environment of the processes that need it (webserver, daemon, code server, run workers).
+writes `<DAGSTER_HOME>/dagster.yaml`: the project's `dagster.yaml` (run queue, pools, run monitoring), plus a
+storage block:
+- when `SYNC_DAGSTER_POSTGRES_URL` is set, run history, event logs, schedules' state and the run queue in that
+  PostgreSQL database. The block names the variable, never its value: the password stays in the environment of
+  the processes that need it (webserver, daemon, code server, run workers);
+- otherwise Dagster's SQLite files under the DAGSTER_HOME, as Dagster lays them out, written by
+  `instance_storage.SqliteStorage` (which holds the files it writes open: a run stores its events in a fraction
+  of the time). The block names the DAGSTER_HOME's path: written again by every `make` target that uses it.
 """
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -26,20 +31,32 @@ storage:
 """
 
 
-def dagster_yaml(project_yaml: Path, environ: Mapping[str, str] | None = None) -> str:
-    """The instance's dagster.yaml for this environment, from the project's (`project_yaml`)."""
+SQLITE_STORAGE = """
+# Run history, event logs, schedules' state and the run queue in SQLite files under the DAGSTER_HOME, as Dagster's
+# default storage lays them out; its event log holds the files it writes open (sync_pipelines/instance_storage.py).
+storage:
+  custom:
+    module: sync_pipelines.instance_storage
+    class: SqliteStorage
+    config:
+      base_dir: {base_dir}
+"""
+
+
+def dagster_yaml(project_yaml: Path, home: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The dagster.yaml of the instance at `home` for this environment, from the project's (`project_yaml`)."""
     env = os.environ if environ is None else environ
     text = project_yaml.read_text()
     if env.get(POSTGRES_URL, "").strip():
-        text += POSTGRES_STORAGE
-    return text
+        return text + POSTGRES_STORAGE
+    return text + SQLITE_STORAGE.format(base_dir=json.dumps(str(home.resolve())))
 
 
 def write_dagster_yaml(project_yaml: Path, home: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Write `home/dagster.yaml` (and `home`); its path."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = home / "dagster.yaml"
-    target.write_text(dagster_yaml(project_yaml, environ))
+    target.write_text(dagster_yaml(project_yaml, home, environ))
     tighten([home])  # run history, event logs, `emulator.env`: owner-only (private.py)
     return target
 

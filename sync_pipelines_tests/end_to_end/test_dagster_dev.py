@@ -30,6 +30,7 @@ from sync_pipelines.defs.schedules import (
     TENANT_TAG,
     max_runtime_seconds,
 )
+from sync_pipelines.instance import dagster_yaml
 from sync_pipelines_tests.conftest import HEC, MAIN
 from sync_pipelines_tests.helpers import requests_by
 from synchroteam_emulator import Emulator, Fault
@@ -333,9 +334,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def _instance_yaml() -> str:
-    """The repository's dagster.yaml, with run monitoring polling every second instead of every 30."""
-    text = (REPO / "dagster.yaml").read_text()
+def _instance_yaml(home: Path) -> str:
+    """The instance's dagster.yaml as `make` writes it (SQLite), run monitoring polling every second, not 30."""
+    text = dagster_yaml(REPO / "dagster.yaml", home, environ={})
     faster, count = re.subn(r"(?m)^(\s*poll_interval_seconds:\s*)\d+", rf"\g<1>{MONITORING_POLL_SECONDS}", text)
     assert count == 1, "dagster.yaml has no run_monitoring poll_interval_seconds to shorten"
     return faster
@@ -352,7 +353,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, e2e_emulator: Emulator
     root = tmp_path_factory.mktemp("e2e_dagster")
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(_instance_yaml())
+    (home / "dagster.yaml").write_text(_instance_yaml(home))
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SYNCHROTEAM_", "SYNC_", "DAGSTER_"))}
     env.update(tenant_env(e2e_emulator.base_url, {"synchroteam": MAIN, "synchroteam_hec": HEC}))
     env.update(

@@ -1,0 +1,59 @@
+"""The instance's SQLite storage (`instance_storage.SqliteStorage`): Dagster's files, held open while written."""
+
+import os
+import time
+from pathlib import Path
+
+from dagster import DagsterInstance
+from dagster._core.events.log import EventLogEntry
+
+from sync_pipelines.instance import write_dagster_yaml
+from sync_pipelines.instance_storage import HELD_OPEN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _log(instance: DagsterInstance, run_id: str, message: str) -> None:
+    entry = EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time())
+    instance.event_log_storage.store_event(entry)
+
+
+def _wal(home: Path, run_id: str) -> Path:
+    return home / "history" / "runs" / f"{run_id}.db-wal"
+
+
+def test_a_run_s_database_keeps_its_write_ahead_log_between_events_until_the_instance_closes(tmp_path):
+    home = tmp_path / "home"
+    write_dagster_yaml(REPO / "dagster.yaml", home, environ={})
+    with DagsterInstance.from_config(str(home)) as instance:
+        _log(instance, "run_a", "first")
+        log = _wal(home, "run_a")
+        first = log.stat().st_ino  # Dagster's own storage checkpoints and deletes it as each event's connection closes
+        for n in range(5):
+            _log(instance, "run_a", f"event {n}")
+        assert log.stat().st_ino == first
+        assert [r.user_message for r in instance.all_logs("run_a")] == ["first", *(f"event {n}" for n in range(5))]
+    assert not log.exists()  # checkpointed into the database when the instance was disposed
+
+
+def test_only_the_last_files_written_stay_open_and_dagster_s_own_storage_reads_them(tmp_path):
+    home = tmp_path / "home"
+    write_dagster_yaml(REPO / "dagster.yaml", home, environ={})
+    runs = [f"run_{n}" for n in range(HELD_OPEN + 3)]
+    with DagsterInstance.from_config(str(home)) as instance:
+        for run_id in runs:
+            _log(instance, run_id, f"hello from {run_id}")
+        held = [run_id for run_id in runs if _wal(home, run_id).exists()]
+        assert held == runs[-HELD_OPEN:]
+        # meanwhile, another process's storage (Dagster's default, on the same files) reads and writes them
+        (tmp_path / "plain").mkdir()
+        (tmp_path / "plain" / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+        with DagsterInstance.from_config(str(tmp_path / "plain")) as plain:
+            _log(plain, runs[-1], "from Dagster's own storage")
+            assert [r.user_message for r in plain.all_logs(runs[0])] == [f"hello from {runs[0]}"]
+        assert [r.user_message for r in instance.all_logs(runs[-1])] == [
+            f"hello from {runs[-1]}",
+            "from Dagster's own storage",
+        ]
+    assert not any(_wal(home, run_id).exists() for run_id in runs)
+    assert os.path.exists(home / "history" / "runs" / f"{runs[0]}.db")
