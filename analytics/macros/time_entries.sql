@@ -27,7 +27,7 @@
       cast(coalesce({{ name }}, {{ login }}) as text) as technician_name,
       cast({{ start }} as timestamptz) as started_at,
       cast({{ end }} as timestamptz) as ended_at,
-      cast(floor(extract(epoch from ({{ end }} - {{ start }})) / 60) as bigint) as duration_minutes
+      {{ minutes_between(start, end) }} as duration_minutes
     from {{ activities }} as a
     join {{ jobs }} as j on cast(j.id as text) = cast(a.job__id as text)
       {%- if '_deleted_at' in j %} and j._deleted_at is null{% endif %}
@@ -40,7 +40,7 @@
 {% endmacro %}
 
 
-{# `alias.column` when the relation has it, else NULL. #}
-{% macro column_or_null(alias, column, columns) %}
-  {{- return(alias ~ "." ~ adapter.quote(column) if column in columns else "null") -}}
+{# Whole minutes from `start` to `end` (SQL expressions), the same on DuckDB and PostgreSQL. #}
+{% macro minutes_between(start, end) %}
+  {{- return("cast(floor(extract(epoch from (" ~ end ~ " - " ~ start ~ ")) / 60) as bigint)") -}}
 {% endmacro %}

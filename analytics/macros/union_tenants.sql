@@ -22,7 +22,7 @@
           {%- do outputs.append("cast(t._dlt_list_idx as bigint) as line_number") -%}
         {%- endif -%}
         {%- for name, column, type in columns -%}
-          {%- set value = "t." ~ adapter.quote(column) if column in table_columns else "null" -%}
+          {%- set value = column_or_null('t', column, table_columns) -%}
           {%- do outputs.append("cast(" ~ value ~ " as " ~ type ~ ") as " ~ adapter.quote(name)) -%}
         {%- endfor -%}
         {%- set live = "p._deleted_at is null" if "_deleted_at" in parent_columns else "true" -%}
@@ -61,4 +61,10 @@
     {{ return([]) }}
   {%- endif -%}
   {{ return(adapter.get_columns_in_relation(found) | map(attribute='name') | map('lower') | list) }}
+{% endmacro %}
+
+
+{# `alias.column` when the relation has it (`columns`: its `existing_columns`), else NULL. #}
+{% macro column_or_null(alias, column, columns) %}
+  {{- return(alias ~ "." ~ adapter.quote(column) if column in columns else "null") -}}
 {% endmacro %}

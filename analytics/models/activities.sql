@@ -1,7 +1,6 @@
-{#- duration_minutes: whole minutes from date_start to date_end, the same on DuckDB and PostgreSQL -#}
 select
   tenant, id, activity_type_id, activity_type_name, user_id, user_login, job_id, date_start, date_end,
-  cast(floor(extract(epoch from (date_end - date_start)) / 60) as bigint) as duration_minutes,
+  {{ minutes_between('date_start', 'date_end') }} as duration_minutes,
   note, date_modified
 from (
 {{ union_tenants('activities', [
