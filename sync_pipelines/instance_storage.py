@@ -1,18 +1,19 @@
 """Dagster's SQLite run history, each database file held open by the process that writes it.
 
-Dagster's SQLite storage opens a connection for every event it stores, and closes it after (SQLAlchemy's
+Dagster's SQLite storage opens a connection for everything it reads or writes, and closes it after (SQLAlchemy's
 `NullPool`). On a database in WAL mode, as Dagster's are, closing the last connection to a file checkpoints its
-write-ahead log into the file and deletes it: two more fsyncs and a file deleted and created again, for every
-event. A `sync_all` run stores about 150 events, most of them in two files (the run's own and the asset index),
-and that close cost most of the run's time between steps (BENCHMARKS.md, *The cost of loading the code location*
-and section 2b).
+write-ahead log into the file and deletes it: more fsyncs, and a file deleted and created again, each time. A
+1%-changed `sync_all` of the tests' tenants opens about 750 of those connections (its ~260 events, its steps' pool
+claims, its checks' latest results), nearly all to two files: the run's own and the asset index (BENCHMARKS.md,
+*Where a no-change run's time goes*).
 
 `SqliteStorage` is Dagster's `DagsterSqliteStorage`, the same files in the same places, whose event log keeps one
-idle connection open to each of the few database files it wrote last (`HELD_OPEN`). Every other connection then
-closes without checkpointing: SQLite checkpoints the log as it grows (every 1,000 pages), and when the process
-ends. Nothing else changes: each event is still committed (and synced) before the run goes on, other processes
-(the webserver, the daemon) read and write the same files at any time, and a DAGSTER_HOME written by either
-class is read by the other. The instance's `dagster.yaml` names it (`sync_pipelines/instance.py`).
+idle connection open to each of the few database files it used last (`HELD_OPEN`). Every other connection then
+closes without checkpointing: SQLite checkpoints the log as it grows (every 1,000 pages), and when the last
+connection closes, at the process's end or when the instance is disposed of. Nothing else changes: each event is
+still committed (and synced) before the run goes on, other processes (the webserver, the daemon) read and write
+the same files at any time, and a DAGSTER_HOME written by either class is read by the other. The instance's
+`dagster.yaml` names it (`sync_pipelines/instance.py`).
 """
 
 import sqlite3
