@@ -56,10 +56,17 @@ class HeldOpenSqliteEventLogStorage(SqliteEventLogStorage):
             while len(self._held) > HELD_OPEN:
                 self._held.popitem(last=False)[1].close()
 
-    def dispose(self) -> None:
+    def _release(self) -> None:
         with self._held_lock:
             while self._held:
                 self._held.popitem()[1].close()
+
+    def wipe(self) -> None:
+        self._release()  # before Dagster deletes the files: none stays open on a deleted file
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._release()
         super().dispose()
 
 

@@ -2,6 +2,7 @@
 
 import os
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -16,6 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 def _log(instance: DagsterInstance, run_id: str, message: str) -> None:
     entry = EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time())
     instance.event_log_storage.store_event(entry)
+
+
+def _open_files() -> set[str]:
+    """What this process's file descriptors point at (Linux), deleted files ending in " (deleted)"."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(FileNotFoundError):  # the listing's own descriptor, closed by now
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
 
 
 def _wal(home: Path, run_id: str) -> Path:
@@ -57,3 +67,16 @@ def test_only_the_last_files_written_stay_open_and_dagster_s_own_storage_reads_t
         ]
     assert not any(_wal(home, run_id).exists() for run_id in runs)
     assert os.path.exists(home / "history" / "runs" / f"{runs[0]}.db")
+
+
+def test_wiping_the_history_holds_no_deleted_file_open(tmp_path):
+    home = tmp_path / "home"
+    write_dagster_yaml(REPO / "dagster.yaml", home, environ={})
+    with DagsterInstance.from_config(str(home)) as instance:
+        _log(instance, "run_a", "before the wipe")
+        instance.wipe()
+        assert not _wal(home, "run_a").exists()
+        assert not any(path.endswith(" (deleted)") and "run_a.db" in path for path in _open_files())
+        _log(instance, "run_a", "after it")
+        assert [r.user_message for r in instance.all_logs("run_a")] == ["after it"]
+        assert _wal(home, "run_a").exists()  # held open again
