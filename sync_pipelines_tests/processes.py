@@ -107,13 +107,16 @@ def run_messages(home: Path) -> list[str]:
         return [record.user_message or "" for run in instance.get_runs() for record in instance.all_logs(run.run_id)]
 
 
-def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    """Poll `condition` every 0.2 s until it holds; fail naming `what` after `timeout` seconds."""
+def until(condition: Callable[[], object], what: str, timeout: float = 120) -> object:
+    """Poll `condition` every 0.2 s until it returns something true, and return that; fail naming `what` after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout:.0f} s")
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
         time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout:.0f} s")
 
 
 def wait(process: subprocess.Popen, timeout: float = 180) -> int:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from sync_pipelines.warehouse.settings import warehouse as configured_warehouse
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
 from sync_pipelines_tests.postgres_server import PostgresServer
-from sync_pipelines_tests.processes import REPO, dagster_home, start_job, wait
+from sync_pipelines_tests.processes import REPO, dagster_home, start_job, until, wait
 from synchroteam_emulator import Emulator, Fault
 
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -51,16 +51,6 @@ def deployment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def slow_invoice_pages(emulator: Emulator) -> None:
     """Every invoice list page of the main tenant answers a second late: a run holds its step for seconds."""
     emulator.faults.add(Fault(delay=1.0, times=10_000, tenant=MAIN.domain, resource="invoice", action="list"))
-
-
-def until(condition: Callable[[], object], what: str, timeout: float = 120) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} within {timeout:.0f} s")
 
 
 def leased_runs(home: Path) -> list[DagsterRun]:
