@@ -259,5 +259,14 @@ def chosen_pairs(environ: Mapping[str, str] | None = None) -> list[tuple[Tenant,
 
 
 def pipeline_name(tenant: Tenant, entity: Entity) -> str:
-    """One dlt pipeline (and one dlt schema) per tenant and entity, so their states never race."""
+    """The name of the entity's sync step (its op: `ops.<name>` in run config) and of the dlt pipeline (and dlt
+    schema) that loaded it until the tenant pipelines (CHANGELOG). A state stored under it is read until the tenant's
+    pipeline (`tenant_pipeline_name`) holds one of its own for the entity."""
     return f"{tenant.name}__{entity.name}"
+
+
+def tenant_pipeline_name(tenant: Tenant) -> str:
+    """One dlt pipeline (and one dlt schema) per tenant: a run of several of its entities extracts, normalizes and
+    loads them once, and their resource states live side by side in one state. Two runs of a tenant never write
+    at once (the tenant's writer turn, `lock.step_turn`), so its state never races."""
+    return tenant.name

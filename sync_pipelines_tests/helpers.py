@@ -10,7 +10,7 @@ from typing import Any
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
+from sync_pipelines.catalogue import Entity, Tenant, pipeline_name, tenant_pipeline_name
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.run_config import config_class
 from sync_pipelines.synchroteam.client import SynchroteamClient
@@ -32,7 +32,7 @@ def run_sync_all(
 def run_entity(tenant: Tenant, entity: Entity, plan: SyncPlan) -> None:
     """One entity through dlt alone, with an explicit plan (no Dagster)."""
     with SynchroteamClient(TenantSettings.from_env(tenant)) as client:
-        pipeline = build_pipeline(tenant, entity)
+        pipeline = build_pipeline(tenant)
         pipeline.run(
             entity_source(tenant, entity, client, plan), loader_file_format=load_file_format(pipeline)
         ).raise_on_failed_jobs()
@@ -60,10 +60,10 @@ def run_row_count_checks() -> ExecuteInProcessResult:
 
 def stored_state(tenant: Tenant, entity: Entity) -> dict[str, Any]:
     """The entity resource's dlt state as stored in the warehouse (not the local dlt folder's)."""
-    pipeline = build_pipeline(tenant, entity)
+    pipeline = build_pipeline(tenant)
     pipeline.drop()  # the local folder may hold a killed run's uncommitted state: read DuckDB's, as runs do
     pipeline.sync_destination()
-    resources = pipeline.state.get("sources", {}).get(pipeline_name(tenant, entity), {}).get("resources", {})
+    resources = pipeline.state.get("sources", {}).get(tenant_pipeline_name(tenant), {}).get("resources", {})
     return dict(resources.get(entity.name, {}))
 
 

@@ -22,7 +22,7 @@ from dagster import (
     RetryPolicy,
 )
 
-from sync_pipelines.catalogue import TENANTS, Entity, Tenant, pipeline_name
+from sync_pipelines.catalogue import TENANTS, Entity, Tenant, pipeline_name, tenant_pipeline_name
 from sync_pipelines.defs.check_results import planned_or_logged
 from sync_pipelines.defs.checks import sync_check_results
 from sync_pipelines.defs.read_copy import refresh_after_failure
@@ -155,7 +155,9 @@ class EntityStep:
                 read_copy_group()  # a group that does not exist fails here, not after the load
             plan = to_plan(config, entity, settings.timezone, given=given)
             duckdb_config = duckdb_settings()
-            before = before_load(target, tenant.name, entity.name, pipeline_name(tenant, entity))
+            before = before_load(
+                target, tenant.name, entity.name, tenant_pipeline_name(tenant), pipeline_name(tenant, entity)
+            )
         except SyncError as error:
             if error.retryable:
                 raise _retry_or_fail(context, error, tenant) from None
@@ -166,7 +168,13 @@ class EntityStep:
         """Read the entity from the API and load what changed. The reading starts before any pipeline exists:
         a run that finds nothing to load builds none (`ReadAhead`)."""
         try:
-            state = stored_resource_state(self.before.stored_state, self.name, self.entity.name)
+            state = stored_resource_state(
+                self.before.stored_state,
+                tenant_pipeline_name(self.tenant),
+                self.entity.name,
+                self.before.legacy_state,
+                self.name,
+            )
             reader = EntityReader(self.entity, client, self.plan, self.stats, self.quarantine, state, self.context.log)
             with ReadAhead(reader) as ahead:
                 if ahead.nothing_to_load:
@@ -174,8 +182,8 @@ class EntityStep:
                 from sync_pipelines.synchroteam.source import source_from
                 from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
 
-                self.pipeline = build_pipeline(self.tenant, self.entity, self.duckdb_config, target=self.target)
-                source = source_from(self.tenant, self.entity, ahead)
+                self.pipeline = build_pipeline(self.tenant, self.duckdb_config, target=self.target)
+                source = source_from(self.tenant, {self.entity: ahead})
                 self.load_info = run_pipeline(self.pipeline, source, self.target, self.before.stored_state)
         except Exception as exc:
             cause = find_sync_error(exc) or _out_of_memory(exc, self.duckdb_config)
@@ -195,9 +203,10 @@ class EntityStep:
                 self.started,
                 self.plan.max_deleted_share,
                 resolved_before=self.started - QUARANTINE_RETENTION,
-                pipeline=self.name,
+                pipeline=tenant_pipeline_name(self.tenant),
                 run_id=self.context.run.run_id,
                 stored_columns=self.pipeline is None,
+                legacy_pipeline=self.name,
             )
         except SyncError as error:
             raise _failure(error, self.tenant) from None

@@ -92,7 +92,7 @@ class ReadAhead:
 
     When the reading yields nothing and leaves the state as it found it (the common scheduled run: the API listed
     no change), no dlt pipeline need be built, nor its state restored: nothing would be extracted, normalised or
-    loaded (`nothing_to_load`). Otherwise `source_from(..., ahead)` hands dlt the batches, the first included, then
+    loaded (`nothing_to_load`). Otherwise `source_from(tenant, {entity: ahead})` hands dlt the batches, the first included, then
     the state the reading left, which dlt commits with the load as before. A context manager: leaving it ends the
     reading (its thread pool, its spilled id sets) wherever it stands.
     """

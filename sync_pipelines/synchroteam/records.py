@@ -6,7 +6,7 @@
   datetimes (stored as TIMESTAMP WITH TIME ZONE); date-only fields become dates;
 - numbers may arrive as localized strings (`"2,00"`, `"1.234,50"`) or coordinates as strings: they become
   Decimals. A finite JSON number is kept as it came: dlt's normalizer makes it the same `Decimal(str(number))`,
-  the columns of these fields being DECIMAL by name in every table (`source.entity_schema`), and dlt need not
+  the columns of these fields being DECIMAL by name in every table (`source.tenant_schema`), and dlt need not
   encode and decode a Decimal object per value on its way. A value that cannot be read is kept as it came, never
   dropped.
 """

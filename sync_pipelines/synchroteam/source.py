@@ -1,8 +1,9 @@
-"""The dlt source of one Synchroteam entity: its reading (`reader.EntityReader`) as a dlt resource, merged on `id`
-into the entity's table, with the resource state the reading leaves committed in the same load.
+"""The dlt source of a tenant's Synchroteam entities: each entity's reading (`reader.EntityReader`) as a dlt
+resource, merged on `id` into the entity's table, with the resource state the reading leaves committed in the same
+load; every entity of a tenant in one dlt schema, named after the tenant's pipeline.
 
 The cursor and the memos live in dlt's resource state (`reader.py` says what they hold); a Dagster step reads
-ahead of its pipeline (`reader.ReadAhead`) and builds this source only when the reading found something to load
+ahead of its pipeline (`reader.ReadAhead`) and builds this source of the readings that found something to load
 (`source_from`).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from dlt.common.data_types import TDataType
 from dlt.common.schema.typing import TSimpleRegex
 from dlt.sources import DltSource
 
-from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
+from sync_pipelines.catalogue import Entity, Tenant, tenant_pipeline_name
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import Quarantine
@@ -52,24 +53,29 @@ def entity_source(
         reader = EntityReader(entity, client, plan, stats, quarantine, dlt.current.resource_state(), logger or log)
         yield from reader.read()
 
-    return _source(tenant, entity, read_entity)
+    return DltSource(tenant_schema(tenant), "synchroteam", [_resource(entity, read_entity)])
 
 
-def source_from(tenant: Tenant, entity: Entity, ahead: ReadAhead) -> DltSource:
-    """The dlt source of a reading started already (`ReadAhead`): it yields the reading's batches, the first
-    included, then hands dlt the state the reading left, which dlt commits with the load."""
+def source_from(tenant: Tenant, readings: Mapping[Entity, ReadAhead]) -> DltSource:
+    """The dlt source of readings started already (`ReadAhead`), one resource per entity, in the tenant's one
+    schema: each yields its reading's batches, the first included, then hands dlt the state the reading left,
+    which dlt commits with the load."""
 
-    def read_entity() -> Iterator[Any]:
-        state = dlt.current.resource_state()
-        yield from ahead.batches()
-        state.clear()  # what dlt restored from the warehouse is what the reading started from
-        state.update(ahead.state)
+    def reading(ahead: ReadAhead) -> Callable[[], Iterator[Any]]:
+        def read_entity() -> Iterator[Any]:
+            state = dlt.current.resource_state()
+            yield from ahead.batches()
+            state.clear()  # what dlt restored from the warehouse is what the reading started from
+            state.update(ahead.state)
 
-    return _source(tenant, entity, read_entity)
+        return read_entity
+
+    resources = [_resource(entity, reading(ahead)) for entity, ahead in readings.items()]
+    return DltSource(tenant_schema(tenant), "synchroteam", resources)
 
 
-def _source(tenant: Tenant, entity: Entity, read_entity: Callable[[], Iterator[Any]]) -> DltSource:
-    resource = dlt.resource(
+def _resource(entity: Entity, read_entity: Callable[[], Iterator[Any]]) -> Any:
+    return dlt.resource(
         read_entity,
         name=entity.name,
         table_name=entity.name,
@@ -78,14 +84,13 @@ def _source(tenant: Tenant, entity: Entity, read_entity: Callable[[], Iterator[A
         write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
         columns={"id": {"data_type": "text", "nullable": False}},
     )
-    return DltSource(entity_schema(tenant, entity), "synchroteam", [resource])
 
 
-def entity_schema(tenant: Tenant, entity: Entity) -> dlt.Schema:
-    """The entity's dlt schema: amounts and coordinates DECIMAL by column name, in every table (the records keep
+def tenant_schema(tenant: Tenant) -> dlt.Schema:
+    """The tenant's dlt schema, every entity's tables in it: amounts and coordinates DECIMAL by column name, in every table (the records keep
     them as JSON numbers, `decimal_columns`). dlt hands a source's schema settings to the stored schema on every
     run, so a warehouse loaded before gets them too."""
-    schema = dlt.Schema(pipeline_name(tenant, entity))
+    schema = dlt.Schema(tenant_pipeline_name(tenant))
     schema.update_preferred_types(decimal_columns(schema.naming.normalize_identifier))
     return schema
 

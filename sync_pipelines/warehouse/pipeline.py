@@ -1,4 +1,4 @@
-"""The dlt pipeline of one entity: its destination (the DuckDB file or the PostgreSQL database) and its working
+"""The dlt pipeline of one tenant: its destination (the DuckDB file or the PostgreSQL database) and its working
 folder."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 
-from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
+from sync_pipelines.catalogue import Tenant, tenant_pipeline_name
 from sync_pipelines.warehouse.settings import (
     POSTGRES_PIPELINES_ROOT,
     DuckDBWarehouse,
@@ -27,12 +27,11 @@ BUFFER_MAX_ITEMS = 1_000  # records of a table dlt holds before writing them (se
 
 def build_pipeline(
     tenant: Tenant,
-    entity: Entity,
     duckdb_config: Mapping[str, Any] | None = None,
     *,
     target: Warehouse | None = None,
 ) -> dlt.Pipeline:
-    """The dlt pipeline of one entity, writing the warehouse (`SYNC_WAREHOUSE_URL`, else `SYNC_DUCKDB_PATH`).
+    """The dlt pipeline of `tenant`'s entities, writing the warehouse (`SYNC_WAREHOUSE_URL`, else `SYNC_DUCKDB_PATH`).
 
     `duckdb_config` (`settings.duckdb_settings()`) bounds DuckDB's memory and threads during the load. Load
     files are copied one at a time: each copy's JSON reader takes 32 MB a thread, so copying a parent table and
@@ -48,7 +47,7 @@ def build_pipeline(
     dlt.config["data_writer.buffer_max_items"] = BUFFER_MAX_ITEMS
     target = target or warehouse()
     return dlt.pipeline(
-        pipeline_name=pipeline_name(tenant, entity),
+        pipeline_name=tenant_pipeline_name(tenant),
         destination=destination(target, duckdb_config),
         dataset_name=tenant.name,
         pipelines_dir=str(_working_folder(target)),

@@ -40,7 +40,8 @@ def exists_yet(target: Warehouse) -> bool:
 class BeforeLoad:
     rows: int = 0  # in the table
     quarantine: dict[str, dict[str, Any]] = field(default_factory=dict)  # the entity's stored quarantine rows
-    stored_state: StoredState | None = None  # the pipeline's newest dlt state in the warehouse
+    stored_state: StoredState | None = None  # the tenant pipeline's newest dlt state in the warehouse
+    legacy_state: StoredState | None = None  # the entity's own pipeline's, from before the tenant pipelines
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,20 @@ class StoredState:
     encoded: str = field(default="", repr=False)
 
 
-def before_load(target: Warehouse, schema: str, table: str, pipeline: str | None = None) -> BeforeLoad:
-    """Before a sync's load, in one connection: the rows of `schema.table`, its stored quarantine rows and
-    `pipeline`'s newest stored dlt state. Raises `WarehouseLocked` if another process holds the DuckDB file, and a
+def before_load(
+    target: Warehouse, schema: str, table: str, pipeline: str | None = None, legacy_pipeline: str | None = None
+) -> BeforeLoad:
+    """Before a sync's load, in one connection: the rows of `schema.table`, its stored quarantine rows,
+    `pipeline`'s newest stored dlt state and `legacy_pipeline`'s (the entity's own pipeline, which loaded it before
+    the tenant pipelines: its state is read until the tenant's holds the entity, `state.stored_resource_state`).
+    Raises `WarehouseLocked` if another process holds the DuckDB file, and a
     `SYNC_WAREHOUSE_URL` error if PostgreSQL cannot be reached; nothing when there is no warehouse yet."""
     if not exists_yet(target):
         return BeforeLoad()
     with session(target) as con:
         state = _stored_state(con, schema, pipeline) if pipeline is not None else None
-        return BeforeLoad(_count(con, schema, table), _quarantine(con, schema, table), state)
+        legacy = _stored_state(con, schema, legacy_pipeline) if legacy_pipeline is not None else None
+        return BeforeLoad(_count(con, schema, table), _quarantine(con, schema, table), state, legacy)
 
 
 def _stored_state(con: Session, schema: str, pipeline: str) -> StoredState | None:
@@ -86,12 +92,12 @@ class AfterLoad:
     deleted: int  # marked deleted by this run
     duplicate_ids: list[str] = field(default_factory=list)  # ids in the table more than once (at most 20)
     rejected: dict[str, int] = field(default_factory=dict)  # records the run quarantined, unresolved, by reason
-    last_load: str | None = None  # the newest load of the entity's pipeline that completed (dlt's load id)
+    last_load: str | None = None  # the newest dlt load that wrote a row of the table (dlt's load id)
     columns: dict[str, dict[str, Any]] | None = None  # the table's columns in dlt's stored schema, when asked
 
     @property
     def content_version(self) -> str:
-        """Changes when the table's content may have: a load of its pipeline (a sync or a reconciliation), a row
+        """Changes when the table's content may have: a load of its rows (a sync or a reconciliation), a row
         marked deleted, a row added or removed by anything else. Dagster's data version of the entity asset."""
         return f"{self.last_load or 'never'}:{self.rows}:{self.live_rows}"
 
@@ -107,12 +113,14 @@ def after_load(
     pipeline: str | None = None,
     run_id: str | None = None,
     stored_columns: bool = False,
+    legacy_pipeline: str | None = None,
 ) -> AfterLoad:
     """After a sync's load, in one connection: count the rows, mark what a full walk (`seen_ids`) no longer saw
     as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), prune the quarantine
     (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows;
     and what the sync's checks report: duplicate ids, and what `run_id` quarantined. `stored_columns`: also the
-    table's columns as `pipeline`'s dlt schema stored in the warehouse has them (a run that built no pipeline)."""
+    table's columns as `pipeline`'s dlt schema stored in the warehouse has them (a run that built no pipeline), or
+    `legacy_pipeline`'s while the tenant's schema has not loaded the table yet."""
     if not exists_yet(target):
         return AfterLoad(0, 0, 0)
     with session(target) as con:
@@ -128,8 +136,11 @@ def after_load(
         live = _count(con, schema, table, live=True)
         duplicates = _duplicate_ids(con, schema, table) if rows else []
         rejected = _rejected_counts(con, schema, table, run_id) if run_id is not None else {}
-        last_load = _last_load(con, schema, pipeline) if pipeline is not None else None
-        columns = _stored_columns(con, schema, pipeline, table) if stored_columns and pipeline is not None else None
+        last_load = _last_load(con, schema, table) if rows else None
+        columns = None
+        if stored_columns:
+            names = [name for name in (pipeline, legacy_pipeline) if name is not None]
+            columns = next((found for name in names if (found := _stored_columns(con, schema, name, table))), {})
         return AfterLoad(rows, live, deleted, duplicates, rejected, last_load, columns)
 
 
@@ -363,11 +374,11 @@ def _prune_resolved(con: Session, schema: str, before: datetime) -> int:
     )
 
 
-def _last_load(con: Session, schema: str, pipeline: str) -> str | None:
-    """The id of `pipeline`'s newest completed load (its dlt schema is named after it), None before the first."""
-    if not _exists(con, schema, "_dlt_loads"):
-        return None
-    found = con.rows(f'SELECT max(load_id) FROM "{schema}"._dlt_loads WHERE schema_name = ? AND status = 0', [pipeline])
+def _last_load(con: Session, schema: str, table: str) -> str | None:
+    """The id of the newest dlt load that wrote a row of `schema.table`: a load merges every record it carries
+    into the table with its load id, so a load of other entities of the tenant (one dlt schema, one load) leaves
+    this one as it was. None before the first."""
+    found = con.rows(f'SELECT max(_dlt_load_id) FROM "{schema}"."{table}"')
     return str(found[0][0]) if found and found[0][0] is not None else None
 
 

@@ -45,7 +45,7 @@ import duckdb
 import pytest
 from dlt.common.versioned_state import decompress_state
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, pipeline_name
+from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, tenant_pipeline_name
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.synchroteam.records import normalise_record, parse_timestamp
 from sync_pipelines_tests.compare import (
@@ -195,12 +195,12 @@ def stored_cursor(path: Path, entity: Entity) -> Cursor:
             f"SELECT s.state FROM {SCHEMA}._dlt_pipeline_state s JOIN {SCHEMA}._dlt_loads l "
             "ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 "
             "ORDER BY l.load_id DESC LIMIT 1",
-            [pipeline_name(TENANT, entity)],
+            [tenant_pipeline_name(TENANT)],
         ).fetchone()
     if row is None:
         return Cursor()
     state = decompress_state(row[0])
-    resources = state.get("sources", {}).get(pipeline_name(TENANT, entity), {}).get("resources", {})
+    resources = state.get("sources", {}).get(tenant_pipeline_name(TENANT), {}).get("resources", {})
     return Cursor.from_state(resources.get(entity.name, {}))
 
 

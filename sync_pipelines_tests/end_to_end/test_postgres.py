@@ -24,7 +24,7 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 from dlt.common.versioned_state import decompress_state
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name, tenant_entities
+from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name, tenant_entities, tenant_pipeline_name
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.warehouse.analytics import PROJECT_DIR as ANALYTICS_PROJECT
 from sync_pipelines.warehouse.dialect import postgres_connection, session
@@ -445,10 +445,10 @@ def stored_cursor(target: Warehouse, entity) -> Cursor:
         rows = con.rows(
             "SELECT s.state FROM synchroteam._dlt_pipeline_state s JOIN synchroteam._dlt_loads l "
             "ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
-            [pipeline_name(MAIN_TENANT, entity)],
+            [tenant_pipeline_name(MAIN_TENANT)],
         )
     state = decompress_state(rows[0][0])
-    resources = state.get("sources", {}).get(pipeline_name(MAIN_TENANT, entity), {}).get("resources", {})
+    resources = state.get("sources", {}).get(tenant_pipeline_name(MAIN_TENANT), {}).get("resources", {})
     return Cursor.from_state(resources.get(entity.name, {}))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from sync_pipelines.catalogue import DIMENSIONS, ENTITIES, TENANTS, pipeline_name
+from sync_pipelines.catalogue import DIMENSIONS, ENTITIES, TENANTS, tenant_pipeline_name
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator, table_exists
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
 from sync_pipelines_tests.helpers import requests_by, run_entity_job, run_sync_all, step_failures
@@ -14,12 +14,11 @@ MAIN_TENANT = TENANTS["synchroteam"]
 JOB_TYPES = ENTITIES["job_types"]
 
 
-def loads_of(path, tenant: str, entity: str) -> int:
-    """How many loads of the entity's pipeline the warehouse holds (a run that loads nothing adds none)."""
+def loads_of(path, tenant: str) -> int:
+    """How many loads of the tenant's pipeline the warehouse holds (a run that loads nothing adds none)."""
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(
-            f"SELECT count(*) FROM {tenant}._dlt_loads WHERE schema_name = ?",
-            [pipeline_name(TENANTS[tenant], ENTITIES[entity])],
+            f"SELECT count(*) FROM {tenant}._dlt_loads WHERE schema_name = ?", [tenant_pipeline_name(TENANTS[tenant])]
         ).fetchone()[0]
 
 
@@ -92,10 +91,10 @@ def test_edits_an_addition_and_deletions_of_the_dimensions_are_followed(emulator
 def test_a_job_types_run_where_nothing_changed_loads_nothing_and_an_edit_loads_that_type_alone(emulator, warehouse):
     store = emulator.tenant(MAIN.domain)
     assert run_entity_job(MAIN_TENANT, JOB_TYPES).success
-    loads = loads_of(warehouse, "synchroteam", "job_types")
+    loads = loads_of(warehouse, "synchroteam")
 
     quiet = run_entity_job(MAIN_TENANT, JOB_TYPES)
-    assert quiet.success and loads_of(warehouse, "synchroteam", "job_types") == loads  # listed whole, loaded nothing
+    assert quiet.success and loads_of(warehouse, "synchroteam") == loads  # listed whole, loaded nothing
     assert requests_by(emulator, MAIN.domain, "jobtype") == (2, 0)  # one page each run, no details
 
     edited = store.records("jobtype")[-1]

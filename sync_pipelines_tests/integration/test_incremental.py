@@ -236,7 +236,7 @@ def test_old_versions_of_the_dlt_state_are_pruned_and_the_newest_still_drives_th
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (versions,) = con.execute(
-            "SELECT count(*) FROM synchroteam._dlt_pipeline_state WHERE pipeline_name = 'synchroteam__customers'"
+            "SELECT count(*) FROM synchroteam._dlt_pipeline_state WHERE pipeline_name = 'synchroteam'"
         ).fetchone()
     assert versions == STATE_VERSIONS_KEPT
     assert stored_cursor(MAIN_TENANT, CUSTOMERS).at == datetime(2026, 6, 1, 9, 54, tzinfo=PARIS)

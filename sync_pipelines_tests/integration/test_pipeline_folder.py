@@ -9,7 +9,7 @@ import dlt
 import duckdb
 from dagster import DagsterInstance
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_pipeline_name
 from sync_pipelines.errors import ConfigurationError
 from sync_pipelines.synchroteam import reader, source
 from sync_pipelines.synchroteam.client import SynchroteamClient
@@ -30,7 +30,7 @@ INVOICES = ENTITIES["invoices"]
 
 def marker(warehouse: Path) -> Path:
     """A file of our own in the pipeline's working folder: it survives exactly as long as the folder does."""
-    return pipelines_dir(warehouse) / pipeline_name(MAIN_TENANT, INVOICES) / "kept.marker"
+    return pipelines_dir(warehouse) / tenant_pipeline_name(MAIN_TENANT) / "kept.marker"
 
 
 def test_a_clean_run_keeps_the_working_folder_for_the_next(emulator, warehouse):
@@ -47,7 +47,7 @@ def test_a_clean_run_keeps_the_working_folder_for_the_next(emulator, warehouse):
 def test_the_working_folder_keeps_no_copy_of_what_was_loaded(emulator, warehouse):
     """dlt keeps every load package it completed, a raw JSONL copy of each record loaded, one more per run: the
     warehouse holds them, so each run that loads deletes its own."""
-    folder = pipelines_dir(warehouse) / pipeline_name(MAIN_TENANT, INVOICES)
+    folder = pipelines_dir(warehouse) / tenant_pipeline_name(MAIN_TENANT)
     store = emulator.tenant(MAIN.domain)
     assert run_entity_job(MAIN_TENANT, INVOICES).success
     store.add("invoice")
@@ -104,7 +104,7 @@ def test_a_package_a_killed_run_left_is_dropped_not_loaded_and_its_changes_are_r
     store.add("invoice")
     # what a run killed after its extract leaves: a package, and a local cursor past what the warehouse holds
     with SynchroteamClient(TenantSettings.from_env(MAIN_TENANT)) as client:
-        pipeline = build_pipeline(MAIN_TENANT, INVOICES)
+        pipeline = build_pipeline(MAIN_TENANT)
         pipeline.extract(entity_source(MAIN_TENANT, INVOICES, client, SyncPlan()), loader_file_format="jsonl")
     assert pipeline.has_pending_data
     marker(warehouse).write_text("")
@@ -129,7 +129,7 @@ def test_a_run_that_finds_nothing_loads_nothing_and_says_so(emulator, warehouse)
     (materialization,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path[0] in TENANTS]
     assert materialization.materialization.metadata["loaded"].value == 0
     assert "synchroteam/invoices: nothing changed since the last run (1 API request); nothing to load." in messages
-    pipeline = build_pipeline(MAIN_TENANT, INVOICES)
+    pipeline = build_pipeline(MAIN_TENANT)
     assert not pipeline.has_pending_data and marker(warehouse).parent.exists()  # nothing left behind, folder kept
 
 
@@ -188,7 +188,7 @@ def test_a_folder_that_holds_the_warehouse_s_state_is_trusted_and_one_behind_it_
     monkeypatch.setattr(dlt.Pipeline, "sync_destination", counted)
     store = emulator.tenant(MAIN.domain)
     assert run_entity_job(MAIN_TENANT, INVOICES).success
-    assert synced == [pipeline_name(MAIN_TENANT, INVOICES)]  # a new folder: the warehouse is asked
+    assert synced == [tenant_pipeline_name(MAIN_TENANT)]  # a new folder: the warehouse is asked
     folder = marker(warehouse).parent
     behind = folder.with_name("behind")
     shutil.copytree(folder, behind)
@@ -205,7 +205,7 @@ def test_a_folder_that_holds_the_warehouse_s_state_is_trusted_and_one_behind_it_
     emulator.clear_requests()
     synced.clear()
     assert run_entity_job(MAIN_TENANT, INVOICES, config={"lookback_minutes": 0, "revisit_days": 0}).success
-    assert synced == [pipeline_name(MAIN_TENANT, INVOICES)]  # restored from the warehouse
+    assert synced == [tenant_pipeline_name(MAIN_TENANT)]  # restored from the warehouse
     (walk,) = [r for r in sync_requests(emulator) if r.resource == "invoice" and "changedSince" in r.params]
     assert walk.params["changedSince"] == to_api_timestamp(cursor.at, TenantSettings.from_env(MAIN_TENANT).timezone)
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
@@ -215,13 +215,13 @@ def test_a_schema_stored_without_the_amount_types_gets_them_from_the_next_run(em
     """A warehouse loaded before amounts were typed by column name: its stored schema takes the source's."""
 
     def stored_preferred_types() -> dict:
-        pipeline = build_pipeline(MAIN_TENANT, INVOICES)
+        pipeline = build_pipeline(MAIN_TENANT)
         pipeline.drop()  # the warehouse's schema, not the local folder's
         pipeline.sync_destination()
         return dict(pipeline.default_schema.settings.get("preferred_types") or {})
 
     with monkeypatch.context() as patched:
-        patched.setattr(source, "entity_schema", lambda tenant, entity: dlt.Schema(pipeline_name(tenant, entity)))
+        patched.setattr(source, "tenant_schema", lambda tenant: dlt.Schema(tenant_pipeline_name(tenant)))
         assert run_entity_job(MAIN_TENANT, INVOICES).success
     assert not stored_preferred_types()
 

@@ -3,7 +3,7 @@
 from collections import Counter
 from datetime import UTC, datetime
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_pipeline_name
 from sync_pipelines.warehouse import dialect, tables
 from sync_pipelines.warehouse.settings import warehouse as current_warehouse
 from sync_pipelines_tests.helpers import run_entity_job
@@ -24,7 +24,7 @@ def test_a_session_reads_each_schema_s_tables_and_each_table_s_columns_once(emul
 
     monkeypatch.setattr(dialect.DuckDBSession, "rows", counting)
     now = datetime.now(UTC)
-    schema, table, pipeline = MAIN_TENANT.name, INVOICES.name, pipeline_name(MAIN_TENANT, INVOICES)
+    schema, table, pipeline = MAIN_TENANT.name, INVOICES.name, tenant_pipeline_name(MAIN_TENANT)
     after = tables.after_load(current_warehouse(), schema, table, None, now, 0.5, now, pipeline, "a-run")
 
     assert after.rows == after.live_rows > 0

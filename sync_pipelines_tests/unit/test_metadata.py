@@ -59,7 +59,7 @@ def test_entity_specs_are_what_dagster_dlt_makes_of_the_entitys_dlt_resource(des
                 name = entity.name + ("_reconciliation" if reconciliation else "")
                 assert ours.key == AssetKey([tenant.name, name])
                 translator = Translator(name, ours.description or "", tenant.name, f"{tenant.name}.{entity.name}")
-                (theirs,) = build_dlt_asset_specs(source_from(tenant, entity, None), pipeline, translator)  # type: ignore[arg-type]
+                (theirs,) = build_dlt_asset_specs(source_from(tenant, {entity: None}), pipeline, translator)  # type: ignore[dict-item]
                 theirs = theirs.replace_attributes(
                     metadata={k: v for k, v in theirs.metadata.items() if not k.startswith("dagster_dlt/")}
                 )
