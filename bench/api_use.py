@@ -43,8 +43,9 @@ CATCH_UP_RUNS_MAX = 10  # sites, 300 changes at 100 a run, needs 2 after the cap
 
 
 def lookback_zero() -> dict[str, dict[str, Any]]:
-    """The run config of every entity step with no look-back, no revisit, no cap and no re-fetch; a lookup list's
-    step (read whole every run, none of these knobs) keeps its defaults."""
+    """The run config of every tenant's step, each entity with no look-back, no revisit, no cap and no re-fetch
+    (`ops.<tenant>.config.<entity>`); a lookup list (read whole every run, none of these knobs) keeps its
+    defaults."""
     config: dict[str, dict[str, Any]] = {}
     for tenant, entity, _ in ENTITIES:
         if not CATALOGUE[entity].dated:
@@ -55,7 +56,7 @@ def lookback_zero() -> dict[str, dict[str, Any]]:
             step["refetch_recent_days"] = 0
         elif refetch == "statuses":
             step["refetch_statuses"] = []
-        config[f"{tenant}__{entity}"] = step
+        config.setdefault(tenant, {})[entity] = step
     return config
 
 
@@ -274,7 +275,6 @@ def product_round(
                 "requests": req,
                 "minimum": minimum,
                 "ratio": req["total"] / minimum["total"] if minimum["total"] else None,
-                "step_s": run["steps"].get(f"{tenant}__{entity}"),
                 **{key: meta.get(key) for key in ("fetched", "loaded", "refetched", "details_fetched", "capped")},
                 "api_requests": meta.get("api_requests"),
             }
@@ -285,7 +285,7 @@ def product_round(
         "wall_s": m.wall_s,
         "rss_mb": m.peak_rss_mb,
         "steps_s": sum(run["steps"].values()),
-        "asset_steps_s": sum(run["steps"].get(f"{t}__{e}", 0) for t, e, _ in ENTITIES),
+        "asset_steps_s": sum(run["steps"].get(t, 0) for t in {t for t, _, _ in ENTITIES}),  # each tenant's step
         "requests": total_req,
         "minimum": total_min,
         "ratio": total_req / total_min,

@@ -4,7 +4,7 @@ from dagster import Definitions
 
 from sync_pipelines.catalogue import TENANTS, chosen_pairs
 from sync_pipelines.defs.analytics import build_analytics_assets, dbt_resource
-from sync_pipelines.defs.assets import build_entity_assets, build_reconciliation_assets
+from sync_pipelines.defs.assets import build_reconciliation_assets, build_tenant_assets
 from sync_pipelines.defs.checks import (
     entity_checks,
     freshness_checks,
@@ -27,7 +27,11 @@ from sync_pipelines.defs.schedules import (
 )
 
 pairs = chosen_pairs()  # each tenant's <PREFIX>ENTITIES, or every entity the catalogue offers it
-entity_assets = [build_entity_assets(tenant, entity) for tenant, entity in pairs]
+entity_assets = [  # one step per tenant, syncing the entities a run selects
+    build_tenant_assets(tenant, entities)
+    for tenant in TENANTS.values()
+    if (entities := [e for t, e in pairs if t == tenant])
+]
 reconciliation_assets = [build_reconciliation_assets(tenant, entity) for tenant, entity in pairs if entity.dated]
 analytics_assets = build_analytics_assets()
 

@@ -11,10 +11,13 @@ E = TypeVar("E", bound=BaseException)
 
 
 class SyncError(Exception):
-    """Base class: `category` is a stable code, `action` a sentence telling the user what to do."""
+    """Base class: `category` is a stable code, `action` a sentence telling the user what to do. `tenant_wide`:
+    the tenant's other entities would meet it too (its credentials, its quota, its API), so a step stops reading
+    them."""
 
     category = "sync_error"
     retryable = False
+    tenant_wide = False
     action = "See the message above."
 
     def __init__(self, message: str, *, action: str | None = None, retryable: bool | None = None) -> None:
@@ -35,16 +38,19 @@ class ConfigurationError(SyncError):
 
 class AuthRejected(SyncError):
     category = "auth_rejected"
+    tenant_wide = True
 
 
 class RateLimited(SyncError):
     category = "rate_limited"
+    tenant_wide = True
     retryable = True
     action = "This resolves by itself; the next run continues where this one stopped."
 
 
 class QuotaSpent(SyncError):
     category = "quota_spent"
+    tenant_wide = True
     action = (
         "Wait for the daily quota to reset at midnight UTC (the first run after it resumes where this one "
         "stopped), or lower the tenant's other API usage."
@@ -53,6 +59,7 @@ class QuotaSpent(SyncError):
 
 class ApiUnavailable(SyncError):
     category = "api_error"
+    tenant_wide = True
     retryable = True
     action = "Synchroteam answered with server errors or not at all; retry later."
 

@@ -19,7 +19,7 @@ nothing in how the sync runs; it only reports where it is, one line on stdout pe
 (`reader.ReadAhead`); `extract` dlt's extract, which reads the rest. `copy` is each COPY of a load file into DuckDB (staging or final table), `merge` each SQL follow-up job (the
 merge of the staging tables into the final ones), `complete` the moment every job of the package is done and
 only the `_dlt_loads` row (which makes the state stored with the data visible) is left to write, `post_load`
-the warehouse work `sync_entity` does once dlt's load has committed (`after_load`: counts, live views).
+the warehouse work `sync_entities` does once dlt's load has committed (`after_load`: counts, live views).
 
 With CRASH_PAUSE_AT the worker sleeps at the first arrival at that step (CRASH_PAUSE_SKIP=<n> skips the first n
 arrivals), so the test kills it at a known point rather than at a lucky moment.
@@ -78,7 +78,7 @@ def _before(owner: Any, name: str, phase: str, after: str | None = None) -> None
 
 
 def instrument() -> None:
-    """Markers at dlt's and sync_entity's steps (reporting only; behaviour is unchanged)."""
+    """Markers at dlt's and sync_entities' steps (reporting only; behaviour is unchanged)."""
     from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
     from dlt.destinations.job_client_impl import SqlLoadJob
     from dlt.load.load import Load

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
 
-from sync_pipelines.catalogue import Entity, Tenant, pipeline_name, tenant_pipeline_name
+from sync_pipelines.catalogue import Entity, Tenant, tenant_pipeline_name
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.run_config import config_class
 from sync_pipelines.synchroteam.client import SynchroteamClient
@@ -47,10 +47,16 @@ def run_entity_job(
     analytics: bool = False,
 ) -> ExecuteInProcessResult:
     """The entity's own job with run config, in process (with the analytics step if `analytics`)."""
-    run_config = {"ops": {pipeline_name(tenant, entity): {"config": config or {}}}}
+    run_config = {"ops": {tenant.name: {"config": {entity.name: config or {}}}}}
     return run_job(
         f"sync_{tenant.name}__{entity.name}", run_config, raise_on_error, instance=instance, analytics=analytics
     )
+
+
+def materializations(result: ExecuteInProcessResult, tenant: Tenant, entity: Entity) -> list[AssetMaterialization]:
+    """The run's materializations of `<tenant>/<entity>` (its tenant's step materializes every entity it synced)."""
+    key = AssetKey([tenant.name, entity.name])
+    return [e.materialization for e in result.get_asset_materialization_events() if e.asset_key == key]
 
 
 def run_row_count_checks() -> ExecuteInProcessResult:

@@ -1,12 +1,13 @@
-"""One dlt asset per tenant and entity (`sync_assets`: the asset dagster-dlt's `@dlt_assets` would make, tidied),
-materializing into the warehouse.
+"""One dlt asset per tenant and entity, materialized by one step per tenant (`sync_assets`: the multi-asset
+dagster-dlt's `@dlt_assets` would make of the tenant's dlt source, tidied), into the warehouse.
 
 The assets are described from the catalogue (`entity_spec`); what a step does when it runs is `sync_step`'s: it
-builds its dlt source and pipeline from the environment when it has something to load, so credentials and the
-warehouse path are read when the run starts, and a run that finds nothing builds no pipeline.
+syncs the run's selection of the tenant's entities, builds its dlt source and pipeline from the environment when
+it has something to load, so credentials and the warehouse path are read when the run starts, and a run that finds
+nothing builds no pipeline.
 """
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from dagster import (
@@ -26,8 +27,8 @@ from sync_pipelines.catalogue import Entity, Tenant, pipeline_name
 from sync_pipelines.defs.checks import sync_check_specs
 from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
-from sync_pipelines.defs.run_config import Mode, SyncConfig, config_class
-from sync_pipelines.defs.sync_step import sync_entity
+from sync_pipelines.defs.run_config import Mode, SyncConfig, tenant_config_class
+from sync_pipelines.defs.sync_step import Chosen, sync_entities
 from sync_pipelines.warehouse.settings import duckdb_selected
 
 # Days are read in each tenant's own zone at run time; the partition key is just the day.
@@ -67,10 +68,14 @@ def entity_spec(tenant: Tenant, entity: Entity, *, reconciliation: bool = False)
 
 
 def sync_assets(
-    tenant: Tenant, entity: Entity, *, name: str, partitions_def: DailyPartitionsDefinition | None = None
+    tenant: Tenant,
+    entities: Sequence[Entity],
+    *,
+    name: str,
+    partitions_def: DailyPartitionsDefinition | None = None,
 ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
     """`@dlt_assets`, less the dlt objects it keeps in the assets' metadata: each run builds its own source and
-    pipeline and runs them (`pipeline.run_pipeline`). The spec (`entity_spec`), the kinds, the subsetting and a
+    pipeline and runs them (`pipeline.run_pipeline`). The specs (`entity_spec`), the kinds, the subsetting and a
     reconciliation's single-run backfills are as `@dlt_assets` makes them; an entity asset also carries its sync's
     checks."""
     reconciliation = partitions_def is not None
@@ -79,39 +84,50 @@ def sync_assets(
         can_subset=True,
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run() if partitions_def is not None else None,
-        specs=[entity_spec(tenant, entity, reconciliation=reconciliation)],
-        check_specs=[] if reconciliation else sync_check_specs(tenant, entity),
+        specs=[entity_spec(tenant, entity, reconciliation=reconciliation) for entity in entities],
+        check_specs=[]
+        if reconciliation
+        else [spec for entity in entities for spec in sync_check_specs(tenant, entity)],
         pool=writer_pool(tenant),
         required_resource_keys={RUN_LEASE},
     )
 
 
-def build_entity_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
-    """The Dagster asset `<tenant>/<entity>`, its run config typed by `config.config_class(entity)`."""
-    entity_config = config_class(entity)
+def build_tenant_assets(tenant: Tenant, entities: Sequence[Entity]) -> AssetsDefinition:
+    """The Dagster assets `<tenant>/<entity>` of `entities`, synced by one step named after the tenant: a run
+    syncs those it selected, in one dlt pipeline run. Its run config has one field per entity, typed by
+    `run_config.config_class(entity)`: `ops.<tenant>.config.<entity>.<field>`."""
+    tenant_config = tenant_config_class(tenant, tuple(entities))
 
-    @sync_assets(tenant, entity, name=pipeline_name(tenant, entity))
+    @sync_assets(tenant, entities, name=tenant.name)
     def _sync(
         context: AssetExecutionContext,
-        config: entity_config,  # type: ignore[valid-type]
+        config: tenant_config,  # type: ignore[valid-type]
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
-        given = _given_fields(context, pipeline_name(tenant, entity))
-        yield from sync_entity(context, tenant, entity, config, given)
+        given = _given_fields(context, tenant.name)
+        selected = context.selected_asset_keys
+        chosen = [
+            Chosen(entity, key, getattr(config, entity.name), given.get(entity.name, ()))
+            for entity in entities
+            if (key := AssetKey([tenant.name, entity.name])) in selected
+        ]
+        yield from sync_entities(context, tenant, chosen)
 
     return _sync
 
 
-def _given_fields(context: AssetExecutionContext, op_name: str) -> set[str]:
-    """The run-config fields the run's launcher set for this step; the rest took their defaults."""
+def _given_fields(context: AssetExecutionContext, op_name: str) -> dict[str, set[str]]:
+    """The run-config fields the run's launcher set for this step, by entity; the rest took their defaults."""
     ops = cast(Mapping[str, Any], (context.run.run_config or {}).get("ops") or {})
-    return set(((ops.get(op_name) or {}).get("config")) or {})
+    given = cast(Mapping[str, Any], ((ops.get(op_name) or {}).get("config")) or {})
+    return {entity: set(fields or {}) for entity, fields in given.items()}
 
 
 def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinition:
     """`<tenant>/<entity>_reconciliation`, one partition per day: re-reads that day's changes into the same
     table, through the same pipeline, without moving the incremental cursor. A range runs as one run."""
 
-    @sync_assets(tenant, entity, name=f"{pipeline_name(tenant, entity)}_reconciliation", partitions_def=DAILY)
+    @sync_assets(tenant, [entity], name=f"{pipeline_name(tenant, entity)}_reconciliation", partitions_def=DAILY)
     def _reconcile(
         context: AssetExecutionContext, config: ReconciliationConfig
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
@@ -119,6 +135,7 @@ def build_reconciliation_assets(tenant: Tenant, entity: Entity) -> AssetsDefinit
         window = SyncConfig(
             mode=Mode.reconcile, window_start=keys.start, window_end=keys.end, page_size=config.page_size
         )
-        yield from sync_entity(context, tenant, entity, window)
+        key = AssetKey([tenant.name, f"{entity.name}_reconciliation"])
+        yield from sync_entities(context, tenant, [Chosen(entity, key, window)])
 
     return _reconcile

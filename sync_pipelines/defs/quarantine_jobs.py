@@ -31,7 +31,10 @@ if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its 
 
 def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
     """Every entity asset in `retry_rejected` mode: quarantined records (unresolved ones too) re-read by id."""
-    ops = {assets_def.op.name: {"config": {"mode": "retry_rejected"}} for assets_def in entity_assets}
+    ops = {  # each tenant's step: every entity of it (`ops.<tenant>.config.<entity>`)
+        assets_def.op.name: {"config": {key.path[-1]: {"mode": "retry_rejected"} for key in assets_def.keys}}
+        for assets_def in entity_assets
+    }
     keys = [key for assets_def in entity_assets for key in assets_def.keys]  # their checks: outside the plan
     return define_asset_job(
         "retry_rejected_records",

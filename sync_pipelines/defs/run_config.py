@@ -10,7 +10,7 @@ from functools import cache
 from dagster import Config
 from pydantic import Field, create_model
 
-from sync_pipelines.catalogue import Entity
+from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.errors import ConfigurationError
 from sync_pipelines.synchroteam.plan import SyncPlan
 
@@ -158,6 +158,18 @@ def config_class(entity: Entity) -> type[EntityConfig]:
         fields[name] = (annotation, Field(default=default, description=description))
     class_name = "".join(part.title() for part in entity.name.split("_")) + "SyncConfig"
     return create_model(class_name, __base__=base, **fields)
+
+
+@cache
+def tenant_config_class(tenant: Tenant, entities: tuple[Entity, ...]) -> type[Config]:
+    """The run config of a tenant's sync step: one field per entity it syncs, named after the entity, holding
+    that entity's `config_class` (every field defaulted): `ops.<tenant>.config.<entity>.<field>`."""
+    fields: dict = {
+        entity.name: (config_class(entity), Field(default_factory=config_class(entity), description=entity.description))
+        for entity in entities
+    }
+    class_name = "".join(part.title() for part in tenant.name.split("_")) + "SyncConfig"
+    return create_model(class_name, __base__=Config, **fields)
 
 
 def to_plan(

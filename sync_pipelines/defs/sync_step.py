@@ -1,10 +1,12 @@
-"""One entity's sync step, in named phases: prepare (settings, plan and the warehouse's before, checked before any
-request), read and load (dlt only when there is something to load), upkeep (deletions, quarantine, the status
-table), report (the materialization and the sync's checks). And how a step fails: its category and action, and
-whether the job's retry policy runs it again."""
+"""A tenant's sync step, in named phases: prepare (settings, every entity's plan and the warehouse's before, checked
+before any request), read (each entity's reading, up to its first batch) and load (the entities with something to
+load, in one dlt pipeline run; none when nothing is), upkeep (deletions, quarantine, live views), report (each
+entity's materialization and its sync's checks). And how a step fails: an entity's failure after the others are
+loaded, its category and action, and whether the job's retry policy runs the step again."""
 
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,10 +51,10 @@ from sync_pipelines.warehouse.settings import (
     read_copy_group,
     warehouse,
 )
-from sync_pipelines.warehouse.state import stored_resource_state
-from sync_pipelines.warehouse.tables import AfterLoad, BeforeLoad, after_load, before_load
+from sync_pipelines.warehouse.state import read_tenant_state
+from sync_pipelines.warehouse.tables import AfterLoad, BeforeLoad, StoredState, after_load, before_load
 
-if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does (`EntityStep.read_and_load`)
+if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does (`TenantStep.load`)
     import dlt
     from dlt.common.pipeline import LoadInfo
 
@@ -61,18 +63,28 @@ QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 
 
-def sync_entity(
-    context: AssetExecutionContext,
-    tenant: Tenant,
-    entity: Entity,
-    config: EntityConfig,
-    given: Collection[str] = (),
-) -> Iterator[MaterializeResult | AssetCheckResult]:
-    """Run one entity's sync and yield its materialization with the run's numbers as metadata.
+@dataclass(frozen=True)
+class Chosen:
+    """An entity a step syncs: its asset (the entity's, or its reconciliation's), its run config, and the config
+    fields its launcher set (the rest took their defaults)."""
 
-    Settings and the run config (`given`: the fields its launcher set) are checked before any request: the
-    config becomes the run's plan once the tenant's time zone is known. A retryable failure (429s, 5xx, timeouts) is
-    retried by the job's `retry_policy()`; any other fails once, saying what to do.
+    entity: Entity
+    key: AssetKey
+    config: EntityConfig
+    given: Collection[str] = ()
+
+
+def sync_entities(
+    context: AssetExecutionContext, tenant: Tenant, chosen: Sequence[Chosen]
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Sync `chosen` entities of `tenant` and yield each one's materialization, the run's numbers as metadata, and
+    its sync's checks. One dlt pipeline run loads every entity that has something to load: one extract, normalize
+    and load for all of them.
+
+    Settings and every entity's run config are checked before any request: each config becomes the entity's plan
+    once the tenant's time zone is known. An entity whose reading fails does not stop the others: they are loaded
+    and reported, then the step fails with the first failure. A retryable failure (429s, 5xx, timeouts) is retried
+    by the job's `retry_policy()`; any other fails once, saying what to do.
 
     On DuckDB, the read copy is the `warehouse/read_copy` asset downstream of every sync, refreshed once at the
     end of the run; a sync step that fails skips it, so that step refreshes the copy itself before failing, and the
@@ -83,120 +95,72 @@ def sync_entity(
         with step_turn(context, target, tenant.name):
             try:
                 with held_open(target):
-                    results = EntityStep.prepare(context, tenant, entity, config, given, target).run()
+                    step = TenantStep.prepare(context, tenant, chosen, target)
+                    results = step.run()
+                if step.failed:
+                    refresh_after_failure(context, target)
             except BaseException:
                 refresh_after_failure(context, target)
                 raise
     except SyncError as error:  # the warehouse's settings, or its turn: nothing was requested from the API
         raise _retry_or_fail(context, error, tenant) from None
     yield from planned_or_logged(context, results)
+    step.raise_first_failure()
 
 
 @dataclass
 class EntityStep:
-    """One run of one entity's step: what `prepare` checked and read, then what the phases found."""
+    """One entity's part of a step: what `TenantStep.prepare` checked and read, then what the phases found."""
 
-    context: AssetExecutionContext
     tenant: Tenant
     entity: Entity
-    target: Warehouse
-    settings: TenantSettings
+    key: AssetKey
     plan: SyncPlan
-    duckdb_config: dict[str, str | int]
     before: BeforeLoad
+    state: dict[str, Any]  # the entity's resource state, as the warehouse stored it last
+    run_id: str
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: ExtractStats = field(default_factory=ExtractStats)
     quarantine: Quarantine = field(init=False)
-    pipeline: "dlt.Pipeline | None" = None
-    load_info: "LoadInfo | None" = None
+    client: SynchroteamClient | None = None
+    reading: "Reading | None" = None
+    error: BaseException | None = None  # the reading's or the upkeep's, if it failed
+    skipped: bool = False  # not read (or not to the end) after another entity's tenant-wide failure
 
     def __post_init__(self) -> None:
-        self.quarantine = Quarantine(self.entity.name, self.context.run.run_id, self.started, self.before.quarantine)
+        self.quarantine = Quarantine(self.entity.name, self.run_id, self.started, self.before.quarantine)
 
     @property
-    def name(self) -> str:
-        return pipeline_name(self.tenant, self.entity)
+    def loads(self) -> bool:
+        """The entity is in the run's one dlt pipeline run: its reading found something to load."""
+        return self.reading is not None and not self.reading.nothing_to_load
 
-    def run(self) -> list[MaterializeResult | AssetCheckResult]:
-        """The phases after `prepare`: read and load, upkeep, report; the run tagged before and after."""
-        _tag_run(self.context, self.plan, None)
+    @property
+    def done(self) -> bool:
+        """Read to its end: its upkeep and report follow."""
+        return self.error is None and not self.skipped
+
+    def read_ahead(self, tenant_step: "TenantStep", stack: ExitStack) -> None:
+        """Start the entity's reading, up to its first batch, with a client of its own (its requests are its
+        own metadata). A failure is kept for the end of the step: the other entities go on, unless it is
+        tenant-wide (`SyncError.tenant_wide`)."""
+        logger = tenant_step.context.log
+        self.client = stack.enter_context(SynchroteamClient.in_process(tenant_step.settings, logger=logger))
         try:
-            with SynchroteamClient.in_process(self.settings, logger=self.context.log) as client:
-                self.read_and_load(client)
-            if self.load_info is None:
-                requests = client.stats.requests
-                self.context.log.info(
-                    f"{self.tenant.name}/{self.entity.name}: nothing changed since the last run ({requests} API "
-                    f"request{'s' if requests != 1 else ''}); nothing to load."
-                )
-            after = self.upkeep()
-        finally:
-            if self.stats.seen_ids is not None:
-                self.stats.seen_ids.close()  # a full walk's ids, spilled to a temporary file beyond 100,000
-        _tag_run(self.context, self.plan, self.stats)
-        return self.report(client, after)
-
-    @classmethod
-    def prepare(
-        cls,
-        context: AssetExecutionContext,
-        tenant: Tenant,
-        entity: Entity,
-        config: EntityConfig,
-        given: Collection[str],
-        target: Warehouse,
-    ) -> "EntityStep":
-        """Settings, the warehouse's folder and group, the run's plan and what the warehouse holds: all checked
-        before any request, so bad settings or config fail the step having asked the API nothing."""
-        try:
-            settings = TenantSettings.from_env(tenant)
-            if isinstance(target, DuckDBWarehouse):
-                check_warehouse_path(target.path, TENANTS)
-                read_copy_group()  # a group that does not exist fails here, not after the load
-            plan = to_plan(config, entity, settings.timezone, given=given)
-            duckdb_config = duckdb_settings()
-            before = before_load(
-                target, tenant.name, entity.name, tenant_pipeline_name(tenant), pipeline_name(tenant, entity)
-            )
-        except SyncError as error:
-            if error.retryable:
-                raise _retry_or_fail(context, error, tenant) from None
-            raise _failure(error, tenant) from None
-        return cls(context, tenant, entity, target, settings, plan, duckdb_config, before)
-
-    def read_and_load(self, client: SynchroteamClient) -> None:
-        """Read the entity from the API and load what changed. The reading starts before any pipeline exists:
-        a run that finds nothing to load builds none (`ReadAhead`)."""
-        try:
-            state = stored_resource_state(
-                self.before.stored_state,
-                tenant_pipeline_name(self.tenant),
-                self.entity.name,
-                self.before.legacy_state,
-                self.name,
-            )
-            reader = EntityReader(self.entity, client, self.plan, self.stats, self.quarantine, state, self.context.log)
-            with ReadAhead(reader) as ahead:
-                if ahead.nothing_to_load:
-                    return
-                from sync_pipelines.synchroteam.source import source_from
-                from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
-
-                self.pipeline = build_pipeline(self.tenant, self.duckdb_config, target=self.target)
-                source = source_from(self.tenant, {self.entity: ahead})
-                self.load_info = run_pipeline(self.pipeline, source, self.target, self.before.stored_state)
+            reader = EntityReader(self.entity, self.client, self.plan, self.stats, self.quarantine, self.state, logger)
+            self.reading = stack.enter_context(Reading(ReadAhead(reader), self, tenant_step))
         except Exception as exc:
-            cause = find_sync_error(exc) or _out_of_memory(exc, self.duckdb_config)
-            if cause is None:
-                raise
-            raise _retry_or_fail(self.context, cause, self.tenant) from None
+            tenant_step.failed_reading(self, exc)
 
-    def upkeep(self) -> AfterLoad:
+    def upkeep(self, target: Warehouse, loaded_columns: bool) -> AfterLoad | None:
         """After the load: deletions (a complete full walk's ids: what it no longer listed was deleted; nothing,
-        if the table was empty), the quarantine's rows, the status table."""
+        if the table was empty), the quarantine's rows, the live views. None for an entity whose reading failed:
+        its walk is incomplete, so nothing is marked deleted and its quarantine is read again next run."""
+        if not self.done:
+            return None
         try:
             return after_load(
-                self.target,
+                target,
                 self.tenant.name,
                 self.entity.name,
                 self.stats.seen_ids if self.before.rows else None,
@@ -204,31 +168,212 @@ class EntityStep:
                 self.plan.max_deleted_share,
                 resolved_before=self.started - QUARANTINE_RETENTION,
                 pipeline=tenant_pipeline_name(self.tenant),
-                run_id=self.context.run.run_id,
-                stored_columns=self.pipeline is None,
-                legacy_pipeline=self.name,
+                run_id=self.run_id,
+                stored_columns=not loaded_columns,
+                legacy_pipeline=pipeline_name(self.tenant, self.entity),
             )
         except SyncError as error:
-            raise _failure(error, self.tenant) from None
+            self.error = error
+            return None
 
-    def report(self, client: SynchroteamClient, after: AfterLoad) -> list[MaterializeResult | AssetCheckResult]:
-        """The step's materialization, the run's numbers as its metadata, and the sync's checks."""
-        extra = run_metadata(client, self.stats, self.before.rows, after.rows)
+    def report(
+        self,
+        after: AfterLoad,
+        pipeline: "dlt.Pipeline | None",
+        load_info: "LoadInfo | None",
+        defined: Collection[AssetCheckKey],
+    ) -> list[MaterializeResult | AssetCheckResult]:
+        """The entity's materialization, the run's numbers as its metadata, and the sync's checks."""
+        assert self.client is not None  # read_ahead made it
+        extra = run_metadata(self.client, self.stats, self.before.rows, after.rows)
         extra.update(quarantine_metadata(self.quarantine, after.deleted, after.live_rows))
-        key = self.context.asset_key  # the step's one asset: the entity, or its reconciliation
         columns = (
-            after.columns
-            if self.pipeline is None
-            else self.pipeline.default_schema.tables.get(self.entity.name, {}).get("columns")
+            pipeline.default_schema.tables.get(self.entity.name, {}).get("columns")
+            if pipeline is not None and self.loads
+            else after.columns
         )
         metadata = materialization_metadata(
-            extra, load_metadata(columns or {}, self.load_info), self.tenant, self.entity
+            extra, load_metadata(columns or {}, load_info if self.loads else None), self.tenant, self.entity
         )
         return [
             # the table's content version: what runs downstream (the analytics) can tell an unchanged table by
-            MaterializeResult(asset_key=key, metadata=metadata, data_version=DataVersion(after.content_version)),
-            *sync_check_results(key, after, _defined_checks(self.context)),
+            MaterializeResult(asset_key=self.key, metadata=metadata, data_version=DataVersion(after.content_version)),
+            *sync_check_results(self.key, after, defined),
         ]
+
+
+class Reading:
+    """An entity's reading (`ReadAhead`) as the tenant's dlt source reads it (`source.source_from`): a failure
+    after its first batch is kept on the entity's step instead of failing the other entities' extract. What it
+    yielded until then is loaded (merged by id: loading it again changes nothing), and its state stays the
+    warehouse's, so the next run reads those changes again."""
+
+    def __init__(self, ahead: ReadAhead, step: EntityStep, tenant_step: "TenantStep") -> None:
+        self._ahead, self._step, self._tenant_step = ahead, step, tenant_step
+
+    def __enter__(self) -> "Reading":
+        try:
+            self._ahead.__enter__()
+        except BaseException:
+            self._ahead.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ahead.__exit__(*exc)
+
+    @property
+    def nothing_to_load(self) -> bool:
+        return self._ahead.nothing_to_load
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._ahead.state if self._step.done else self._step.state
+
+    def batches(self) -> Iterator[Any]:
+        if self._tenant_step.stopped is not None:
+            self._step.skipped = True
+            return
+        try:
+            yield from self._ahead.batches()
+        except Exception as exc:
+            self._tenant_step.failed_reading(self._step, exc)
+
+
+@dataclass
+class TenantStep:
+    """One run of a step: the chosen entities of one tenant, read, loaded in one dlt pipeline run, kept up and
+    reported."""
+
+    context: AssetExecutionContext
+    tenant: Tenant
+    target: Warehouse
+    settings: TenantSettings
+    duckdb_config: dict[str, str | int]
+    stored: StoredState | None  # the tenant pipeline's newest state in the warehouse
+    steps: list[EntityStep]
+    pipeline: "dlt.Pipeline | None" = None
+    load_info: "LoadInfo | None" = None
+    stopped: SyncError | None = None  # a tenant-wide failure: the entities not read yet are not
+
+    @classmethod
+    def prepare(
+        cls, context: AssetExecutionContext, tenant: Tenant, chosen: Sequence[Chosen], target: Warehouse
+    ) -> "TenantStep":
+        """Settings, the warehouse's folder and group, every entity's plan and what the warehouse holds: all
+        checked before any request, so bad settings or config fail the step having asked the API nothing."""
+        try:
+            settings = TenantSettings.from_env(tenant)
+            if isinstance(target, DuckDBWarehouse):
+                check_warehouse_path(target.path, TENANTS)
+                read_copy_group()  # a group that does not exist fails here, not after the load
+            plans = [to_plan(c.config, c.entity, settings.timezone, given=c.given) for c in chosen]
+            duckdb_config = duckdb_settings()
+            state = read_tenant_state(target, tenant, [c.entity for c in chosen])
+            steps = [
+                EntityStep(
+                    tenant,
+                    c.entity,
+                    c.key,
+                    plan,
+                    before_load(target, tenant.name, c.entity.name),
+                    state.of(c.entity),
+                    context.run.run_id,
+                )
+                for c, plan in zip(chosen, plans, strict=True)
+            ]
+        except SyncError as error:
+            if error.retryable:
+                raise _retry_or_fail(context, error, tenant) from None
+            raise _failure(error, tenant) from None
+        return cls(context, tenant, target, settings, duckdb_config, state.stored, steps)
+
+    @property
+    def failed(self) -> bool:
+        return any(not step.done for step in self.steps)
+
+    def failed_reading(self, step: EntityStep, exc: BaseException) -> None:
+        """Keep `step`'s failure for the end of the step; one the tenant's other entities would meet too stops
+        their readings."""
+        step.error = exc
+        cause = find_sync_error(exc)
+        if cause is not None and cause.tenant_wide and self.stopped is None:
+            self.stopped = cause
+
+    def run(self) -> list[MaterializeResult | AssetCheckResult]:
+        """The phases after `prepare`: read and load, upkeep, report; a run of one entity tagged before and
+        after."""
+        only = self.steps[0] if len(self.steps) == 1 else None
+        if only is not None:
+            _tag_run(self.context, only.plan, None)
+        try:
+            with ExitStack() as stack:
+                for step in self.steps:
+                    if self.stopped is not None:
+                        step.skipped = True
+                        continue
+                    step.read_ahead(self, stack)
+                self.load([step for step in self.steps if step.loads and step.done])
+            for step in self.steps:
+                if step.done and not step.loads:
+                    assert step.client is not None
+                    requests = step.client.stats.requests
+                    self.context.log.info(
+                        f"{self.tenant.name}/{step.entity.name}: nothing changed since the last run ({requests} "
+                        f"API request{'s' if requests != 1 else ''}); nothing to load."
+                    )
+            afters = [
+                step.upkeep(self.target, loaded_columns=step.loads and self.pipeline is not None) for step in self.steps
+            ]
+        finally:
+            for step in self.steps:
+                if step.stats.seen_ids is not None:
+                    step.stats.seen_ids.close()  # a full walk's ids, spilled to a temporary file beyond 100,000
+        if only is not None:
+            _tag_run(self.context, only.plan, only.stats)
+        defined = _defined_checks(self.context)
+        return [
+            result
+            for step, after in zip(self.steps, afters, strict=True)
+            if after is not None
+            for result in step.report(after, self.pipeline, self.load_info, defined)
+        ]
+
+    def load(self, steps: list[EntityStep]) -> None:
+        """Load what the readings of `steps` found, in one dlt pipeline run. The readings started before any
+        pipeline existed: a run that finds nothing to load builds none (`ReadAhead`)."""
+        if not steps:
+            return
+        from sync_pipelines.synchroteam.source import source_from
+        from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
+
+        try:
+            self.pipeline = build_pipeline(self.tenant, self.duckdb_config, target=self.target)
+            source = source_from(self.tenant, {step.entity: step.reading for step in steps if step.reading})
+            self.load_info = run_pipeline(self.pipeline, source, self.target, self.stored)
+        except Exception as exc:
+            cause = find_sync_error(exc) or _out_of_memory(exc, self.duckdb_config)
+            if cause is None:
+                raise
+            raise _retry_or_fail(self.context, cause, self.tenant) from None
+
+    def raise_first_failure(self) -> None:
+        """After the others were reported: the first entity's failure, as the step's."""
+        for step in self.steps:
+            if step.error is None:
+                continue
+            cause = find_sync_error(step.error)
+            if cause is None:
+                raise step.error
+            for other in self.steps:
+                if other.error is not None and other is not step:
+                    self.context.log.error(f"{self.tenant.name}/{other.entity.name} failed too: {other.error}")
+            skipped = [other.entity.name for other in self.steps if other.skipped]
+            if skipped:
+                self.context.log.warning(
+                    f"Not read after that failure (the next run reads them): {', '.join(skipped)}."
+                )
+            raise _retry_or_fail(self.context, cause, self.tenant, entity=step.entity) from None
 
 
 def _defined_checks(context: AssetExecutionContext) -> set[AssetCheckKey]:
@@ -286,17 +431,19 @@ def _synced_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
     return {key for key in keys if key.path[0] in TENANTS}
 
 
-def _retry_or_fail(context: AssetExecutionContext, error: SyncError, tenant: Tenant) -> Failure:
+def _retry_or_fail(
+    context: AssetExecutionContext, error: SyncError, tenant: Tenant, entity: Entity | None = None
+) -> Failure:
     """The step's failure, with its category and action: a retryable one is run again by the job's
     `retry_policy()` (past MAX_RETRIES it stays failed); any other never is."""
     if error.retryable and context.retry_number < MAX_RETRIES:
         context.log.warning(f"{error.category}: {error.args[0]} The job's retry policy runs the step again.")
-    return _failure(error, tenant)
+    return _failure(error, tenant, entity)
 
 
-def _failure(error: SyncError, tenant: Tenant) -> Failure:
-    """A Dagster failure carrying the error's category and action; retried by the job's policy only if the
-    error is retryable."""
+def _failure(error: SyncError, tenant: Tenant, entity: Entity | None = None) -> Failure:
+    """A Dagster failure carrying the error's category and action (and the entity it failed, when the step's
+    other entities went on); retried by the job's policy only if the error is retryable."""
     return Failure(
         description=f"[{error.category}] {error}",
         metadata={
@@ -304,6 +451,7 @@ def _failure(error: SyncError, tenant: Tenant) -> Failure:
             "action": error.action,
             "retryable": error.retryable,
             "tenant": tenant.name,
+            **({"entity": entity.name} if entity is not None else {}),
         },
         allow_retries=error.retryable,
     )

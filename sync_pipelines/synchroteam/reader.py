@@ -88,7 +88,7 @@ _DONE = object()
 
 class ReadAhead:
     """An entity's reading (`EntityReader`), started before any dlt pipeline exists, on the run's own copy of its
-    resource state (the warehouse's newest, `state.stored_resource_state`), up to its first batch.
+    resource state (the warehouse's newest, `state.read_tenant_state`), up to its first batch.
 
     When the reading yields nothing and leaves the state as it found it (the common scheduled run: the API listed
     no change), no dlt pipeline need be built, nor its state restored: nothing would be extracted, normalised or

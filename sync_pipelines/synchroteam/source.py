@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import dlt
 from dlt.common.data_types import TDataType
@@ -24,7 +24,7 @@ from sync_pipelines.catalogue import Entity, Tenant, tenant_pipeline_name
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import Quarantine
-from sync_pipelines.synchroteam.reader import EntityReader, ExtractStats, ReadAhead
+from sync_pipelines.synchroteam.reader import EntityReader, ExtractStats
 from sync_pipelines.synchroteam.records import DECIMAL_FIELDS
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,21 @@ def entity_source(
     return DltSource(tenant_schema(tenant), "synchroteam", [_resource(entity, read_entity)])
 
 
-def source_from(tenant: Tenant, readings: Mapping[Entity, ReadAhead]) -> DltSource:
+class Readable(Protocol):
+    """A reading started already (`ReadAhead`, or what wraps one): its batches, then the state it left."""
+
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+    def batches(self) -> Iterator[Any]: ...
+
+
+def source_from(tenant: Tenant, readings: Mapping[Entity, Readable]) -> DltSource:
     """The dlt source of readings started already (`ReadAhead`), one resource per entity, in the tenant's one
     schema: each yields its reading's batches, the first included, then hands dlt the state the reading left,
     which dlt commits with the load."""
 
-    def reading(ahead: ReadAhead) -> Callable[[], Iterator[Any]]:
+    def reading(ahead: Readable) -> Callable[[], Iterator[Any]]:
         def read_entity() -> Iterator[Any]:
             state = dlt.current.resource_state()
             yield from ahead.batches()

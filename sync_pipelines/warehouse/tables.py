@@ -40,34 +40,36 @@ def exists_yet(target: Warehouse) -> bool:
 class BeforeLoad:
     rows: int = 0  # in the table
     quarantine: dict[str, dict[str, Any]] = field(default_factory=dict)  # the entity's stored quarantine rows
-    stored_state: StoredState | None = None  # the tenant pipeline's newest dlt state in the warehouse
-    legacy_state: StoredState | None = None  # the entity's own pipeline's, from before the tenant pipelines
 
 
 @dataclass(frozen=True)
 class StoredState:
     """A dlt pipeline state as `_dlt_pipeline_state` holds it: what identifies it (its version and its hash) and
-    the state itself, encoded as dlt stores it (`state.stored_resource_state` reads it)."""
+    the state itself, encoded as dlt stores it (`state.read_tenant_state` reads it)."""
 
     version: int
     version_hash: str
     encoded: str = field(default="", repr=False)
 
 
-def before_load(
-    target: Warehouse, schema: str, table: str, pipeline: str | None = None, legacy_pipeline: str | None = None
-) -> BeforeLoad:
-    """Before a sync's load, in one connection: the rows of `schema.table`, its stored quarantine rows,
-    `pipeline`'s newest stored dlt state and `legacy_pipeline`'s (the entity's own pipeline, which loaded it before
-    the tenant pipelines: its state is read until the tenant's holds the entity, `state.stored_resource_state`).
-    Raises `WarehouseLocked` if another process holds the DuckDB file, and a
-    `SYNC_WAREHOUSE_URL` error if PostgreSQL cannot be reached; nothing when there is no warehouse yet."""
+def before_load(target: Warehouse, schema: str, table: str) -> BeforeLoad:
+    """Before a sync's load: the rows of `schema.table` and its stored quarantine rows. Raises `WarehouseLocked`
+    if another process holds the DuckDB file, and a `SYNC_WAREHOUSE_URL` error if PostgreSQL cannot be reached;
+    nothing when there is no warehouse yet."""
     if not exists_yet(target):
         return BeforeLoad()
     with session(target) as con:
-        state = _stored_state(con, schema, pipeline) if pipeline is not None else None
-        legacy = _stored_state(con, schema, legacy_pipeline) if legacy_pipeline is not None else None
-        return BeforeLoad(_count(con, schema, table), _quarantine(con, schema, table), state, legacy)
+        return BeforeLoad(_count(con, schema, table), _quarantine(con, schema, table))
+
+
+def stored_states(target: Warehouse, schema: str, pipelines: Iterable[str]) -> dict[str, StoredState]:
+    """The newest dlt state each of `pipelines` stored in `schema` with a completed load, as dlt's
+    `sync_destination` reads it; a pipeline that stored none is left out."""
+    if not exists_yet(target):
+        return {}
+    with session(target) as con:
+        found = {pipeline: _stored_state(con, schema, pipeline) for pipeline in pipelines}
+    return {pipeline: state for pipeline, state in found.items() if state is not None}
 
 
 def _stored_state(con: Session, schema: str, pipeline: str) -> StoredState | None:

@@ -397,8 +397,8 @@ def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster
         assert schema["__typename"] == "RunConfigSchema", schema
         assert "mode: incremental" in schema["rootDefaultYaml"] or name == "sync_all", schema
         assert not re.search(r"(^|[\s'\"])/[\w.-]+/", schema["rootDefaultYaml"]), schema["rootDefaultYaml"]
-    job, op, key = "sync_synchroteam__invoices", "synchroteam__invoices", ("synchroteam", "invoices")
-    run_config = {"ops": {op: {"config": {"max_records": 0, "page_size": 50}}}}
+    job, op, key = "sync_synchroteam__invoices", "synchroteam", ("synchroteam", "invoices")
+    run_config = {"ops": {op: {"config": {"invoices": {"max_records": 0, "page_size": 50}}}}}
     e2e_emulator.clear_requests()
 
     first_id = dagster_dev.launch(job, run_config)
@@ -468,7 +468,7 @@ def test_a_run_launched_through_graphql_reports_status_tags_and_metadata(dagster
 
 @pytest.mark.parametrize("job", ["sync_synchroteam__credit_notes", "sync_all"])
 def test_a_hung_run_is_marked_failed_by_run_monitoring(job, dagster_dev, e2e_emulator):
-    op = "synchroteam__credit_notes"
+    op = "synchroteam"
     assert MAX_RUNTIME_TAG in defs.resolve_job_def(job).tags  # bounded by default; the test shortens the bound
     # Every credit-note request of the main tenant sleeps for longer than the test: the run hangs in its step.
     e2e_emulator.faults.add(Fault(delay=300.0, times=100, tenant=MAIN.domain, resource="creditnote"))

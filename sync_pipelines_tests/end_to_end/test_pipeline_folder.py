@@ -23,7 +23,7 @@ from sync_pipelines_tests.jobs import without_analytics
 by_definitions = "dlt" in sys.modules
 with DagsterInstance.ephemeral() as instance:
     result = without_analytics(defs.resolve_job_def("sync_synchroteam__invoices")).execute_in_process(instance=instance)
-(materialization,) = result.asset_materializations_for_node("synchroteam__invoices")
+(materialization,) = result.asset_materializations_for_node("synchroteam")
 built = "sync_pipelines.warehouse.pipeline" in sys.modules
 print("RESULT", by_definitions, result.success, built, materialization.metadata["loaded"].value)
 """

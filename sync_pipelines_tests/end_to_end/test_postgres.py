@@ -24,7 +24,7 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 from dlt.common.versioned_state import decompress_state
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name, tenant_entities, tenant_pipeline_name
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities, tenant_pipeline_name
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.warehouse.analytics import PROJECT_DIR as ANALYTICS_PROJECT
 from sync_pipelines.warehouse.dialect import postgres_connection, session
@@ -119,7 +119,7 @@ def test_two_runs_of_one_tenant_take_turns_while_another_tenant_loads_at_once(em
     postgres = isinstance(any_warehouse, PostgresWarehouse)
     # on PostgreSQL, one of the two waits for the other's sync, named; DuckDB's one file has one writer
     waited = (
-        r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam__invoices"
+        r"Waiting for the warehouse schema synchroteam .*: run \w{8} step synchroteam\b"
         if postgres
         else r"Waiting for the warehouse "
     )
@@ -357,7 +357,7 @@ def test_sync_all_then_changes_then_a_full_run_through_a_postgres_instance_under
     assert run("sync_all", "incremental.log") == 0, (tmp_path / "incremental.log").read_text()[-6000:]
 
     full = tmp_path / "full.yaml"
-    ops = {pipeline_name(t, e): {"config": {"mode": "full"}} for t in TENANTS.values() for e in tenant_entities(t)}
+    ops = {t.name: {"config": {e.name: {"mode": "full"} for e in tenant_entities(t)}} for t in TENANTS.values()}
     full.write_text(json.dumps({"ops": ops}))  # JSON is YAML
     analyst = analyst_connection(pg_warehouse)
     cur = analyst.cursor()

@@ -14,6 +14,7 @@ from sync_pipelines.definitions import defs
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, rejected_folder
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
+    materializations,
     run_entity_job,
     run_row_count_checks,
     run_sync_all,
@@ -221,7 +222,7 @@ def test_a_full_run_marks_deleted_records_and_their_children_while_neighbours_st
 
     result = run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "full"})
 
-    assert result.asset_materializations_for_node("synchroteam__invoices")[0].metadata["deleted"].value == 1
+    assert materializations(result, TENANTS["synchroteam"], ENTITIES["invoices"])[0].metadata["deleted"].value == 1
     with duckdb.connect(str(warehouse), read_only=True) as con:
         deleted_at = dict(con.execute("SELECT id, _deleted_at FROM synchroteam.invoices").fetchall())
         live = {r[0] for r in con.execute("SELECT id FROM synchroteam.invoices_live").fetchall()}

@@ -1,14 +1,14 @@
 """What a materialization says, as the asset page shows it: our numbers first, the table as analysts name it."""
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS
-from sync_pipelines_tests.helpers import run_entity_job
+from sync_pipelines_tests.helpers import materializations, run_entity_job
 
 RUN_NUMBERS = ["fetched", "loaded", "inserted", "updated", "refetched", "details_fetched", "unchanged", "retried"]
 
 
 def test_a_materialization_leads_with_our_numbers_and_names_no_local_path(emulator, warehouse):
     result = run_entity_job(TENANTS["synchroteam"], ENTITIES["invoices"])
-    (materialization,) = result.asset_materializations_for_node("synchroteam__invoices")
+    (materialization,) = materializations(result, TENANTS["synchroteam"], ENTITIES["invoices"])
     metadata = materialization.metadata
     keys = list(metadata)
 

@@ -10,8 +10,7 @@ import duckdb
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_pipeline_name
-from sync_pipelines.errors import ConfigurationError
-from sync_pipelines.synchroteam import reader, source
+from sync_pipelines.synchroteam import source
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.records import to_api_timestamp
@@ -22,7 +21,7 @@ from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.settings import pipelines_dir
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
-from sync_pipelines_tests.helpers import run_entity_job, stored_cursor, stored_state, sync_requests
+from sync_pipelines_tests.helpers import materializations, run_entity_job, stored_cursor, stored_state, sync_requests
 
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES = ENTITIES["invoices"]
@@ -66,12 +65,11 @@ def test_a_run_that_fails_inside_dlt_drops_the_working_folder_and_the_next_start
     marker(warehouse).write_text("")
     emulator.tenant(MAIN.domain).add("invoice")  # a change: the run builds its pipeline and dlt extracts it
 
-    def broken_walks(self):
-        raise ConfigurationError("the re-fetch walks broke")
-        yield  # a generator, as the walks are
+    def broken_normalize(self, *args, **kwargs):
+        raise RuntimeError("normalize broke")
 
-    with monkeypatch.context() as patched:  # fails after the first batch, while dlt extracts
-        patched.setattr(reader.EntityReader, "_refetch_walks", broken_walks)
+    with monkeypatch.context() as patched:  # fails after dlt extracted the change and moved its local state
+        patched.setattr(dlt.Pipeline, "normalize", broken_normalize)
         assert not run_entity_job(MAIN_TENANT, INVOICES, raise_on_error=False).success
 
     assert not marker(warehouse).exists()
@@ -136,13 +134,13 @@ def test_a_run_that_finds_nothing_loads_nothing_and_says_so(emulator, warehouse)
 def test_a_run_that_finds_nothing_builds_no_pipeline_and_reports_the_stored_columns(emulator, warehouse, monkeypatch):
     """The run reads the API before any dlt pipeline exists: finding nothing, it builds none, restores no state,
     and its materialization still describes the table's columns, from the dlt schema stored in the warehouse."""
-    first = run_entity_job(MAIN_TENANT, INVOICES).asset_materializations_for_node("synchroteam__invoices")[0]
+    first = materializations(run_entity_job(MAIN_TENANT, INVOICES), TENANTS["synchroteam"], ENTITIES["invoices"])[0]
 
     def refuse(*args, **kwargs):
         raise AssertionError("a dlt pipeline was built")
 
     monkeypatch.setattr(pipeline_module, "build_pipeline", refuse)  # the step imports it when it needs it
-    quiet = run_entity_job(MAIN_TENANT, INVOICES).asset_materializations_for_node("synchroteam__invoices")[0]
+    quiet = materializations(run_entity_job(MAIN_TENANT, INVOICES), TENANTS["synchroteam"], ENTITIES["invoices"])[0]
 
     columns = quiet.metadata["dagster/column_schema"].value.columns
     assert [c.name for c in columns] == [c.name for c in first.metadata["dagster/column_schema"].value.columns]
@@ -165,7 +163,7 @@ def test_a_run_that_loads_nothing_but_changed_its_state_commits_the_state(emulat
     store.edit("quotation", draft["id"], {"status": "accepted"}, bump=False)
     result = run_entity_job(MAIN_TENANT, quotations)
 
-    assert result.asset_materializations_for_node("synchroteam__quotations")[0].metadata["loaded"].value == 0
+    assert materializations(result, TENANTS["synchroteam"], ENTITIES["quotations"])[0].metadata["loaded"].value == 0
     assert str(draft["id"]) not in stored_state(MAIN_TENANT, quotations)["refetch_memo"]
     assert dlt_loads(warehouse) == loads_before + 1
 

@@ -91,7 +91,7 @@ def test_a_run_whose_last_steps_fail_still_publishes_what_its_first_steps_loaded
 
     result = run_sync_all(raise_on_error=False)
 
-    assert set(step_failures(result)) == {f"synchroteam_hec__{name}" for name in TENANTS["synchroteam_hec"].entities}
+    assert set(step_failures(result)) == {"synchroteam_hec"}
     # the read copy's own step did not run (its upstream failed): the failing steps published the copy
     assert "warehouse__read_copy" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     copy = contents(read_copy_path(warehouse))

@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, pipeline_name, tenant_entities
+from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
-from sync_pipelines_tests.helpers import run_entity_job, run_sync_all, step_failures
+from sync_pipelines_tests.helpers import materializations, run_entity_job, run_sync_all, step_failures
 from sync_pipelines_tests.jobs import run_job
 from synchroteam_emulator import Emulator, Fault, TenantSpec
 from synchroteam_emulator.env import tenant_env
@@ -116,7 +116,7 @@ def test_after_5_job_changes_an_api_ignoring_changed_since_costs_5_details_calls
 
     details = [r.params["id"] for r in emulator.requests if r.action == "details"]
     assert sorted(details) == sorted(changed)
-    metadata = result.asset_materializations_for_node(pipeline_name(MAIN_TENANT, JOBS))[0].metadata
+    metadata = materializations(result, MAIN_TENANT, JOBS)[0].metadata
     assert metadata["filter_ignored"].value is True
     assert metadata["filters_ignored"].value == "job/list changedSince"
     assert metadata["loaded"].value == 5
@@ -136,7 +136,7 @@ def test_an_api_ignoring_status_re_reads_only_the_quotations_in_those_statuses(e
 
     result = run_entity_job(MAIN_TENANT, quotations)
 
-    metadata = result.asset_materializations_for_node(pipeline_name(MAIN_TENANT, quotations))[0].metadata
+    metadata = materializations(result, MAIN_TENANT, quotations)[0].metadata
     assert metadata["refetched"].value == 1  # of the draft and new ones, the edited one: the rest are as loaded
     assert metadata["unchanged"].value >= len(in_statuses) - 1
     assert metadata["filters_ignored"].value == "quotation/list status"
@@ -152,7 +152,7 @@ def test_an_html_403_from_the_firewall_ends_as_not_json_and_the_next_run_is_exac
     failed = run_sync_all(raise_on_error=False)
 
     messages = step_failures(failed)
-    [message] = [m for step, m in messages.items() if "synchroteam__invoices" in step]
+    [message] = [m for step, m in messages.items() if step == "synchroteam"]
     assert message.startswith("[not_json]") and "HTTP 403" in message and "firewall" in message
     assert "Incapsula" in message and "auth_rejected" not in message and "API key" in message
     assert run_sync_all().success
@@ -176,10 +176,10 @@ def capped_config(cap: int) -> dict:
     """`max_records` for every dated entity; a lookup list (job types) is read whole and has no such field."""
     return {
         "ops": {
-            pipeline_name(tenant, entity): {"config": {"max_records": cap}}
+            tenant.name: {
+                "config": {entity.name: {"max_records": cap} for entity in tenant_entities(tenant) if entity.dated}
+            }
             for tenant in TENANTS.values()
-            for entity in tenant_entities(tenant)
-            if entity.dated
         }
     }
 

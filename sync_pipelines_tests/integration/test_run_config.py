@@ -16,6 +16,7 @@ from sync_pipelines.synchroteam.plan import MODES
 from sync_pipelines_tests.conftest import MAIN
 from sync_pipelines_tests.helpers import (
     local_time,
+    materializations,
     max_modified,
     pages,
     requests_by,
@@ -43,7 +44,7 @@ def test_mode_is_a_choice_the_launchpad_offers_and_an_unknown_one_is_refused_bef
     assert tuple(mode.value for mode in Mode) == MODES  # the launchpad's choices are the plan's modes
     with pytest.raises(DagsterInvalidConfigError, match="sometimes") as err:
         run_entity_job(MAIN_TENANT, ENTITIES["invoices"], {"mode": "sometimes"})
-    assert "config:mode not in enum type Mode" in str(err.value)
+    assert "config:invoices:mode not in enum type Mode" in str(err.value)
     assert emulator.requests == []
 
 
@@ -104,7 +105,7 @@ def test_refetch_recent_days_catches_edits_that_do_not_move_date_modified(emulat
     refetch = [r for r in sync_requests(emulator) if "dateFrom" in r.params]
     # the tenant's today (Paris), not the machine's: they differ for an hour or two around midnight
     assert [r.params["dateFrom"] for r in refetch] == [(datetime.now(PARIS).date() - timedelta(days=7)).isoformat()]
-    assert result.asset_materializations_for_node("synchroteam__invoices")[0].metadata["refetched"].value >= 1
+    assert materializations(result, TENANTS["synchroteam"], ENTITIES["invoices"])[0].metadata["refetched"].value >= 1
 
 
 def test_refetch_statuses_re_reads_draft_and_new_quotations(emulator, warehouse):
@@ -127,7 +128,7 @@ def test_records_the_re_fetch_walks_list_as_they_were_loaded_are_not_loaded_agai
     quotations = ENTITIES["quotations"]
     store = emulator.tenant(MAIN.domain)
     emulator.clear_requests()
-    first = run_entity_job(MAIN_TENANT, quotations).asset_materializations_for_node("synchroteam__quotations")[0]
+    first = materializations(run_entity_job(MAIN_TENANT, quotations), TENANTS["synchroteam"], ENTITIES["quotations"])[0]
     # a first sync lists every record: walking the drafts again would list them twice for nothing
     assert not [r for r in sync_requests(emulator) if "status" in r.params]
     assert first.metadata["loaded"].value == len(store.records("quotation"))
@@ -135,7 +136,7 @@ def test_records_the_re_fetch_walks_list_as_they_were_loaded_are_not_loaded_agai
     def re_read() -> set[str]:
         return {str(q["id"]) for q in store.records("quotation") if q["status"] in ("draft", "new")}
 
-    quiet = run_entity_job(MAIN_TENANT, quotations).asset_materializations_for_node("synchroteam__quotations")[0]
+    quiet = materializations(run_entity_job(MAIN_TENANT, quotations), TENANTS["synchroteam"], ENTITIES["quotations"])[0]
     assert (quiet.metadata["loaded"].value, quiet.metadata["refetched"].value) == (0, 0)
     assert quiet.metadata["unchanged"].value >= len(re_read()) > 0  # and what the look-back listed again
     assert set(stored_state(MAIN_TENANT, quotations)["refetch_memo"]) == re_read()
@@ -143,7 +144,9 @@ def test_records_the_re_fetch_walks_list_as_they_were_loaded_are_not_loaded_agai
     draft, other = [q for q in store.records("quotation") if q["status"] == "draft"][:2]
     store.edit("quotation", draft["id"], {"validUntil": "2030-01-31"}, bump=False)
     store.edit("quotation", other["id"], {"status": "accepted"}, bump=False)  # no walk lists it any more
-    edited = run_entity_job(MAIN_TENANT, quotations).asset_materializations_for_node("synchroteam__quotations")[0]
+    edited = materializations(run_entity_job(MAIN_TENANT, quotations), TENANTS["synchroteam"], ENTITIES["quotations"])[
+        0
+    ]
     assert (edited.metadata["loaded"].value, edited.metadata["refetched"].value) == (1, 1)
     assert value_of(warehouse, "quotations", draft["id"], "valid_until") == date(2030, 1, 31)
     assert set(stored_state(MAIN_TENANT, quotations)["refetch_memo"]) == re_read()  # the accepted one let go
@@ -166,7 +169,7 @@ def test_capped_runs_over_unsorted_changes_converge_without_skipping_any(emulato
     landed_per_run, capped_per_run = [], []
     for _ in range(4):
         result = run_entity_job(MAIN_TENANT, customers, {"max_records": 20, "lookback_minutes": 0})
-        metadata = result.asset_materializations_for_node("synchroteam__customers")[0].metadata
+        metadata = materializations(result, TENANTS["synchroteam"], ENTITIES["customers"])[0].metadata
         capped_per_run.append(metadata["capped"].value)
         landed = [
             i
@@ -265,7 +268,7 @@ def test_runs_are_tagged_and_materializations_carry_the_numbers(emulator, wareho
 
     result = run_entity_job(MAIN_TENANT, invoices, {"max_records": 500, "refetch_recent_days": 0}, instance=instance)
 
-    metadata = result.asset_materializations_for_node("synchroteam__invoices")[0].metadata
+    metadata = materializations(result, TENANTS["synchroteam"], ENTITIES["invoices"])[0].metadata
     assert metadata["inserted"].value == 2
     assert metadata["updated"].value == metadata["loaded"].value - 2 >= 1
     assert metadata["api_requests"].value == len(sync_requests(emulator))

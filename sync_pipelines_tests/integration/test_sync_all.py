@@ -15,6 +15,7 @@ from sync_pipelines_tests.compare import NAMING, assert_warehouse_equals_emulato
 from sync_pipelines_tests.conftest import DOMAINS, HEC, MAIN
 from sync_pipelines_tests.helpers import (
     expected_requests,
+    materializations,
     max_modified,
     requests_by,
     run_sync_all,
@@ -76,7 +77,7 @@ def test_first_sync_all_lands_exactly_the_emulators_records(emulator, warehouse)
         }
 
 
-def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_evaluated_in_the_sync_steps(
+def test_a_sync_all_is_one_step_per_tenant_and_the_read_copy_with_the_checks_evaluated_in_the_sync_steps(
     emulator, warehouse
 ):
     instance = DagsterInstance.ephemeral()  # one for both runs: the second knows what dbt built
@@ -84,7 +85,7 @@ def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_eva
 
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
-    assert sorted(steps) == sorted([*(f"{t.name}__{e.name}" for t, e in pairs), "analytics", "warehouse__read_copy"])
+    assert sorted(steps) == sorted([*TENANTS, "analytics", "warehouse__read_copy"])
     assert steps[-2:] == ["analytics", "warehouse__read_copy"]  # the copy holds the views dbt built
     # no check is planned: each is reported by the step that evaluates it (check_results)
     assert not [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION_PLANNED"]
@@ -94,7 +95,7 @@ def test_a_sync_all_is_one_step_per_entity_and_the_read_copy_with_the_checks_eva
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.step_key != "analytics"  # dbt's: test_analytics.py
     ]
     assert {(e.step_key, e.asset_check_evaluation_data.check_name) for e in evaluations} == {
-        (f"{t.name}__{e.name}", name) for t, e in pairs for name in ("no_duplicate_ids", "rejected_records")
+        (t.name, name) for t, e in pairs for name in ("no_duplicate_ids", "rejected_records")
     }
     assert all(e.asset_check_evaluation_data.passed for e in evaluations)
 
@@ -199,13 +200,13 @@ def test_wrong_api_key_fails_once_without_retries_naming_the_tenant_and_writes_n
 
     assert not result.success
     failures = step_failures(result)
-    main_steps = {f"synchroteam__{name}" for name in TENANTS["synchroteam"].entities}
-    assert set(failures) == main_steps
+    assert set(failures) == {"synchroteam"}
     for message in failures.values():
         assert "tenant 'main'" in message and "SYNCHROTEAM_API_KEY" in message and "401" in message
         assert wrong_key not in message
     unauthorised = [r for r in sync_requests(emulator) if r.status == 401]
-    assert len(unauthorised) == len(main_steps)  # one request per entity: no retry
+    assert len(unauthorised) == 1  # not retried, and the tenant's other entities not asked: same key, same answer
+    assert [r for r in sync_requests(emulator) if r.tenant != HEC.domain] == unauthorised
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert not any(table_exists(con, "synchroteam", e) for e in TENANTS["synchroteam"].entities)
         assert table_exists(con, "synchroteam_hec", "invoices")  # the other tenant is unaffected
@@ -218,7 +219,7 @@ def test_a_tenant_without_credentials_fails_naming_the_missing_variables(emulato
     result = run_sync_all(raise_on_error=False)
 
     failures = step_failures(result)
-    assert set(failures) == {f"synchroteam_hec__{name}" for name in TENANTS["synchroteam_hec"].entities}
+    assert set(failures) == {"synchroteam_hec"}
     for message in failures.values():
         assert "SYNCHROTEAM_HEC_DOMAIN" in message and "SYNCHROTEAM_HEC_API_KEY" in message
     assert emulator.request_count(tenant=HEC.domain) == 0
@@ -236,7 +237,7 @@ def test_429s_with_and_without_retry_after_still_end_in_a_complete_warehouse(emu
     assert result.success
     assert sum(1 for r in sync_requests(emulator) if r.status == 429) == 7
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
-    invoices = result.asset_materializations_for_node("synchroteam__invoices")[0]
+    invoices = materializations(result, TENANTS["synchroteam"], ENTITIES["invoices"])[0]
     assert invoices.metadata["retries_429"].value == 2
 
 

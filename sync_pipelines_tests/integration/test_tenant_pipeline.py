@@ -5,6 +5,8 @@ import dlt
 from dlt.sources import DltSource
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, Tenant, pipeline_name, tenant_pipeline_name
+from sync_pipelines.errors import NotJsonResponse
+from sync_pipelines.synchroteam import reader
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import Cursor
 from sync_pipelines.synchroteam.records import to_api_timestamp
@@ -14,7 +16,15 @@ from sync_pipelines.warehouse.pipeline import destination
 from sync_pipelines.warehouse.settings import pipelines_dir, warehouse
 from sync_pipelines_tests.compare import assert_warehouse_equals_emulator
 from sync_pipelines_tests.conftest import DOMAINS, MAIN
-from sync_pipelines_tests.helpers import run_entity_job, stored_state, sync_requests
+from sync_pipelines_tests.helpers import (
+    materializations,
+    run_entity_job,
+    run_sync_all,
+    step_failures,
+    stored_cursor,
+    stored_state,
+    sync_requests,
+)
 
 MAIN_TENANT = TENANTS["synchroteam"]
 INVOICES, CUSTOMERS = ENTITIES["invoices"], ENTITIES["customers"]
@@ -54,7 +64,9 @@ def test_a_warehouse_the_entity_pipelines_loaded_carries_on_from_their_cursors(e
     walks = [r for r in sync_requests(emulator) if r.resource == "invoice" and r.action == "list"]
     timezone = TenantSettings.from_env(MAIN_TENANT).timezone
     assert [r.params.get("changedSince") for r in walks][:1] == [to_api_timestamp(legacy.at, timezone)]
-    (loaded,) = [m.metadata["loaded"].value for m in result.asset_materializations_for_node("synchroteam__invoices")]
+    (loaded,) = [
+        m.metadata["loaded"].value for m in materializations(result, TENANTS["synchroteam"], ENTITIES["invoices"])
+    ]
     assert loaded == 1  # the new invoice, not the whole list again
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
     assert Cursor.from_state(stored_state(MAIN_TENANT, INVOICES)).at > legacy.at  # now in the tenant's state
@@ -62,7 +74,7 @@ def test_a_warehouse_the_entity_pipelines_loaded_carries_on_from_their_cursors(e
     # customers: the tenant pipeline holds no state for them yet, and the entity pipeline's still counts
     emulator.clear_requests()
     quiet = run_entity_job(MAIN_TENANT, CUSTOMERS)
-    (customers,) = quiet.asset_materializations_for_node("synchroteam__customers")
+    (customers,) = materializations(quiet, TENANTS["synchroteam"], ENTITIES["customers"])
     assert customers.metadata["loaded"].value == 0
     assert all("changedSince" in r.params for r in sync_requests(emulator) if r.resource == "customer")
     assert len(customers.metadata["dagster/column_schema"].value.columns) > 5  # from the entity pipeline's schema
@@ -77,3 +89,40 @@ def test_one_entity_s_load_keeps_the_other_entities_state_in_the_tenant_pipeline
 
     assert stored_state(MAIN_TENANT, CUSTOMERS) == customers and stored_state(MAIN_TENANT, INVOICES)
     assert tenant_pipeline_name(MAIN_TENANT) == "synchroteam"
+
+
+def test_an_entity_whose_reading_fails_midway_keeps_its_cursor_while_the_tenant_s_others_load(
+    emulator, warehouse, monkeypatch
+):
+    assert run_sync_all().success
+    store = emulator.tenant(MAIN.domain)
+    store.add("invoice")
+    store.add("invoice")
+    store.add("customer")
+    cursor = stored_cursor(MAIN_TENANT, INVOICES)
+    read = reader.EntityReader.read
+
+    def failing_after_its_first_batch(self):
+        batches = read(self)
+        first = next(batches, None)
+        if first is None:
+            return
+        yield first
+        if self.entity is INVOICES:
+            raise NotJsonResponse("invoice/list answered a web page.")
+        yield from batches
+
+    with monkeypatch.context() as patched:
+        patched.setattr(reader.EntityReader, "read", failing_after_its_first_batch)
+        failed = run_sync_all(raise_on_error=False)
+
+    assert set(step_failures(failed)) == {"synchroteam"}
+    assert step_failures(failed)["synchroteam"].startswith("[not_json] invoice/list answered a web page.")
+    assert stored_cursor(MAIN_TENANT, INVOICES) == cursor  # its changes are read again next run
+    assert not materializations(failed, MAIN_TENANT, INVOICES)
+    assert len(materializations(failed, MAIN_TENANT, CUSTOMERS)) == 1  # the tenant's other entities loaded
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["customers"])
+
+    assert run_sync_all().success
+    assert stored_cursor(MAIN_TENANT, INVOICES).at > cursor.at
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)

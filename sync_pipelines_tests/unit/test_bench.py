@@ -55,8 +55,8 @@ def test_every_alternative_reads_a_lookup_list_whole_and_the_others_from_their_c
 
 def test_the_look_back_0_rounds_give_a_lookup_list_no_run_config():
     config = api_use.lookback_zero()
-    assert "synchroteam__job_types" not in config and "synchroteam_hec__job_types" not in config
-    assert config["synchroteam__parts"] == {"lookback_minutes": 0, "revisit_days": 0, "max_records": 0}
+    assert "job_types" not in config["synchroteam"] and "job_types" not in config["synchroteam_hec"]
+    assert config["synchroteam"]["parts"] == {"lookback_minutes": 0, "revisit_days": 0, "max_records": 0}
 
 
 def test_every_scale_asks_the_emulator_for_no_fewer_records_than_it_serves():

@@ -1,7 +1,7 @@
 """Connections to the warehouse (`warehouse/dialect.py`): a sync step holds the DuckDB file open, and every
 connection in it, dlt's included, joins that one database instance."""
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS
+from sync_pipelines.catalogue import TENANTS
 from sync_pipelines.warehouse.dialect import duckdb_connection, held_open
 from sync_pipelines.warehouse.pipeline import build_pipeline
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, duckdb_settings
@@ -30,7 +30,7 @@ def test_dlt_joins_the_held_file_with_the_warehouse_s_bounds(tmp_path, monkeypat
     path = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("SYNC_DUCKDB_PATH", str(path))
     monkeypatch.setenv("SYNC_DUCKDB_MEMORY_LIMIT", "256MB")
-    pipeline = build_pipeline(TENANTS["synchroteam"], ENTITIES["invoices"], duckdb_settings())
+    pipeline = build_pipeline(TENANTS["synchroteam"], duckdb_settings())
     with held_open(DuckDBWarehouse(path)):
         with pipeline.sql_client() as client:  # DuckDB refuses a second instance of a file opened differently
             rows = client.execute_sql("SELECT current_setting('memory_limit'), current_setting('threads')")

@@ -10,10 +10,10 @@ from dlt.pipeline.state_sync import PIPELINE_STATE_ENGINE_VERSION, migrate_state
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.warehouse.state import stored_resource_state
+from sync_pipelines.warehouse.state import resource_states as stored_resources
 from sync_pipelines.warehouse.tables import StoredState
 
-PIPELINE = "synchroteam__invoices"
+PIPELINE = "synchroteam"
 
 # What a resource state may hold: the product's strings (a cursor, ids, digests), and what dlt's typed JSON writes
 # behind a private-use character (datetimes, dates, decimals, bytes), non-ASCII text, numbers, nesting
@@ -70,11 +70,12 @@ def by_dlt(encoded: str) -> dict[str, Any]:
 def test_a_stored_resource_state_reads_as_dlt_restores_it(resource, engine):
     encoded = compress_state(pipeline_state(resource, engine))
 
-    assert stored_resource_state(StoredState(3, "hash", encoded), PIPELINE, "invoices") == by_dlt(encoded)
+    assert stored_resources(StoredState(3, "hash", encoded), PIPELINE)["invoices"] == by_dlt(encoded)
 
 
-def test_nothing_stored_reads_as_an_empty_state():
-    assert stored_resource_state(None, PIPELINE, "invoices") == {}
-    assert stored_resource_state(StoredState(3, "hash", ""), PIPELINE, "invoices") == {}
+def test_nothing_stored_reads_as_no_state():
+    assert stored_resources(None, PIPELINE) == {}
+    assert stored_resources(StoredState(3, "hash", ""), PIPELINE) == {}
     other = compress_state(pipeline_state({"cursor": "2026-12-03T07:00:00+00:00"}))
-    assert stored_resource_state(StoredState(3, "hash", other), PIPELINE, "quotations") == {}
+    assert set(stored_resources(StoredState(3, "hash", other), PIPELINE)) == {"invoices"}
+    assert stored_resources(StoredState(3, "hash", other), "synchroteam_hec") == {}  # another pipeline's source
