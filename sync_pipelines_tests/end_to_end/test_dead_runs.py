@@ -201,13 +201,13 @@ def test_a_host_that_dies_under_a_daemon_s_run_frees_its_tenant_s_queue_lane_wit
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["invoices"])
 
 
-def invoices_holder(postgres: PostgresServer, database: str) -> str | None:
-    """The run (8 characters) whose step holds the main tenant's schema lock for its invoices, if one does."""
+def main_tenant_holder(postgres: PostgresServer, database: str) -> str | None:
+    """The run (8 characters) whose step holds the main tenant's schema lock, if one does."""
     con = postgres.connect(database)
     try:
         with con.cursor() as cur:
             cur.execute(
-                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'run % step synchroteam__invoices'"
+                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'run % step synchroteam'"
             )
             row = cur.fetchone()
     finally:
@@ -219,7 +219,7 @@ def test_two_hosts_sharing_one_postgresql_deployment_take_turns_and_the_death_of
     emulator, pg_warehouse, postgres, tmp_path, monkeypatch
 ):
     """Two DAGSTER_HOMEs (two machines) on one PostgreSQL instance storage and one PostgreSQL warehouse: both run
-    `sync_all` at the same moment and both succeed, exact; then both again, and one is killed in its invoices step:
+    `sync_all` at the same moment and both succeed, exact; then both again, and one is killed reading invoices:
     the other completes, the next run of the dead one's host too, exact."""
     monkeypatch.setenv("SYNC_DAGSTER_POSTGRES_URL", postgres.create_database(f"instance_{uuid.uuid4().hex[:8]}"))
     hosts = [dagster_home(tmp_path, "host_a"), dagster_home(tmp_path, "host_b")]
@@ -234,7 +234,7 @@ def test_two_hosts_sharing_one_postgresql_deployment_take_turns_and_the_death_of
     store.add("invoice")
     slow_invoice_pages(emulator)
     second = [start_job("sync_all", home, tmp_path / f"second_{i}.log") for i, home in enumerate(hosts)]
-    holder = until(lambda: invoices_holder(postgres, pg_warehouse.database), "invoices step holding its schema")
+    holder = until(lambda: main_tenant_holder(postgres, pg_warehouse.database), "main tenant's step holding its schema")
     runs = {run.run_id[:8]: run for run in leased_runs(hosts[0])}
     dead = runs[str(holder)]
     victim = next(process for process in second if process.pid == pid_of(dead))

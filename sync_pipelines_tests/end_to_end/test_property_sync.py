@@ -46,7 +46,7 @@ from dlt.common.versioned_state import decompress_state
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, pipeline_name
+from sync_pipelines.catalogue import ENTITIES, TENANTS, Entity, tenant_pipeline_name
 from sync_pipelines.synchroteam.client import SynchroteamClient
 from sync_pipelines.synchroteam.plan import Cursor, SyncPlan
 from sync_pipelines.synchroteam.reader import ExtractStats
@@ -166,11 +166,11 @@ def stored_cursor(path: Path, entity: Entity) -> Cursor:
             f"SELECT s.state FROM {SCHEMA}._dlt_pipeline_state s JOIN {SCHEMA}._dlt_loads l "
             "ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 "
             "ORDER BY l.load_id DESC LIMIT 1",
-            [pipeline_name(TENANT, entity)],
+            [tenant_pipeline_name(TENANT)],
         ).fetchone()
     if row is None:
         return Cursor()
-    resources = decompress_state(row[0]).get("sources", {}).get(pipeline_name(TENANT, entity), {})
+    resources = decompress_state(row[0]).get("sources", {}).get(tenant_pipeline_name(TENANT), {})
     return Cursor.from_state(resources.get("resources", {}).get(entity.name, {}))
 
 
@@ -299,7 +299,7 @@ class Scenario:
         """One run through dlt alone (no Dagster), keeping its extract numbers."""
         stats = ExtractStats()
         with SynchroteamClient(TenantSettings.from_env(TENANT)) as client:
-            build_pipeline(TENANT, entity).run(
+            build_pipeline(TENANT).run(
                 entity_source(TENANT, entity, client, plan, stats), loader_file_format="jsonl"
             ).raise_on_failed_jobs()
         return stats
