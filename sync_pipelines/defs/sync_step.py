@@ -228,7 +228,9 @@ class Reading:
 
     @property
     def state(self) -> dict[str, Any]:
-        return self._ahead.state if self._step.done else self._step.state
+        """The state the reading left; the one it found, if the entity did not finish (the reader updates its
+        state in place as it goes)."""
+        return self._ahead.state if self._step.done else self._ahead.before
 
     def batches(self) -> Iterator[Any]:
         if self._tenant_step.stopped is not None:

@@ -98,8 +98,8 @@ class ReadAhead:
     """
 
     def __init__(self, reader: EntityReader) -> None:
-        self.state = reader.state
-        self._before = copy.deepcopy(reader.state)
+        self.state = reader.state  # updated in place as the reading goes
+        self.before = copy.deepcopy(reader.state)  # as the reading found it: the warehouse's
         self._batches = reader.read()
         self._first: Any = _DONE
 
@@ -112,7 +112,7 @@ class ReadAhead:
 
     @property
     def nothing_to_load(self) -> bool:
-        return self._first is _DONE and self.state == self._before
+        return self._first is _DONE and self.state == self.before
 
     def batches(self) -> Iterator[Any]:
         first, self._first = self._first, _DONE

@@ -99,7 +99,7 @@ def test_an_entity_whose_reading_fails_midway_keeps_its_cursor_while_the_tenant_
     store.add("invoice")
     store.add("invoice")
     store.add("customer")
-    cursor = stored_cursor(MAIN_TENANT, INVOICES)
+    cursor, state = stored_cursor(MAIN_TENANT, INVOICES), stored_state(MAIN_TENANT, INVOICES)
     read = reader.EntityReader.read
 
     def failing_after_its_first_batch(self):
@@ -119,6 +119,7 @@ def test_an_entity_whose_reading_fails_midway_keeps_its_cursor_while_the_tenant_
     assert set(step_failures(failed)) == {"synchroteam"}
     assert step_failures(failed)["synchroteam"].startswith("[not_json] invoice/list answered a web page.")
     assert stored_cursor(MAIN_TENANT, INVOICES) == cursor  # its changes are read again next run
+    assert stored_state(MAIN_TENANT, INVOICES) == state  # its memos too: the state the warehouse had
     assert not materializations(failed, MAIN_TENANT, INVOICES)
     assert len(materializations(failed, MAIN_TENANT, CUSTOMERS)) == 1  # the tenant's other entities loaded
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS, tenants=["synchroteam"], entities=["customers"])
