@@ -187,11 +187,9 @@ class EntityStep:
         assert self.client is not None  # read_ahead made it
         extra = run_metadata(self.client, self.stats, self.before.rows, after.rows)
         extra.update(quarantine_metadata(self.quarantine, after.deleted, after.live_rows))
-        columns = (
-            pipeline.default_schema.tables.get(self.entity.name, {}).get("columns")
-            if pipeline is not None and self.loads
-            else after.columns
-        )
+        columns: Mapping[str, Mapping[str, Any]] | None = after.columns  # the stored schema's, if not loaded
+        if columns is None and pipeline is not None:
+            columns = pipeline.default_schema.tables.get(self.entity.name, {}).get("columns")
         metadata = materialization_metadata(
             extra, load_metadata(columns or {}, load_info if self.loads else None), self.tenant, self.entity
         )
