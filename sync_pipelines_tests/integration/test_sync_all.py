@@ -87,6 +87,9 @@ def test_a_sync_all_is_one_step_per_tenant_and_the_read_copy_with_the_checks_eva
     pairs = [(tenant, entity) for tenant in TENANTS.values() for entity in tenant_entities(tenant)]
     assert sorted(steps) == sorted([*TENANTS, "analytics", "warehouse__read_copy"])
     assert steps[-2:] == ["analytics", "warehouse__read_copy"]  # the copy holds the views dbt built
+    with duckdb.connect(str(warehouse), read_only=True) as con:  # each tenant's entities in one dlt load
+        loads = {t: con.execute(f"SELECT schema_name FROM {t}._dlt_loads").fetchall() for t in TENANTS}
+    assert loads == {t: [(t,)] for t in TENANTS}
     # no check is planned: each is reported by the step that evaluates it (check_results)
     assert not [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION_PLANNED"]
     evaluations = [
