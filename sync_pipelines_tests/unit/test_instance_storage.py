@@ -1,11 +1,14 @@
 """The instance's SQLite storage (`instance_storage.SqliteStorage`): Dagster's files, held open while written."""
 
 import os
+import sqlite3
 import time
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
-from dagster import DagsterInstance
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
+from dagster._core.events import DagsterEvent
 from dagster._core.events.log import EventLogEntry
 
 from sync_pipelines.instance import write_dagster_yaml
@@ -80,3 +83,47 @@ def test_wiping_the_history_holds_no_deleted_file_open(tmp_path):
         _log(instance, "run_a", "after it")
         assert [r.user_message for r in instance.all_logs("run_a")] == ["after it"]
         assert _wal(home, "run_a").exists()  # held open again
+
+
+def _check_evaluation(run_id: str, n: int) -> EventLogEntry:
+    evaluation = AssetCheckEvaluation(
+        asset_key=AssetKey(["synchroteam", "invoices"]), check_name="no_duplicate_ids", passed=True, metadata={"n": n}
+    )
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+        job_name="sync_all",
+        event_specific_data=evaluation,
+    )
+    return EventLogEntry(
+        error_info=None, level="DEBUG", user_message="", run_id=run_id, timestamp=time.time(), dagster_event=event
+    )
+
+
+def test_events_after_the_first_reuse_each_file_s_connection(tmp_path, monkeypatch):
+    """A check evaluation is written to the run's file and to the asset index, which Dagster's storage opens anew
+    (with a new SQLAlchemy engine, compiling every statement again) for each, and asks whether the index has its
+    table before each: once a file is open, no event opens another connection."""
+    home = tmp_path / "home"
+    write_dagster_yaml(REPO / "dagster.yaml", home, environ={})
+    opened: list[str] = []
+    connect = sqlite3.dbapi2.connect
+
+    def counting(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(str(database))
+        return connect(database, *args, **kwargs)
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.store_event(_check_evaluation("run_a", 0))
+        monkeypatch.setattr(sqlite3, "connect", counting)
+        monkeypatch.setattr(sqlite3.dbapi2, "connect", counting)  # SQLAlchemy's
+        for n in range(1, 20):
+            instance.event_log_storage.store_event(_check_evaluation("run_a", n))
+        assert opened == []
+        executions = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey(["synchroteam", "invoices"]), "no_duplicate_ids"), limit=50
+        )
+        assert len(instance.all_logs("run_a")) == 20
+        # the run's execution of the check, updated by each evaluation
+        [execution] = executions
+        assert execution.event is not None and execution.event.dagster_event is not None
+        assert execution.event.dagster_event.event_specific_data.metadata["n"].value == 19
