@@ -309,7 +309,8 @@ def alternative_round(
 
 # -- 2b. the scheduled run -----------------------------------------------------------------------------------------
 
-ROUNDS = 2  # of each comparison: each round on changes of its own, then on none
+ROUNDS = 4  # of the whole runs' comparison: each round on changes of its own, then on none
+ENTITY_ROUNDS = 2  # of each entity's own job next to the straightforward pipeline given that entity alone
 # the whole scheduled run, each way over every entity of every tenant, in a round's order (reversed every other)
 WAYS = ("sync_all", "straightforward", "rest_api", "plain")
 ENTITY_KEYS = frozenset(f"{tenant}/{entity}" for tenant, entity, _ in ENTITIES)
@@ -323,7 +324,8 @@ def phase_scheduled(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: 
     phase's own, followed by an unmeasured round of changes. Every round is measured after the caps caught up."""
     timeline = Timeline.resume(emu)
     first = [way for way in WAYS if not synced(way, home, work)]
-    out: dict[str, Any] = {"rounds": ROUNDS, "first": first, "settle_s": settle(emu, home, work, scale, first)}
+    out: dict[str, Any] = {"rounds": ROUNDS, "entity_rounds": ENTITY_ROUNDS, "first": first}
+    out["settle_s"] = settle(emu, home, work, scale, first)
     out["catch_up"], mutations = [], itertools.count()
     if first:
         timeline.mutate(next(mutations))
@@ -338,7 +340,7 @@ def phase_scheduled(emu: EmulatorProcess, home: DagsterHome, work: Path, scale: 
         timeline.later()
         out["no_change"].append(side_by_side(emu, home, work, scale, r, "no change"))
     # the entity rounds come last: rest_api and the plain loop, which they leave behind, have no round after them
-    for r in range(ROUNDS):
+    for r in range(ENTITY_ROUNDS):
         timeline.mutate(next(mutations))
         changed, still, caught_up = entity_round(emu, home, work, timeline, scale, r)
         out["entities_changed"].append(changed)
