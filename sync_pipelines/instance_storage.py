@@ -6,11 +6,10 @@ and a connection of their own, whether the index has the checks' table. That cos
 - On a database in WAL mode, as Dagster's are, closing the last connection to a file checkpoints its write-ahead
   log into the file and deletes it: more fsyncs, and a file deleted and created again, each time.
 - A new engine compiles every SQL statement again: SQLAlchemy caches compiled statements per engine.
-- Each event pays for the engine, the connection and the question: about 5.7 ms a check evaluation, of which the
-  row writes are a fraction.
-A 1%-changed `sync_all` stores about 230 events (planned materializations, materializations, the entities' and the
-analytics' check evaluations), nearly all in two files: the run's own and the asset index (BENCHMARKS.md, *Where
-a no-change run's time goes*).
+- Each check evaluation also pays for the engine and connection of that question: the row writes are the least of
+  an event's cost.
+A run stores an event for each planned materialization, materialization and check evaluation, nearly all in two
+files: the run's own and the asset index (BENCHMARKS.md, *Where a no-change run's time goes*, has the figures).
 
 `SqliteStorage` is Dagster's `DagsterSqliteStorage`, the same files in the same places, whose event log keeps an
 engine, with one connection open, for each of the few database files it used last (`HELD_OPEN`), and remembers
