@@ -8,6 +8,7 @@ emulator sleeps on every request) is ended by run monitoring once past its `dags
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,14 @@ import pytest
 
 from sync_pipelines.catalogue import ENTITIES
 from sync_pipelines.definitions import defs
+from sync_pipelines.defs.launcher import WORKER_TAG
 from sync_pipelines.defs.schedules import (
     MAX_RUNTIME_TAG,
     TENANT_TAG,
     max_runtime_seconds,
 )
 from sync_pipelines.instance import dagster_yaml
+from sync_pipelines.warehouse.lock import warehouse_turn
 from sync_pipelines_tests.conftest import HEC, MAIN
 from sync_pipelines_tests.helpers import requests_by
 from synchroteam_emulator import Emulator, Fault
@@ -516,3 +520,64 @@ def test_a_run_launched_from_the_command_line_is_on_its_jobs_page(dagster_dev, e
     selector = {"repositoryLocationName": dagster_dev.location, "repositoryName": REPOSITORY, "pipelineName": job}
     page = dagster_dev.query(JOB_RUNS, {"selector": selector})["pipelineOrError"]
     assert run_id in [listed["runId"] for listed in page["runs"]], page
+
+
+TERMINATE_RUN = """
+mutation Terminate($runId: String!) {
+  terminateRun(runId: $runId) {
+    __typename
+    ... on TerminateRunFailure { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_ui_s_terminate_interrupts_the_process_the_launcher_started(dagster_dev):
+    """The launcher starts each run's process itself (dagster.yaml `run_worker: true`) and says which in a tag; the
+    UI's Terminate, from the webserver's process, interrupts it as the code server would. The run waits for the
+    warehouse, which this test holds: only the interrupt can end its step's attempt."""
+    with warehouse_turn(Path(dagster_dev.env["SYNC_DUCKDB_PATH"]), "the test", lambda _: None):
+        run_id = dagster_dev.launch("sync_synchroteam__credit_notes", {"ops": {"synchroteam": {"config": {}}}})
+        waiting = wait_for_event(dagster_dev, run_id, lambda e: "Waiting for the warehouse" in (e.get("message") or ""))
+        tags = {tag["key"]: tag["value"] for tag in dagster_dev.run(run_id)["tags"]}
+        worker = json.loads(tags[WORKER_TAG])
+        try:
+            assert worker["host"] == socket.gethostname() and _alive(worker["pid"]), worker
+            with open(f"/proc/{worker['pid']}/cmdline", "rb") as cmdline:
+                assert b"sync_pipelines.run_worker" in cmdline.read().split(b"\0"), worker
+
+            result = dagster_dev.query(TERMINATE_RUN, {"runId": run_id})["terminateRun"]
+            assert result["__typename"] == "TerminateRunSuccess", result
+            assert dagster_dev.run(run_id)["status"] in ("CANCELING", "CANCELED")
+            # the step's attempt ends, interrupted, while the warehouse is still held (Dagster's retry policy may
+            # run it again: docs/quirks.md)
+            wait_for_event(
+                dagster_dev,
+                run_id,
+                lambda e: e.get("eventType") in ("STEP_UP_FOR_RETRY", "STEP_FAILURE", "RUN_CANCELED"),
+                after=waiting,
+            )
+        finally:
+            with suppress(ProcessLookupError):
+                os.kill(worker["pid"], signal.SIGKILL)
+
+
+def wait_for_event(dagster_dev: DagsterDev, run_id: str, found: Any, after: int = 0) -> int:
+    """The position of the first of the run's events past `after` that `found` accepts, waiting for it."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        events = dagster_dev.events(run_id)
+        hits = [i for i, event in enumerate(events) if i > after and found(event)]
+        if hits:
+            return hits[0]
+        assert time.monotonic() < deadline, dagster_dev.describe(run_id)
+        time.sleep(0.5)

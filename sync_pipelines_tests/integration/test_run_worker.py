@@ -1,0 +1,83 @@
+"""`python -m sync_pipelines.run_worker`: Dagster's command line in a run's process, which loads the code location
+into the collector's permanent generation and ends without the interpreter's finalization."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sync_pipelines_tests.processes import REPO
+
+JOBS = "sync_pipelines_tests.worker_jobs"
+
+
+def run(tmp_path: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, *command],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def worker(tmp_path: Path, job: str, load: str = JOBS) -> subprocess.CompletedProcess[str]:
+    return run(tmp_path, "-m", "sync_pipelines.run_worker", "--load", load, "job", "execute", "-m", JOBS, "-j", job)
+
+
+def execute(tmp_path: Path, job: str) -> subprocess.CompletedProcess[str]:
+    return run(tmp_path, "-m", "dagster", "job", "execute", "-m", JOBS, "-j", job)
+
+
+def heap_line(done: subprocess.CompletedProcess[str]) -> tuple[bool, int]:
+    found = re.search(r"collector enabled=(\w+) frozen=(\d+)", done.stderr)
+    assert found, done.stderr[-3000:]
+    return found[1] == "True", int(found[2])
+
+
+def test_the_worker_runs_with_the_code_location_frozen_and_ends_without_finalization(tmp_path):
+    plain, worked = execute(tmp_path, "heap_job"), worker(tmp_path, "heap_job")
+    assert plain.returncode == 0 and worked.returncode == 0, worked.stderr[-3000:]
+    # the run's collector runs, and no longer walks what was loaded with the code location
+    assert heap_line(plain) == (True, 0)
+    enabled, frozen = heap_line(worked)
+    assert enabled and frozen > 100_000, (enabled, frozen)
+    # every exit handler runs; the objects still alive are not freed one by one (the finalization would print),
+    # and a frozen heap is not finalized either (DuckDB's bindings would report its objects as leaks)
+    assert "exit handler ran" in plain.stderr and "finalized at exit" in plain.stderr
+    assert "exit handler ran" in worked.stderr
+    assert "finalized at exit" not in worked.stderr, worked.stderr[-3000:]
+    assert "nanobind" not in worked.stderr, worked.stderr[-3000:]
+    # Dagster's own output, flushed before the process ends
+    assert "RUN_SUCCESS" in worked.stderr, worked.stderr[-3000:]
+
+
+def test_a_failed_run_exits_as_dagster_would(tmp_path):
+    plain, worked = execute(tmp_path, "failing_job"), worker(tmp_path, "failing_job")
+    assert plain.returncode != 0
+    assert worked.returncode == plain.returncode, worked.stderr[-3000:]
+    assert "this op fails" in worked.stderr
+
+
+def test_a_code_location_that_cannot_load_is_reported_by_dagster_not_by_the_worker(tmp_path):
+    worked = worker(tmp_path, "heap_job", load="sync_pipelines_tests.no_such_module")
+    assert worked.returncode == 0, worked.stderr[-3000:]  # the run itself loads JOBS
+    broken = run(
+        tmp_path, "-m", "sync_pipelines.run_worker", "--load", "sync_pipelines_tests.no_such_module",
+        "job", "execute", "-m", "sync_pipelines_tests.no_such_module", "-j", "heap_job",
+    )  # fmt: skip
+    assert broken.returncode != 0
+    assert "No module named 'sync_pipelines_tests.no_such_module'" in broken.stderr, broken.stderr[-3000:]
+    assert "importlib.import_module(module)" not in broken.stderr, broken.stderr[-3000:]  # the worker's own load
+
+
+@pytest.mark.parametrize("argv", [[], ["--load", JOBS]])
+def test_without_dagster_arguments_the_worker_says_what_it_needs(argv, tmp_path):
+    done = run(tmp_path, "-m", "sync_pipelines.run_worker", *argv)
+    assert done.returncode == 2
+    assert "no dagster arguments" in done.stderr, done.stderr
