@@ -30,7 +30,9 @@ SNAPSHOT_ITEMS = ("sync_pipelines", "synchroteam_emulator", "bench", "analytics"
 # what a copy leaves out: caches, results, dbt's logs and per-run targets (its parsed manifest is kept)
 SNAPSHOT_IGNORED = ("__pycache__", "results", "logs", "analytics-*", "docs")
 PYTHON = sys.executable
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
+# How the product's runs are started (`DagsterHome.job`), recorded for each phase measured (`runners`); a phase
+# measured before it was recorded ran plain `dagster job execute`
+RUNNER = "run_worker"
 TIMEZONE = "Europe/Paris"
 
 # -- what is measured: the catalogue's tenants and entities --------------------------------------------------------
@@ -456,13 +458,16 @@ class DagsterHome:
         timeout: float = 3600,
         module: str = "sync_pipelines.definitions",
     ) -> Measured:
-        """`dagster job execute -m <module> -j <job>`, the way users run the product's jobs."""
+        """`dagster job execute -m <module> -j <job>` in the process the instance's run launcher starts for a run
+        (`python -m sync_pipelines.run_worker --load <module> ...`, the project's dagster.yaml), without the
+        daemon's queue: the way the product's scheduled runs are run."""
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         if ops_config:
             run_config["ops"] = {op: {"config": cfg} for op, cfg in ops_config.items()}
         path = self.config_dir / f"{job}-{time.monotonic_ns()}.yaml"
         path.write_text(json.dumps(run_config))  # JSON is YAML
-        cmd = [DAGSTER, "job", "execute", "-m", module, "-j", job, "-c", str(path)]
+        cmd = [PYTHON, "-m", "sync_pipelines.run_worker", "--load", module, "job", "execute", "-m", module, "-j", job]
+        cmd += ["-c", str(path)]
         return run_measured(cmd, self.env, timeout=timeout)
 
     def runs(self, limit: int) -> list[dict[str, Any]]:

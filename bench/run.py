@@ -136,6 +136,7 @@ def measure(phases: list[str], results: dict[str, Any], scale: Scale, work: Path
     def run(phase: str, emu: EmulatorProcess | None, home: DagsterHome | None) -> None:
         before, paused = meter.mark(), len(common.PAUSES)
         results[phase] = PHASES[phase].measure(emu, home, work, scale)
+        results.setdefault("runners", {})[phase] = common.RUNNER
         results.setdefault("load", {})[phase] = common.other_load(before, meter.mark())
         results.setdefault("pauses", {})[phase] = common.PAUSES[paused:]
         done.append(phase)
