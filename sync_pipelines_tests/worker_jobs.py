@@ -32,14 +32,14 @@ def fails() -> None:
     raise RuntimeError("this op fails")
 
 
-@job
+@job(executor_def=in_process_executor)  # as the product's jobs
 def heap_job() -> None:
     heap()
 
 
-@job
+@job(executor_def=in_process_executor)  # as the product's jobs
 def failing_job() -> None:
     fails()
 
 
-defs = Definitions(jobs=[heap_job, failing_job], executor=in_process_executor)  # as the product's jobs
+defs = Definitions(jobs=[heap_job, failing_job])

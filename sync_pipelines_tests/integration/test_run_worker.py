@@ -1,13 +1,23 @@
 """`python -m sync_pipelines.run_worker`: Dagster's command line in a run's process, which loads the code location
 into the collector's permanent generation and ends without the interpreter's finalization."""
 
+import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.launcher import LaunchRunContext
 
+from sync_pipelines.defs.launcher import WORKER_TAG, LeaseCheckingRunLauncher
+from sync_pipelines.instance import write_dagster_yaml
+from sync_pipelines_tests import worker_jobs
 from sync_pipelines_tests.processes import REPO
 
 JOBS = "sync_pipelines_tests.worker_jobs"
@@ -81,3 +91,51 @@ def test_without_dagster_arguments_the_worker_says_what_it_needs(argv, tmp_path)
     done = run(tmp_path, "-m", "sync_pipelines.run_worker", *argv)
     assert done.returncode == 2
     assert "no dagster arguments" in done.stderr, done.stderr
+
+
+def _instance(tmp_path: Path, run_worker: bool) -> DagsterInstance:
+    home = tmp_path / "launcher_home"
+    yaml = write_dagster_yaml(REPO / "dagster.yaml", home)
+    text = yaml.read_text()
+    assert "run_worker: true" in text  # the project's default
+    yaml.write_text(text.replace("run_worker: true", f"run_worker: {str(run_worker).lower()}"))
+    return DagsterInstance.from_config(str(home))
+
+
+def _run(instance: DagsterInstance) -> DagsterRun:
+    recon = reconstructable_job(JOBS)
+    return instance.create_run_for_job(
+        job_def=worker_jobs.heap_job, job_code_origin=recon.get_python_origin(), remote_job_origin=None
+    )
+
+
+def reconstructable_job(module: str) -> ReconstructableJob:
+    return ReconstructableJob.for_module(module, "heap_job")
+
+
+def test_the_launcher_starts_the_run_in_the_run_worker_with_the_code_location_loaded(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    with _instance(tmp_path, run_worker=True) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, LeaseCheckingRunLauncher) and launcher.run_worker
+        run = _run(instance)
+        launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        deadline = time.monotonic() + 120
+        while not (instance.get_run_by_id(run.run_id) or run).is_finished:
+            assert time.monotonic() < deadline, "the launched run did not finish"
+            time.sleep(0.2)
+        done = instance.get_run_by_id(run.run_id)
+        assert done is not None and done.status == DagsterRunStatus.SUCCESS, done
+        worker = json.loads(done.tags[WORKER_TAG])
+        assert worker["pid"] != os.getpid()
+        said = " ".join(entry.user_message for entry in instance.all_logs(run.run_id))
+        frozen = re.search(r"collector enabled=True frozen=(\d+)", said)
+        assert frozen and int(frozen[1]) > 100_000, said[-2000:]  # `--load` the run's module, then frozen
+
+
+def test_without_run_worker_the_launcher_leaves_the_run_to_the_code_server(tmp_path):
+    with _instance(tmp_path, run_worker=False) as instance:
+        run = _run(instance)
+        with pytest.raises(DagsterInvariantViolationError, match="requires a workspace"):  # Dagster's own path
+            instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        assert WORKER_TAG not in (instance.get_run_by_id(run.run_id) or run).tags
