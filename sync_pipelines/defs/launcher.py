@@ -23,7 +23,9 @@ import psycopg2
 from dagster import DagsterRun, DefaultRunLauncher, Field
 from dagster._config.config_schema import UserConfigSchema
 from dagster._core.code_pointer import ModuleCodePointer
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+from dagster._core.origin import JobPythonOrigin
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
@@ -34,6 +36,15 @@ from sync_pipelines.warehouse.settings import warehouse
 
 WORKER_TAG = "sync_pipelines/run_worker"  # {"host": ..., "pid": ...} of a run the launcher started itself
 WORKER_MODULE = "sync_pipelines.run_worker"
+
+
+def worker_command(instance: InstanceRef, run_id: str, origin: JobPythonOrigin) -> list[str]:
+    """The run worker's command line for a run (`ps` shows it: the instance's reference names the variables that
+    hold secrets, never their values)."""
+    pointer = origin.repository_origin.code_pointer
+    load = ["--load", pointer.module] if isinstance(pointer, ModuleCodePointer) else []
+    args = ExecuteRunArgs(job_origin=origin, run_id=run_id, instance_ref=instance)
+    return [origin.executable_path, "-m", WORKER_MODULE, *load, "api", "execute_run", serialize_value(args)]
 
 
 class LeaseCheckingRunLauncher(DefaultRunLauncher):
@@ -66,12 +77,9 @@ class LeaseCheckingRunLauncher(DefaultRunLauncher):
         if origin is None:  # a run without a code origin: only the code server knows how to start it
             super().launch_run(context)
             return
-        pointer = origin.repository_origin.code_pointer
-        load = ["--load", pointer.module] if isinstance(pointer, ModuleCodePointer) else []
-        args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
         process = subprocess.Popen(
-            [origin.executable_path, "-m", WORKER_MODULE, *load, "api", "execute_run", serialize_value(args)],
-            cwd=getattr(pointer, "working_directory", None) or None,
+            worker_command(self._instance.get_ref(), run.run_id, origin),
+            cwd=getattr(origin.repository_origin.code_pointer, "working_directory", None) or None,
             stdin=subprocess.DEVNULL,
         )
         # its exit status collected as soon as it ends: no zombie processes under a daemon that lives for months

@@ -13,9 +13,10 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import LaunchRunContext
 
-from sync_pipelines.defs.launcher import WORKER_TAG, LeaseCheckingRunLauncher
+from sync_pipelines.defs.launcher import WORKER_TAG, LeaseCheckingRunLauncher, worker_command
 from sync_pipelines.instance import write_dagster_yaml
 from sync_pipelines_tests import worker_jobs
 from sync_pipelines_tests.processes import REPO
@@ -139,3 +140,14 @@ def test_without_run_worker_the_launcher_leaves_the_run_to_the_code_server(tmp_p
         with pytest.raises(DagsterInvariantViolationError, match="requires a workspace"):  # Dagster's own path
             instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
         assert WORKER_TAG not in (instance.get_run_by_id(run.run_id) or run).tags
+
+
+def test_the_run_worker_s_command_line_names_the_storage_s_variable_never_its_secret(tmp_path, monkeypatch):
+    secret = "pw-never-in-argv"
+    monkeypatch.setenv("SYNC_DAGSTER_POSTGRES_URL", f"postgresql+psycopg2://sync:{secret}@127.0.0.1:5/dagster")
+    home = tmp_path / "pg_home"
+    write_dagster_yaml(REPO / "dagster.yaml", home)
+    command = worker_command(InstanceRef.from_dir(str(home)), "a-run-id", reconstructable_job(JOBS).get_python_origin())
+    assert command[1:5] == ["-m", "sync_pipelines.run_worker", "--load", JOBS], command[:5]
+    assert "SYNC_DAGSTER_POSTGRES_URL" in command[-1]
+    assert not [part for part in command if secret in part]
