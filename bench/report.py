@@ -201,11 +201,11 @@ def pauses(results: Results) -> list[str]:
 # -- 1. full first sync --------------------------------------------------------------------------------------------
 
 
-def product_run(results: Results, phase: str) -> str:
-    """How `phase` started the product's runs, as the opening of a code span (the caller adds arguments and `)."""
+def product_command(results: Results, phase: str) -> str:
+    """The command `phase` started the product's runs with (phases measured before it was recorded: Dagster's)."""
     if (results.get("runners") or {}).get(phase) == "run_worker":
-        return "`python -m sync_pipelines.run_worker job execute"
-    return "`dagster job execute"
+        return "python -m sync_pipelines.run_worker job execute"
+    return "dagster job execute"
 
 
 def full_sync(results: Results) -> list[str]:
@@ -213,7 +213,7 @@ def full_sync(results: Results) -> list[str]:
     if not full:
         return []
     lines = [
-        f"### 1. Full first sync, per entity (product: {product_run(results, 'full')} -j sync_<tenant>__<entity>`)",
+        f"### 1. Full first sync, per entity (product: `{product_command(results, 'full')} -j sync_<tenant>__<entity>`)",
         "",
         "| entity | records | requests: list pages + details + asset-check calls | wall s | of which the "
         "entity's Dagster step s | of which the analytics step s | records/s | records/s, analytics aside | "
@@ -233,7 +233,7 @@ def full_sync(results: Results) -> list[str]:
         f"{f1(tot['step_s'])} | {f1(analytics)} | **{n(tot['records_per_s'])}** | "
         f"**{n(tot['records'] / (tot['wall_s'] - analytics))}** | **{n(tot['rss_mb'])}** (max) |",
         "",
-        f"Wall time is the whole {product_run(results, 'full')}` process, Dagster's start-up included; records/s = records "
+        f"Wall time is the whole `{product_command(results, 'full')}` process, Dagster's start-up included; records/s = records "
         "÷ wall. Each entity's job also builds the analytics models over its tables (dbt, `analytics` step); "
         "*analytics aside* = records ÷ (wall − that step), the work the alternatives below do. Peak RSS is the "
         "process's high-water mark (`wait4`), the emulator being another process.",
@@ -308,7 +308,7 @@ def alternatives(results: Results) -> list[str]:
     paired = [(prod, rest) for prod, rest in zip(full, alts["rest_api"]) if prod.get("step_s") and rest.get("run_s")]
     if paired:
         lines += steps_against_runs(paired) + outside_the_work(
-            paired, results.get("dagster_floor"), product_run(results, "dagster_floor")
+            paired, results.get("dagster_floor"), product_command(results, "dagster_floor")
         )
     return lines + default_loader(alts) + [""]
 
@@ -333,13 +333,13 @@ def steps_against_runs(paired: list[tuple[Row, Row]]) -> list[str]:
     return lines + [""]
 
 
-def outside_the_work(paired: list[tuple[Row, Row]], floor: dict[str, Any] | None, run: str) -> list[str]:
+def outside_the_work(paired: list[tuple[Row, Row]], floor: dict[str, Any] | None, command: str) -> list[str]:
     """What each process spends besides syncing, Dagster's floor beside it, and where the product catches up."""
     lines = []
     if floor:
         lines += [
             f"**Dagster's floor**: a job of one asset that does nothing (`bench/dagster_floor.py`), run as the "
-            f"product's jobs are ({run}`, the in-process executor, the same dagster.yaml and SQLite "
+            f"product's jobs are (`{command}`, the in-process executor, the same dagster.yaml and SQLite "
             f"storage), took {f1(floor['wall_s'], 2)} s (median of {len(floor['walls_s'])}: "
             f"{', '.join(f1(w, 2) for w in floor['walls_s'])} s; peak RSS {n(floor['rss_mb'])} MB), measured in "
             "this run between the product's full syncs and the alternatives'. Every Dagster job pays it, whatever "
@@ -505,7 +505,7 @@ def incremental(results: Results) -> list[str]:
     if not inc:
         return []
     lines = [
-        f"### 2. Incremental runs: every entity of both tenants, {product_run(results, 'incremental')} -j sync_all`",
+        f"### 2. Incremental runs: every entity of both tenants, `{product_command(results, 'incremental')} -j sync_all`",
         "",
         "Between runs the emulator changes 1% of every entity (90% edits, 10% new records), spread "
         "over one hour of tenant time. *Look-back 0*: run config `lookback_minutes: 0, revisit_days: 0, "
@@ -517,11 +517,11 @@ def incremental(results: Results) -> list[str]:
         "precision), plus with the defaults one walk per re-fetch filter (pages for what it matches, at least "
         "one), plus one `details` call per job changed since the previous run; for a lookup list without "
         "`dateModified` (job types), its pages: every way reads it whole. Wall time is the whole "
-        f"{product_run(results, 'incremental')}` process, start-up included.",
+        f"`{product_command(results, 'incremental')}` process, start-up included.",
         "",
     ]
     lines += incremental_rounds(inc) + requests_per_entity(results) + alternatives_incremental(results)
-    return lines + catch_up(inc) + single_entities(inc, product_run(results, "incremental")) + [""]
+    return lines + catch_up(inc) + single_entities(inc, product_command(results, "incremental")) + [""]
 
 
 def incremental_rounds(inc: dict[str, Any]) -> list[str]:
@@ -619,13 +619,13 @@ def catch_up(inc: dict[str, Any]) -> list[str]:
     ]
 
 
-def single_entities(inc: dict[str, Any], run: str) -> list[str]:
+def single_entities(inc: dict[str, Any], command: str) -> list[str]:
     singles = inc.get("single_entity_no_change") or []
     if not singles:
         return []
     lines = [
         "",
-        f"Each entity's own job when nothing changed, as its schedule runs it ({run} -j "
+        f"Each entity's own job when nothing changed, as its schedule runs it (`{command} -j "
         "sync_<tenant>__<entity>`, its defaults, after the rounds above):",
         "",
         "| entity | requests | loaded | wall s (incl. start-up) | steps s | peak RSS MB |",
@@ -652,7 +652,7 @@ def scheduled(results: Results) -> list[str]:
         "### 2b. The scheduled run: `sync_all`, each entity's own job and the alternatives on the same changes",
         "",
         "Every way syncs every entity of both tenants with its defaults, whole processes: the product's "
-        f"`sync_all` ({product_run(results, 'scheduled')}`, analytics step included), rest_api and the plain loop (one process "
+        f"`sync_all` (`{product_command(results, 'scheduled')}`, analytics step included), rest_api and the plain loop (one process "
         "each, as in section 2), and the straightforward dlt pipeline (`bench/dlt_alternatives.py`: a "
         "hand-written `@dlt.resource` per table, `changedSince` from `dlt.sources.incremental`, `merge` on "
         f"`id`, every table in one `pipeline.run`, dlt's default loader format). {phase['rounds']} rounds, each "
