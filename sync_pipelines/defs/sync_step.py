@@ -51,7 +51,7 @@ from sync_pipelines.warehouse.settings import (
     read_copy_group,
     warehouse,
 )
-from sync_pipelines.warehouse.state import read_tenant_state
+from sync_pipelines.warehouse.state import read_tenant_state, remember_tenant_state
 from sync_pipelines.warehouse.tables import AfterLoad, BeforeLoad, StoredState, after_load, before_load
 
 if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does (`TenantStep.load`)
@@ -351,6 +351,8 @@ class TenantStep:
             self.pipeline = build_pipeline(self.tenant, self.duckdb_config, target=self.target)
             source = source_from(self.tenant, {step.entity: step.reading for step in steps if step.reading})
             self.load_info = run_pipeline(self.pipeline, source, self.target, self.stored)
+            if self.load_info is not None:
+                remember_tenant_state(self.target, self.tenant)
         except Exception as exc:
             cause = find_sync_error(exc) or _out_of_memory(exc, self.duckdb_config)
             if cause is None:

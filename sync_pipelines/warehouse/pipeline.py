@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -14,11 +13,10 @@ from dlt.common.pipeline import LoadInfo
 
 from sync_pipelines.catalogue import Tenant, tenant_pipeline_name
 from sync_pipelines.warehouse.settings import (
-    POSTGRES_PIPELINES_ROOT,
     DuckDBWarehouse,
     Warehouse,
-    pipelines_dir,
     warehouse,
+    working_folder,
 )
 from sync_pipelines.warehouse.tables import StoredState
 
@@ -50,7 +48,7 @@ def build_pipeline(
         pipeline_name=tenant_pipeline_name(tenant),
         destination=destination(target, duckdb_config),
         dataset_name=tenant.name,
-        pipelines_dir=str(_working_folder(target)),
+        pipelines_dir=str(working_folder(target)),
     )
 
 
@@ -151,9 +149,3 @@ def load_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat:
     its csv COPY loads every empty string as NULL (`FORCE_NULL` on nullable columns), and the warehouse must
     hold what the API said."""
     return "jsonl" if pipeline.destination.destination_name == "duckdb" else "insert_values"
-
-
-def _working_folder(target: Warehouse) -> Path:
-    if isinstance(target, DuckDBWarehouse):
-        return pipelines_dir(target.path)
-    return POSTGRES_PIPELINES_ROOT / f"postgres_{target.host}_{target.port}_{target.database}"

@@ -238,6 +238,14 @@ def rejected_folder(target: Warehouse) -> Path:
 POSTGRES_PIPELINES_ROOT = Path(tempfile.gettempdir()) / "sync_pipelines" / "dlt_pipelines"
 
 
+def working_folder(target: Warehouse) -> Path:
+    """The local folder of the warehouse's dlt pipelines (their working folders) and of what the product keeps
+    beside them (`state.StateCache`): scratch only, whatever is lost is rebuilt from the warehouse."""
+    if isinstance(target, DuckDBWarehouse):
+        return pipelines_dir(target.path)
+    return POSTGRES_PIPELINES_ROOT / f"postgres_{target.host}_{target.port}_{target.database}"
+
+
 READ_COPY_GROUP = "SYNC_READ_COPY_GROUP"
 
 

@@ -401,7 +401,7 @@ def test_sync_all_then_changes_then_a_full_run_through_a_postgres_instance_under
         dump = database_text(postgres, database)
         for secret in secrets:
             assert secret not in dump, f"a password is in the database {database}"
-    from sync_pipelines.warehouse.pipeline import POSTGRES_PIPELINES_ROOT
+    from sync_pipelines.warehouse.settings import POSTGRES_PIPELINES_ROOT
     from sync_pipelines_tests.helpers import files_containing
 
     # DAGSTER_HOME (compute logs, yaml), dlt's scratch folder, the dbt project's (artifacts, logs)
