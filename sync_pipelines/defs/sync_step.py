@@ -52,7 +52,15 @@ from sync_pipelines.warehouse.settings import (
     warehouse,
 )
 from sync_pipelines.warehouse.state import read_tenant_state, remember_tenant_state
-from sync_pipelines.warehouse.tables import AfterLoad, BeforeLoad, StoredState, after_load, before_load
+from sync_pipelines.warehouse.tables import (
+    AfterLoad,
+    BeforeLoad,
+    Catalog,
+    StoredState,
+    after_load,
+    before_load,
+    prune,
+)
 
 if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does (`TenantStep.load`)
     import dlt
@@ -152,10 +160,11 @@ class EntityStep:
         except Exception as exc:
             tenant_step.failed_reading(self, exc)
 
-    def upkeep(self, target: Warehouse, loaded_columns: bool) -> AfterLoad | None:
+    def upkeep(self, target: Warehouse, loaded_columns: bool, catalog: Catalog) -> AfterLoad | None:
         """After the load: deletions (a complete full walk's ids: what it no longer listed was deleted; nothing,
         if the table was empty), the quarantine's rows, the live views. None for an entity whose reading failed:
-        its walk is incomplete, so nothing is marked deleted and its quarantine is read again next run."""
+        its walk is incomplete, so nothing is marked deleted and its quarantine is read again next run.
+        `catalog`: the step's, shared by its entities' upkeep."""
         if not self.done:
             return None
         try:
@@ -166,11 +175,11 @@ class EntityStep:
                 self.stats.seen_ids if self.before.rows else None,
                 self.started,
                 self.plan.max_deleted_share,
-                resolved_before=self.started - QUARANTINE_RETENTION,
                 pipeline=tenant_pipeline_name(self.tenant),
                 run_id=self.run_id,
                 stored_columns=not loaded_columns,
                 legacy_pipeline=pipeline_name(self.tenant, self.entity),
+                catalog=catalog,
             )
         except SyncError as error:
             self.error = error
@@ -322,9 +331,17 @@ class TenantStep:
                         f"{self.tenant.name}/{step.entity.name}: nothing changed since the last run ({requests} "
                         f"API request{'s' if requests != 1 else ''}); nothing to load."
                     )
+            catalog = Catalog()
             afters = [
-                step.upkeep(self.target, loaded_columns=step.loads and self.pipeline is not None) for step in self.steps
+                step.upkeep(self.target, loaded_columns=step.loads and self.pipeline is not None, catalog=catalog)
+                for step in self.steps
             ]
+            prune(
+                self.target,
+                self.tenant.name,
+                datetime.now(UTC) - QUARANTINE_RETENTION,
+                tenant_pipeline_name(self.tenant),
+            )
         finally:
             for step in self.steps:
                 if step.stats.seen_ids is not None:

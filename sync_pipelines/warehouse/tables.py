@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -111,39 +111,74 @@ def after_load(
     seen_ids: Iterable[str] | None,
     when: datetime,
     max_deleted_share: float,
-    resolved_before: datetime,
     pipeline: str | None = None,
     run_id: str | None = None,
     stored_columns: bool = False,
     legacy_pipeline: str | None = None,
+    catalog: Catalog | None = None,
 ) -> AfterLoad:
     """After a sync's load, in one connection: count the rows, mark what a full walk (`seen_ids`) no longer saw
-    as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), prune the quarantine
-    (`prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`), count the live rows;
-    and what the sync's checks report: duplicate ids, and what `run_id` quarantined. `stored_columns`: also the
-    table's columns as `pipeline`'s dlt schema stored in the warehouse has them (a run that built no pipeline), or
-    `legacy_pipeline`'s while the tenant's schema has not loaded the table yet."""
+    as deleted (`mark_deleted`), keep the live views (`ensure_live_views`), count the live rows; and what the
+    sync's checks report: duplicate ids, and what `run_id` quarantined. `stored_columns`: also the table's columns
+    as `pipeline`'s dlt schema stored in the warehouse has them (a run that built no pipeline), or
+    `legacy_pipeline`'s while the tenant's schema has not loaded the table yet. `catalog`: what the step's other
+    entities' upkeep read of the schema already (`Catalog`). The schema's retention follows, once per step
+    (`prune`)."""
     if not exists_yet(target):
         return AfterLoad(0, 0, 0)
+    try:
+        with session(target) as con:
+            if catalog is not None:
+                _catalogs[con] = catalog
+            after = _upkeep(con, schema, table, seen_ids, when, max_deleted_share, run_id)
+            if stored_columns:
+                after = replace(after, columns=_stored_columns_of(con, schema, table, pipeline, legacy_pipeline))
+            return after
+    except BaseException:
+        if catalog is not None:  # on PostgreSQL the session rolled back what the catalog says it did
+            catalog.forget()
+        raise
+
+
+def _upkeep(
+    con: Session,
+    schema: str,
+    table: str,
+    seen_ids: Iterable[str] | None,
+    when: datetime,
+    max_deleted_share: float,
+    run_id: str | None,
+) -> AfterLoad:
+    rows = _count(con, schema, table)
+    deleted = 0
+    if seen_ids is not None:
+        deleted = _mark_deleted(con, schema, table, seen_ids, when, max_deleted_share)
+    _ensure_live_views(con, schema, table)
+    _ensure_rejected_table(con, schema)
+    live = _count(con, schema, table, live=True)
+    duplicates = _duplicate_ids(con, schema, table) if rows else []
+    rejected = _rejected_counts(con, schema, table, run_id) if run_id is not None else {}
+    last_load = _last_load(con, schema, table) if rows else None
+    return AfterLoad(rows, live, deleted, duplicates, rejected, last_load)
+
+
+def _stored_columns_of(
+    con: Session, schema: str, table: str, pipeline: str | None, legacy_pipeline: str | None
+) -> dict[str, dict[str, Any]]:
+    """`table`'s columns in `pipeline`'s stored dlt schema, else in `legacy_pipeline`'s; {} in neither."""
+    names = [name for name in (pipeline, legacy_pipeline) if name is not None]
+    return next((found for name in names if (found := _stored_columns(con, schema, name, table))), {})
+
+
+def prune(target: Warehouse, schema: str, resolved_before: datetime, pipeline: str | None = None) -> None:
+    """The schema's retention, once per step after its entities' `after_load`: quarantine rows resolved before
+    `resolved_before` (`_prune_resolved`) and `pipeline`'s old dlt state versions (`_prune_pipeline_state`)."""
+    if not exists_yet(target):
+        return
     with session(target) as con:
-        rows = _count(con, schema, table)
-        deleted = 0
-        if seen_ids is not None:
-            deleted = _mark_deleted(con, schema, table, seen_ids, when, max_deleted_share)
-        _ensure_live_views(con, schema, table)
-        _ensure_rejected_table(con, schema)
         _prune_resolved(con, schema, resolved_before)
         if pipeline is not None:
             _prune_pipeline_state(con, schema, pipeline)
-        live = _count(con, schema, table, live=True)
-        duplicates = _duplicate_ids(con, schema, table) if rows else []
-        rejected = _rejected_counts(con, schema, table, run_id) if run_id is not None else {}
-        last_load = _last_load(con, schema, table) if rows else None
-        columns = None
-        if stored_columns:
-            names = [name for name in (pipeline, legacy_pipeline) if name is not None]
-            columns = next((found for name in names if (found := _stored_columns(con, schema, name, table))), {})
-        return AfterLoad(rows, live, deleted, duplicates, rejected, last_load, columns)
 
 
 def _stored_columns(con: Session, schema: str, schema_name: str, table: str) -> dict[str, dict[str, Any]]:
@@ -151,32 +186,41 @@ def _stored_columns(con: Session, schema: str, schema_name: str, table: str) -> 
     dlt itself restores (each column as dlt describes it: `name`, `data_type`, `nullable`...)."""
     if not _exists(con, schema, "_dlt_version"):
         return {}
-    found = con.rows(
-        f"""SELECT schema FROM "{schema}"._dlt_version WHERE schema_name = ? ORDER BY inserted_at DESC LIMIT 1""",
-        [schema_name],
-    )
-    if not found:
-        return {}
-    return dict(json.loads(found[0][0]).get("tables", {}).get(table, {}).get("columns", {}))
+    stored = _catalog(con).dlt_schemas
+    if (schema, schema_name) not in stored:
+        found = con.rows(
+            f"""SELECT schema FROM "{schema}"._dlt_version WHERE schema_name = ? ORDER BY inserted_at DESC LIMIT 1""",
+            [schema_name],
+        )
+        stored[schema, schema_name] = json.loads(found[0][0]).get("tables", {}) if found else {}
+    return dict(stored[schema, schema_name].get(table, {}).get("columns", {}))
 
 
-class _Catalog:
-    """The base tables of the schemas a session looked at, and their columns, each read once per session: a query
-    on `information_schema` is slow on DuckDB, and `after_load` asks a dozen. This module's own DDL keeps
-    it current, and no other DDL reaches a session's schema while it is open: the sessions run in the warehouse's
-    writer turn (`lock.step_turn`: the DuckDB file's one writer, PostgreSQL's advisory lock on the tenant's
-    schema), and dlt's loads, which create tables, run between them."""
+class Catalog:
+    """The base tables of the schemas looked at, their columns, views' comments and stored dlt schemas, each read
+    once: a query on `information_schema` is slow on DuckDB, and `after_load` asks a dozen. A session has its own;
+    a step shares one across its entities' `after_load` sessions. This module's own DDL keeps it current, and no
+    other DDL reaches the schema while it is used: the sessions run in the warehouse's writer turn
+    (`lock.step_turn`: the DuckDB file's one writer, PostgreSQL's advisory lock on the tenant's schema), after
+    dlt's load, which creates tables and stores dlt's schema."""
 
     def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Read everything again when next asked."""
         self.tables: dict[str, set[str]] = {}
         self.columns: dict[tuple[str, str], list[str]] = {}
+        self.columns_read: set[str] = set()  # the schemas whose columns were all read at once
+        self.view_comments: dict[str, dict[str, str]] = {}
+        self.dlt_schemas: dict[tuple[str, str], dict[str, Any]] = {}
 
 
-_catalogs: WeakKeyDictionary[Session, _Catalog] = WeakKeyDictionary()
+_catalogs: WeakKeyDictionary[Session, Catalog] = WeakKeyDictionary()
 
 
-def _catalog(con: Session) -> _Catalog:
-    return _catalogs.setdefault(con, _Catalog())
+def _catalog(con: Session) -> Catalog:
+    return _catalogs.setdefault(con, Catalog())
 
 
 def _base_tables(con: Session, schema: str) -> set[str]:
@@ -230,7 +274,15 @@ def _has_column(con: Session, schema: str, table: str, column: str) -> bool:
 def _columns(con: Session, schema: str, table: str, only: str | None = None) -> list[str]:
     """The columns of `schema.table` in their order (or just `only`, if it is one of them)."""
     catalog = _catalog(con)
-    if (schema, table) not in catalog.columns:
+    if schema not in catalog.columns_read:  # every table's at once: one query costs about as much as one table's
+        catalog.columns_read.add(schema)
+        for name, column in con.rows(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ? "
+            "ORDER BY table_name, ordinal_position",
+            [schema],
+        ):
+            catalog.columns.setdefault((schema, name), []).append(column)
+    if (schema, table) not in catalog.columns:  # changed since (`_ensure_deleted_column`)
         catalog.columns[schema, table] = [
             r[0]
             for r in con.rows(
@@ -307,14 +359,17 @@ def _ensure_live_views(con: Session, schema: str, table: str) -> list[str]:
             f'WHERE p."{DELETED_AT}" IS NULL',
             f"Rows of {schema}.{child} whose parent is not marked deleted",
         )
-    comments = con.view_comments(schema)
+    comments = _catalog(con).view_comments
+    if schema not in comments:
+        comments[schema] = con.view_comments(schema)
     for name, (select, description) in views.items():
         comment = f"{description} (definition {hashlib.sha256(select.encode()).hexdigest()[:12]})"
-        if comments.get(name) != comment:
+        if comments[schema].get(name) != comment:
             con.execute(f'DROP VIEW IF EXISTS "{schema}"."{name}"')  # a column may have moved: not OR REPLACE
             con.execute(f'CREATE VIEW "{schema}"."{name}" AS {select}')
             quoted = comment.replace("'", "''")  # COMMENT takes no parameter
             con.execute(f'COMMENT ON VIEW "{schema}"."{name}" IS \'{quoted}\'')
+            comments[schema][name] = comment
     return list(views)
 
 
