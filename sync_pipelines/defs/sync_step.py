@@ -5,7 +5,9 @@ entity's materialization and its sync's checks). And how a step fails: an entity
 loaded, its category and action, and whether the job's retry policy runs the step again."""
 
 import os
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does
     from dlt.common.pipeline import LoadInfo
 
 MAX_RETRIES = 2
+READ_AHEAD_THREADS = 4  # entities of a tenant whose first requests are in flight at once
 QUARANTINE_RETENTION = timedelta(days=180)
 DEFAULT_RETRY_DELAY_SECONDS = 30.0
 
@@ -148,17 +151,21 @@ class EntityStep:
         """Read to its end: its upkeep and report follow."""
         return self.error is None and not self.skipped
 
-    def read_ahead(self, tenant_step: "TenantStep", stack: ExitStack) -> None:
+    def read_ahead(self, tenant_step: "TenantStep") -> ExitStack:
         """Start the entity's reading, up to its first batch, with a client of its own (its requests are its
-        own metadata). A failure is kept for the end of the step: the other entities go on, unless it is
-        tenant-wide (`SyncError.tenant_wide`)."""
+        own metadata); what ends them is returned. A failure is kept for the end of the step: the other entities
+        go on, unless it is tenant-wide (`SyncError.tenant_wide`)."""
         logger = tenant_step.context.log
-        self.client = stack.enter_context(SynchroteamClient.in_process(tenant_step.settings, logger=logger))
-        try:
-            reader = EntityReader(self.entity, self.client, self.plan, self.stats, self.quarantine, self.state, logger)
-            self.reading = stack.enter_context(Reading(ReadAhead(reader), self, tenant_step))
-        except Exception as exc:
-            tenant_step.failed_reading(self, exc)
+        with ExitStack() as stack:
+            self.client = stack.enter_context(SynchroteamClient.in_process(tenant_step.settings, logger=logger))
+            try:
+                reader = EntityReader(
+                    self.entity, self.client, self.plan, self.stats, self.quarantine, self.state, logger
+                )
+                self.reading = stack.enter_context(Reading(ReadAhead(reader), self, tenant_step))
+            except Exception as exc:
+                tenant_step.failed_reading(self, exc)
+            return stack.pop_all()
 
     def upkeep(self, target: Warehouse, loaded_columns: bool, catalog: Catalog) -> AfterLoad | None:
         """After the load: deletions (a complete full walk's ids: what it no longer listed was deleted; nothing,
@@ -264,6 +271,7 @@ class TenantStep:
     pipeline: "dlt.Pipeline | None" = None
     load_info: "LoadInfo | None" = None
     stopped: SyncError | None = None  # a tenant-wide failure: the entities not read yet are not
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def prepare(
@@ -306,8 +314,36 @@ class TenantStep:
         their readings."""
         step.error = exc
         cause = find_sync_error(exc)
-        if cause is not None and cause.tenant_wide and self.stopped is None:
-            self.stopped = cause
+        with self.lock:  # the readings start in threads (`read_ahead`)
+            if cause is not None and cause.tenant_wide and self.stopped is None:
+                self.stopped = cause
+
+    def read_ahead(self, stack: ExitStack) -> None:
+        """Every entity's reading up to its first batch (all of it, when it finds nothing): the first entity's
+        alone, so that a failure every entity would meet (a rejected key) stops the others before they ask,
+        then the others' at once, READ_AHEAD_THREADS at a time, under the tenant's one rate window. What ends
+        each reading joins `stack`."""
+        started: list[ExitStack] = []
+
+        def start(step: EntityStep) -> None:
+            if self.stopped is not None:
+                step.skipped = True
+                return
+            reading = step.read_ahead(self)
+            with self.lock:
+                started.append(reading)
+
+        first, *rest = self.steps
+        try:
+            start(first)
+            if rest:
+                threads = min(READ_AHEAD_THREADS, len(rest))
+                with ThreadPoolExecutor(threads, thread_name_prefix=f"{self.tenant.name}-read-ahead") as pool:
+                    for future in [pool.submit(start, step) for step in rest]:
+                        future.result()
+        finally:
+            for reading in started:
+                stack.push(reading)
 
     def run(self) -> list[MaterializeResult | AssetCheckResult]:
         """The phases after `prepare`: read and load, upkeep, report; a run of one entity tagged before and
@@ -317,11 +353,7 @@ class TenantStep:
             _tag_run(self.context, only.plan, None)
         try:
             with ExitStack() as stack:
-                for step in self.steps:
-                    if self.stopped is not None:
-                        step.skipped = True
-                        continue
-                    step.read_ahead(self, stack)
+                self.read_ahead(stack)
                 self.load([step for step in self.steps if step.loads and step.done])
             for step in self.steps:
                 if step.done and not step.loads:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import duckdb
@@ -190,6 +193,25 @@ def test_deleting_the_local_dlt_folder_between_runs_changes_nothing(emulator, wa
     expected = expected_requests(ENTITIES["jobs"], jobs, since, previous=jobs)
     assert expected[1] == 0
     assert requests_by(emulator, MAIN.domain, "job") == expected
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
+
+
+def test_a_tenant_s_entities_are_read_at_once_after_the_first(emulator, warehouse):
+    """An entity waiting on a slow answer does not hold up the tenant's others: with the customers' list held, the
+    sites' is asked for (and the run completes once the customers' answer comes)."""
+    release = threading.Event()
+    emulator.faults.add(Fault(hold=release, tenant=MAIN.domain, resource="customer", action="list"))
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(run_sync_all)
+        try:
+            deadline = time.monotonic() + 60
+            while emulator.request_count(tenant=MAIN.domain, resource="site") == 0:
+                assert time.monotonic() < deadline and not run.done(), "the sites waited for the customers"
+                time.sleep(0.05)
+            assert emulator.request_count(tenant=MAIN.domain, resource="customer") == 0  # its answer still held
+        finally:
+            release.set()
+        assert run.result(timeout=120).success
     assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
 
 
