@@ -41,6 +41,7 @@ from sync_pipelines.defs.analytics_checks import AnalyticsManifest, checks_witho
 from sync_pipelines.defs.check_results import planned_or_logged
 from sync_pipelines.defs.leases import RunLease
 from sync_pipelines.defs.pools import analytics_pool
+from sync_pipelines.defs.retries import retried
 from sync_pipelines.warehouse.analytics import (
     PROJECT_DIR,
     SCHEMA,
@@ -131,24 +132,25 @@ def build_analytics_assets() -> AssetsDefinition:
         pool=analytics_pool(),
     )
     def analytics(context: AssetExecutionContext, dbt: DbtCliResource, run_lease: RunLease) -> Iterator[Any]:
-        target = warehouse()
-        unchanged = unchanged_since_built(context)
-        if unchanged:  # no model materialized, no check evaluated: each keeps its last result
-            context.log.info(unchanged)
-            return
-        failed: dict[str, str] = {}
-        with step_turn(context, target, SCHEMA):
-            results = checks_without_dbt(context, target, project) if synced_entities(context) else None
-            if results is None:
-                results, failed = build_with_dbt(context, dbt, target, project, manifest)
-        yield from planned_or_logged(context, results)
-        if failed:
-            raise Failure(
-                description=f"dbt could not build {', '.join(sorted(failed))}: "
-                + " | ".join(f"{name}: {message}" for name, message in sorted(failed.items())),
-                metadata={"failed": sorted(failed)},
-                allow_retries=False,  # a model's SQL does not heal itself; the next run builds it again
-            )
+        with retried(context):
+            target = warehouse()
+            unchanged = unchanged_since_built(context)
+            if unchanged:  # no model materialized, no check evaluated: each keeps its last result
+                context.log.info(unchanged)
+                return
+            failed: dict[str, str] = {}
+            with step_turn(context, target, SCHEMA):
+                results = checks_without_dbt(context, target, project) if synced_entities(context) else None
+                if results is None:
+                    results, failed = build_with_dbt(context, dbt, target, project, manifest)
+            yield from planned_or_logged(context, results)
+            if failed:
+                raise Failure(
+                    description=f"dbt could not build {', '.join(sorted(failed))}: "
+                    + " | ".join(f"{name}: {message}" for name, message in sorted(failed.items())),
+                    metadata={"failed": sorted(failed)},
+                    allow_retries=False,  # a model's SQL does not heal itself; the next run builds it again
+                )
 
     return analytics
 

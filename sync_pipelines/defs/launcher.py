@@ -7,8 +7,7 @@ process of its own, plus
 - with `run_worker: true` (the project's dagster.yaml), the run's process is started by the launcher itself, on
   its host and with its environment, as `python -m sync_pipelines.run_worker` (`dagster api execute_run`, with a
   run's treatment of the heap: `run_worker.py`), instead of by the code server. Terminating such a run
-  interrupts its process as the code server would (SIGINT; Dagster's retry policy may run the interrupted step
-  again: docs/quirks.md).
+  interrupts its process as the code server would (SIGINT): its step ends, and so does the run, canceled.
 """
 
 import json

@@ -20,7 +20,6 @@ from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import writer_pool
 from sync_pipelines.defs.read_copy import with_read_copy
 from sync_pipelines.defs.schedules import ALL_TENANTS, MAX_RUNTIME_TAG, TENANT_TAG
-from sync_pipelines.defs.sync_step import retry_policy
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import rejected_folder, warehouse
 from sync_pipelines.warehouse.tables import export_rejected
@@ -40,7 +39,6 @@ def retry_rejected_job(entity_assets: list[AssetsDefinition]) -> "AssetJob":
         "retry_rejected_records",
         selection=with_read_copy(AssetSelection.assets(*keys).without_checks()),
         executor_def=in_process_executor,
-        op_retry_policy=retry_policy(),
         config={"ops": ops},
         tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(6 * 3600)},
         description="Re-read every quarantined record by id; those that load now leave the quarantine.",

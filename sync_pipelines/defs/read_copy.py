@@ -25,6 +25,7 @@ from dagster import (
 
 from sync_pipelines.defs.leases import RUN_LEASE
 from sync_pipelines.defs.pools import DUCKDB_POOL
+from sync_pipelines.defs.retries import retried
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.read_copy import refresh_read_copy
 from sync_pipelines.warehouse.settings import DuckDBWarehouse, Warehouse, duckdb_selected, read_copy_path, warehouse
@@ -75,24 +76,30 @@ def build_read_copy_asset(upstream: Sequence[AssetsDefinition]) -> AssetsDefinit
         "a sync writes. A run whose sync failed skips it; the failing step publishes what the run had loaded.",
     )
     def read_copy(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
-        target = warehouse()
-        if not isinstance(target, DuckDBWarehouse):  # the code location loaded before SYNC_WAREHOUSE_URL was set
-            context.log.info("No read copy: the warehouse is PostgreSQL, which analysts read directly.")
-            return
-        started = time.monotonic()
-        with step_turn(context, target, "*"):
-            replaced = refresh_read_copy(target.path)
-        if not replaced:  # no new data for analysts: no materialization
-            context.log.debug("Read copy already current: the run changed nothing.")
-            return
-        context.log.info("Read copy refreshed.")
-        path = read_copy_path(target.path)
-        yield MaterializeResult(
-            metadata={
-                "path": MetadataValue.path(str(path)),
-                "size_mb": round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0,
-                "seconds": round(time.monotonic() - started, 2),
-            }
-        )
+        with retried(context):
+            yield from _refresh(context)
 
     return read_copy
+
+
+def _refresh(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+    """The read copy step's body: refresh the copy in the warehouse's turn, if it is not current."""
+    target = warehouse()
+    if not isinstance(target, DuckDBWarehouse):  # the code location loaded before SYNC_WAREHOUSE_URL was set
+        context.log.info("No read copy: the warehouse is PostgreSQL, which analysts read directly.")
+        return
+    started = time.monotonic()
+    with step_turn(context, target, "*"):
+        replaced = refresh_read_copy(target.path)
+    if not replaced:  # no new data for analysts: no materialization
+        context.log.debug("Read copy already current: the run changed nothing.")
+        return
+    context.log.info("Read copy refreshed.")
+    path = read_copy_path(target.path)
+    yield MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "size_mb": round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0,
+            "seconds": round(time.monotonic() - started, 2),
+        }
+    )

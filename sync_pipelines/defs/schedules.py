@@ -29,7 +29,6 @@ from sync_pipelines.catalogue import Entity, Tenant
 from sync_pipelines.defs.analytics import analytics_downstream
 from sync_pipelines.defs.checks import row_count_check_key, sync_selection
 from sync_pipelines.defs.read_copy import with_read_copy
-from sync_pipelines.defs.sync_step import retry_policy
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export its class
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
@@ -73,7 +72,6 @@ def entity_job(tenant: Tenant, entity: Entity) -> AssetJob:
         entity_job_name(tenant, entity),
         selection=with_read_copy(with_analytics(sync_selection([(tenant, entity)]), [(tenant, entity)])),
         executor_def=in_process_executor,
-        op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(max_runtime_seconds(entity))},
         description=f"{tenant.label}: {entity.name}, incremental, with the entity's default run config.",
     )
@@ -87,7 +85,6 @@ def sync_all_job(pairs: list[tuple[Tenant, Entity]]) -> AssetJob:
         "sync_all",
         selection=with_read_copy(with_analytics(sync_selection(pairs), pairs)),
         executor_def=in_process_executor,
-        op_retry_policy=retry_policy(),
         tags={TENANT_TAG: ALL_TENANTS, MAX_RUNTIME_TAG: str(sum(max_runtime_seconds(e) for _, e in pairs))},
         description="Every entity of every tenant, incrementally, into the warehouse.",
     )
@@ -100,7 +97,6 @@ def reconcile_job(tenant: Tenant, entities: list[Entity]) -> AssetJob:
         f"reconcile_{tenant.name}",
         selection=with_read_copy(AssetSelection.assets(*keys)),
         executor_def=in_process_executor,
-        op_retry_policy=retry_policy(),
         tags={TENANT_TAG: tenant.name, MAX_RUNTIME_TAG: str(6 * 3600)},
         description=f"{tenant.label}: re-read one day's (or a range's) changes of every entity; cursors untouched.",
     )

@@ -2,9 +2,8 @@
 before any request), read (each entity's reading, up to its first batch) and load (the entities with something to
 load, in one dlt pipeline run; none when nothing is), upkeep (deletions, quarantine, live views), report (each
 entity's materialization and its sync's checks). And how a step fails: an entity's failure after the others are
-loaded, its category and action, and whether the job's retry policy runs the step again."""
+loaded, its category and action, and whether the step runs again (`retries.retried`)."""
 
-import os
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,17 +18,16 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
-    Backoff,
     DataVersion,
     Failure,
     MaterializeResult,
-    RetryPolicy,
 )
 
 from sync_pipelines.catalogue import TENANTS, Entity, Tenant, pipeline_name, tenant_pipeline_name
 from sync_pipelines.defs.check_results import planned_or_logged
 from sync_pipelines.defs.checks import sync_check_results
 from sync_pipelines.defs.read_copy import refresh_after_failure
+from sync_pipelines.defs.retries import MAX_RETRIES, retried
 from sync_pipelines.defs.run_config import EntityConfig, to_plan
 from sync_pipelines.defs.step_metadata import (
     load_metadata,
@@ -68,10 +66,8 @@ if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does
     import dlt
     from dlt.common.pipeline import LoadInfo
 
-MAX_RETRIES = 2
 READ_AHEAD_THREADS = 4  # entities of a tenant whose first requests are in flight at once
 QUARANTINE_RETENTION = timedelta(days=180)
-DEFAULT_RETRY_DELAY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,13 +90,20 @@ def sync_entities(
 
     Settings and every entity's run config are checked before any request: each config becomes the entity's plan
     once the tenant's time zone is known. An entity whose reading fails does not stop the others: they are loaded
-    and reported, then the step fails with the first failure. A retryable failure (429s, 5xx, timeouts) is retried
-    by the job's `retry_policy()`; any other fails once, saying what to do.
+    and reported, then the step fails with the first failure. A retryable failure (429s, 5xx, timeouts) runs the
+    step again (`retries.retried`); any other fails once, saying what to do.
 
     On DuckDB, the read copy is the `warehouse/read_copy` asset downstream of every sync, refreshed once at the
     end of the run; a sync step that fails skips it, so that step refreshes the copy itself before failing, and the
     copy holds whatever the run loaded until then. PostgreSQL has no read copy: analysts read the database.
     """
+    with retried(context):
+        yield from _sync_entities(context, tenant, chosen)
+
+
+def _sync_entities(
+    context: AssetExecutionContext, tenant: Tenant, chosen: Sequence[Chosen]
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     try:
         target = warehouse()  # before the turn: a bad SYNC_WAREHOUSE_URL fails before any connection
         with step_turn(context, target, tenant.name):
@@ -445,17 +448,6 @@ def _out_of_memory(exc: BaseException, duckdb_config: Mapping[str, Any]) -> Ware
     )
 
 
-def retry_delay_seconds() -> float:
-    """First wait before Dagster retries a transient failure (`SYNC_RETRY_DELAY_SECONDS`, default 30)."""
-    return float(os.environ.get("SYNC_RETRY_DELAY_SECONDS", "") or DEFAULT_RETRY_DELAY_SECONDS)
-
-
-def retry_policy() -> RetryPolicy:
-    """Every sync job's: a transient failure (`Failure(allow_retries=True)`) runs the step again, up to
-    MAX_RETRIES times, after `SYNC_RETRY_DELAY_SECONDS` then twice that (read when the code location loads)."""
-    return RetryPolicy(max_retries=MAX_RETRIES, delay=retry_delay_seconds(), backoff=Backoff.LINEAR)
-
-
 def _tag_run(context: AssetExecutionContext, plan: SyncPlan, stats: ExtractStats | None) -> None:
     """Run tags, filterable in the runs list: mode and cap when the run starts, the change window once known.
 
@@ -485,16 +477,16 @@ def _synced_keys(context: AssetExecutionContext) -> Collection[AssetKey]:
 def _retry_or_fail(
     context: AssetExecutionContext, error: SyncError, tenant: Tenant, entity: Entity | None = None
 ) -> Failure:
-    """The step's failure, with its category and action: a retryable one is run again by the job's
-    `retry_policy()` (past MAX_RETRIES it stays failed); any other never is."""
+    """The step's failure, with its category and action: a retryable one runs the step again (`retries.retried`;
+    past MAX_RETRIES it stays failed); any other never does."""
     if error.retryable and context.retry_number < MAX_RETRIES:
-        context.log.warning(f"{error.category}: {error.args[0]} The job's retry policy runs the step again.")
+        context.log.warning(f"{error.category}: {error.args[0]} The step runs again.")
     return _failure(error, tenant, entity)
 
 
 def _failure(error: SyncError, tenant: Tenant, entity: Entity | None = None) -> Failure:
     """A Dagster failure carrying the error's category and action (and the entity it failed, when the step's
-    other entities went on); retried by the job's policy only if the error is retryable."""
+    other entities went on); run again (`retries.retried`) only if the error is retryable."""
     return Failure(
         description=f"[{error.category}] {error}",
         metadata={

@@ -50,26 +50,6 @@ def test_processes_loading_the_definitions_at_once_neither_race_nor_write_next_t
     assert list(tmp_path.iterdir()) == []  # loading the code location writes nothing next to the warehouse
 
 
-def test_the_sync_jobs_retry_a_transient_failure_by_dagster_s_retry_policy_after_the_configured_delay(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCHROTEAM", "SYNC_"))}
-    code = (
-        "from sync_pipelines.definitions import defs\n"
-        "for name in ('sync_all', 'sync_synchroteam__jobs', 'reconcile_synchroteam_hec', 'retry_rejected_records'):\n"
-        "    policy = defs.resolve_job_def(name).op_retry_policy\n"
-        "    print(name, policy.max_retries, policy.delay, policy.backoff.value)\n"
-    )
-    for delay, expected in (("", 30), ("7", 7)):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**env, "SYNC_RETRY_DELAY_SECONDS": delay},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        assert {tuple(line.split()[1:]) for line in out.stdout.splitlines()} == {("2", str(float(expected)), "LINEAR")}
-
-
 def test_loading_the_definitions_leaves_the_process_as_it_was():
     # an import assembles definitions and nothing else: the collector runs as usual, and what the process prints
     # at exit (here: an exit handler registered before the import) still reaches its standard error
