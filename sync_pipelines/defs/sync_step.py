@@ -340,10 +340,14 @@ class TenantStep:
         try:
             start(first)
             if rest:
-                threads = min(READ_AHEAD_THREADS, len(rest))
-                with ThreadPoolExecutor(threads, thread_name_prefix=f"{self.tenant.name}-read-ahead") as pool:
+                pool = ThreadPoolExecutor(min(READ_AHEAD_THREADS, len(rest)), f"{self.tenant.name}-read-ahead")
+                try:
                     for future in [pool.submit(start, step) for step in rest]:
                         future.result()
+                except BaseException:  # an interrupt (Terminate) ends the step now, not after the requests in flight
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                pool.shutdown()
         finally:
             for reading in started:
                 stack.push(reading)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -571,6 +572,30 @@ def test_the_ui_s_terminate_ends_the_run_in_the_process_the_launcher_started(dag
         finally:
             with suppress(ProcessLookupError):
                 os.kill(worker["pid"], signal.SIGKILL)
+
+
+def test_terminate_ends_a_run_whose_entities_wait_for_an_answer_without_waiting_for_it(dagster_dev, e2e_emulator):
+    """A tenant's entities are read at once, in threads: Terminate ends the run while one of them still waits for
+    the API's answer (here held), instead of waiting for it."""
+    release = threading.Event()
+    e2e_emulator.faults.add(Fault(hold=release, tenant=MAIN.domain, resource="customer", action="list"))
+    try:
+        e2e_emulator.clear_requests()
+        run_id = dagster_dev.launch("sync_all", {})
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while e2e_emulator.request_count(tenant=MAIN.domain, resource="site") == 0:  # read beside the customers
+            assert time.monotonic() < deadline, dagster_dev.describe(run_id)
+            time.sleep(0.2)
+
+        result = dagster_dev.query(TERMINATE_RUN, {"runId": run_id})["terminateRun"]
+        assert result["__typename"] == "TerminateRunSuccess", result
+        deadline = time.monotonic() + 60
+        while dagster_dev.run(run_id)["status"] != "CANCELED":
+            assert time.monotonic() < deadline, dagster_dev.describe(run_id)
+            time.sleep(0.5)
+        assert e2e_emulator.request_count(tenant=MAIN.domain, resource="customer") == 0  # its answer still held
+    finally:
+        release.set()
 
 
 def wait_for_event(dagster_dev: DagsterDev, run_id: str, found: Any, after: int = 0) -> int:
