@@ -4,9 +4,10 @@ load, in one dlt pipeline run; none when nothing is), upkeep (deletions, quarant
 entity's materialization and its sync's checks). And how a step fails: an entity's failure after the others are
 loaded, its category and action, and whether the step runs again (`retries.retried`)."""
 
+import importlib
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does
     from dlt.common.pipeline import LoadInfo
 
 READ_AHEAD_THREADS = 4  # entities of a tenant whose first requests are in flight at once
+LOADING_MODULES = ("sync_pipelines.synchroteam.source", "sync_pipelines.warehouse.pipeline")  # `TenantStep.load`'s
 QUARANTINE_RETENTION = timedelta(days=180)
 
 
@@ -342,8 +344,15 @@ class TenantStep:
             if rest:
                 pool = ThreadPoolExecutor(min(READ_AHEAD_THREADS, len(rest)), f"{self.tenant.name}-read-ahead")
                 try:
-                    for future in [pool.submit(start, step) for step in rest]:
-                        future.result()
+                    pending = {pool.submit(start, step) for step in rest}
+                    imported = False
+                    while pending:
+                        if not imported and any(step.loads for step in self.steps):
+                            # dlt's import (about 0.5 s), while the other readings wait on the API: the load needs it
+                            imported = _import_loading()
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            future.result()
                 except BaseException:  # an interrupt (Terminate) ends the step now, not after the requests in flight
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
@@ -432,6 +441,14 @@ class TenantStep:
                     f"Not read after that failure (the next run reads them): {', '.join(skipped)}."
                 )
             raise _retry_or_fail(self.context, cause, self.tenant, entity=step.entity) from None
+
+
+def _import_loading() -> bool:
+    """Import what `TenantStep.load` runs (and dlt with it), ahead of it; True. A run that loads nothing never
+    imports them."""
+    for module in LOADING_MODULES:
+        importlib.import_module(module)
+    return True
 
 
 def _defined_checks(context: AssetExecutionContext) -> set[AssetCheckKey]:

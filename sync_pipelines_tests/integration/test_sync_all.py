@@ -12,6 +12,7 @@ import duckdb
 from dagster import DagsterInstance
 
 from sync_pipelines.catalogue import ENTITIES, TENANTS, tenant_entities
+from sync_pipelines.defs import sync_step
 from sync_pipelines.synchroteam.records import DECIMAL_FIELDS
 from sync_pipelines.warehouse.settings import pipelines_dir
 from sync_pipelines_tests.compare import NAMING, assert_warehouse_equals_emulator, table_exists
@@ -208,6 +209,30 @@ def test_a_tenant_s_entities_are_read_at_once_after_the_first(emulator, warehous
             while emulator.request_count(tenant=MAIN.domain, resource="site") == 0:
                 assert time.monotonic() < deadline and not run.done(), "the sites waited for the customers"
                 time.sleep(0.05)
+            assert emulator.request_count(tenant=MAIN.domain, resource="customer") == 0  # its answer still held
+        finally:
+            release.set()
+        assert run.result(timeout=120).success
+    assert_warehouse_equals_emulator(emulator, warehouse, DOMAINS)
+
+
+def test_what_a_load_runs_is_imported_while_the_other_entities_wait_on_the_api(emulator, warehouse, monkeypatch):
+    """Once an entity has something to load, dlt (about 0.5 s) is imported while the others' answers are awaited,
+    not after them: with the customers' list held, the import happens before its answer comes."""
+    release = threading.Event()
+    emulator.faults.add(Fault(hold=release, tenant=MAIN.domain, resource="customer", action="list"))
+    imported = threading.Event()
+    real = sync_step._import_loading
+
+    def recorded() -> bool:
+        imported.set()
+        return real()
+
+    monkeypatch.setattr(sync_step, "_import_loading", recorded)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(run_sync_all)
+        try:
+            assert imported.wait(60), "what the load runs was not imported while the customers' answer was held"
             assert emulator.request_count(tenant=MAIN.domain, resource="customer") == 0  # its answer still held
         finally:
             release.set()
