@@ -42,6 +42,7 @@ from sync_pipelines.synchroteam.plan import SyncPlan
 from sync_pipelines.synchroteam.quarantine import Quarantine
 from sync_pipelines.synchroteam.reader import EntityReader, ExtractStats, ReadAhead
 from sync_pipelines.synchroteam.settings import TenantSettings
+from sync_pipelines.synchroteam.threads import abandoning_on_raise
 from sync_pipelines.warehouse.dialect import held_open
 from sync_pipelines.warehouse.lock import step_turn
 from sync_pipelines.warehouse.settings import (
@@ -342,8 +343,8 @@ class TenantStep:
         try:
             start(first)
             if rest:
-                pool = ThreadPoolExecutor(min(READ_AHEAD_THREADS, len(rest)), f"{self.tenant.name}-read-ahead")
-                try:
+                threads = ThreadPoolExecutor(min(READ_AHEAD_THREADS, len(rest)), f"{self.tenant.name}-read-ahead")
+                with abandoning_on_raise(threads) as pool:
                     pending = {pool.submit(start, step) for step in rest}
                     imported = False
                     while pending:
@@ -353,10 +354,6 @@ class TenantStep:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for future in done:
                             future.result()
-                except BaseException:  # an interrupt (Terminate) ends the step now, not after the requests in flight
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-                pool.shutdown()
         finally:
             for reading in started:
                 stack.push(reading)

@@ -26,6 +26,7 @@ from typing import Any
 from sync_pipelines.errors import UnexpectedResponse
 from sync_pipelines.synchroteam.idset import IdSet
 from sync_pipelines.synchroteam.records import parse_timestamp
+from sync_pipelines.synchroteam.threads import abandoning_on_raise
 
 MAX_PAGE_SIZE = 100
 MAX_REWALKS = 2
@@ -101,7 +102,7 @@ class ListWalker:
             return self._fetch(f"{resource}/list", {**params, "page": str(page), "pageSize": str(page_size)})
 
         with contextlib.ExitStack() as cleanup:
-            ahead = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="page")) if prefetch else None
+            ahead = cleanup.enter_context(abandoning_on_raise(ThreadPoolExecutor(1, "page"))) if prefetch else None
             page, previous_ids = 1, None
             pending: Future[tuple[Any, Mapping[str, str]]] | None = ahead.submit(fetch, page) if ahead else None
             while True:

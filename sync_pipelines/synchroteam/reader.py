@@ -59,6 +59,7 @@ from sync_pipelines.synchroteam.records import (
     parse_timestamp,
     to_api_timestamp,
 )
+from sync_pipelines.synchroteam.threads import abandoning_on_raise
 
 Record = dict[str, Any]
 
@@ -175,7 +176,7 @@ class EntityReader:
         self.lookup_memo: dict[str, str] | None = None if entity.dated else state.setdefault(LOOKUP_MEMO, {})
 
     def read(self) -> Generator[Any, None, None]:
-        with self.pool, self.emitted:
+        with abandoning_on_raise(self.pool), self.emitted:
             yield from self._retry_quarantined()
             if self.plan.mode != "retry_rejected":
                 yield from self._main_walk()

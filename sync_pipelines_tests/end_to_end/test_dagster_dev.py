@@ -574,16 +574,35 @@ def test_the_ui_s_terminate_ends_the_run_in_the_process_the_launcher_started(dag
                 os.kill(worker["pid"], signal.SIGKILL)
 
 
-def test_terminate_ends_a_run_whose_entities_wait_for_an_answer_without_waiting_for_it(dagster_dev, e2e_emulator):
-    """A tenant's entities are read at once, in threads: Terminate ends the run while one of them still waits for
-    the API's answer (here held), instead of waiting for it."""
+@pytest.mark.parametrize(
+    ("job", "resource", "action", "asked_beside"),
+    [
+        # a tenant's entities are read at once, in threads: the sites are asked for beside the held customers
+        ("sync_all", "customer", "list", "site"),
+        # a list's next page is asked for in a thread of its own while the step waits for it (here the first)
+        ("sync_synchroteam__customers", "customer", "list", None),
+        # a page's details are asked for in threads while the step waits for them
+        ("sync_synchroteam__jobs", "job", "details", None),
+    ],
+)
+def test_terminate_ends_a_run_that_waits_for_an_answer_without_waiting_for_it(
+    dagster_dev, e2e_emulator, job, resource, action, asked_beside
+):
+    """Terminate ends a run while a request in one of the reading's threads still waits for the API's answer (here
+    held), instead of waiting for it."""
     release = threading.Event()
-    e2e_emulator.faults.add(Fault(hold=release, tenant=MAIN.domain, resource="customer", action="list"))
+    e2e_emulator.tenant(MAIN.domain).add("job")  # a job to read, and its details to ask for
+    every = 1_000  # every such request is held, however many the reading has in flight
+    held = e2e_emulator.faults.add(
+        Fault(hold=release, times=every, tenant=MAIN.domain, resource=resource, action=action)
+    )
     try:
         e2e_emulator.clear_requests()
-        run_id = dagster_dev.launch("sync_all", {})
+        run_id = dagster_dev.launch(job, {})
         deadline = time.monotonic() + RUN_TIMEOUT
-        while e2e_emulator.request_count(tenant=MAIN.domain, resource="site") == 0:  # read beside the customers
+        while held.times == every or (  # not asked for yet
+            asked_beside and e2e_emulator.request_count(tenant=MAIN.domain, resource=asked_beside) == 0
+        ):
             assert time.monotonic() < deadline, dagster_dev.describe(run_id)
             time.sleep(0.2)
 
@@ -593,8 +612,9 @@ def test_terminate_ends_a_run_whose_entities_wait_for_an_answer_without_waiting_
         while dagster_dev.run(run_id)["status"] != "CANCELED":
             assert time.monotonic() < deadline, dagster_dev.describe(run_id)
             time.sleep(0.5)
-        assert e2e_emulator.request_count(tenant=MAIN.domain, resource="customer") == 0  # its answer still held
+        assert not release.is_set() and held.times < every  # ended while the answer was still held
     finally:
+        held.times = 0  # the requests to come are not held
         release.set()
 
 
