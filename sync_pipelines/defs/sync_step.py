@@ -4,7 +4,6 @@ load, in one dlt pipeline run; none when nothing is), upkeep (deletions, quarant
 entity's materialization and its sync's checks). And how a step fails: an entity's failure after the others are
 loaded, its category and action, and whether the step runs again (`retries.retried`)."""
 
-import importlib
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -69,7 +68,6 @@ if TYPE_CHECKING:  # dlt is imported by a run that loads something, when it does
     from dlt.common.pipeline import LoadInfo
 
 READ_AHEAD_THREADS = 4  # entities of a tenant whose first requests are in flight at once
-LOADING_MODULES = ("sync_pipelines.synchroteam.source", "sync_pipelines.warehouse.pipeline")  # `TenantStep.load`'s
 QUARANTINE_RETENTION = timedelta(days=180)
 
 
@@ -443,8 +441,9 @@ class TenantStep:
 def _import_loading() -> bool:
     """Import what `TenantStep.load` runs (and dlt with it), ahead of it; True. A run that loads nothing never
     imports them."""
-    for module in LOADING_MODULES:
-        importlib.import_module(module)
+    import sync_pipelines.synchroteam.source  # noqa: F401
+    import sync_pipelines.warehouse.pipeline  # noqa: F401
+
     return True
 
 
