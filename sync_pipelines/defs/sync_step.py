@@ -276,6 +276,7 @@ class TenantStep:
     load_info: "LoadInfo | None" = None
     stopped: SyncError | None = None  # a tenant-wide failure: the entities not read yet are not
     lock: threading.Lock = field(default_factory=threading.Lock)
+    importing: threading.Thread | None = None  # what the load runs, imported while the readings wait (`read_ahead`)
 
     @classmethod
     def prepare(
@@ -344,11 +345,13 @@ class TenantStep:
                 threads = ThreadPoolExecutor(min(READ_AHEAD_THREADS, len(rest)), f"{self.tenant.name}-read-ahead")
                 with abandoning_on_raise(threads) as pool:
                     pending = {pool.submit(start, step) for step in rest}
-                    imported = False
                     while pending:
-                        if not imported and any(step.loads for step in self.steps):
-                            # dlt's import (about 0.5 s), while the other readings wait on the API: the load needs it
-                            imported = _import_loading()
+                        if self.importing is None and any(step.loads for step in self.steps):
+                            # dlt's import (about 0.5 s) while the other readings wait on the API, in a thread: an
+                            # interrupt (Terminate) must find this thread waiting, not importing, where it can
+                            # land in one of the import system's callbacks, which swallows it
+                            self.importing = threading.Thread(target=_import_loading, name="import-dlt", daemon=True)
+                            self.importing.start()
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for future in done:
                             future.result()
@@ -404,6 +407,8 @@ class TenantStep:
         pipeline existed: a run that finds nothing to load builds none (`ReadAhead`)."""
         if not steps:
             return
+        if self.importing is not None:
+            self.importing.join()  # the main thread waits (interruptible) rather than import beside it
         from sync_pipelines.synchroteam.source import source_from
         from sync_pipelines.warehouse.pipeline import build_pipeline, run_pipeline
 
@@ -438,13 +443,11 @@ class TenantStep:
             raise _retry_or_fail(self.context, cause, self.tenant, entity=step.entity) from None
 
 
-def _import_loading() -> bool:
-    """Import what `TenantStep.load` runs (and dlt with it), ahead of it; True. A run that loads nothing never
-    imports them."""
+def _import_loading() -> None:
+    """Import what `TenantStep.load` runs (and dlt with it), ahead of it. A run that loads nothing never imports
+    them."""
     import sync_pipelines.synchroteam.source  # noqa: F401
     import sync_pipelines.warehouse.pipeline  # noqa: F401
-
-    return True
 
 
 def _defined_checks(context: AssetExecutionContext) -> set[AssetCheckKey]:

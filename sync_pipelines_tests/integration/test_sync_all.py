@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import duckdb
 from dagster import DagsterInstance
@@ -218,21 +219,30 @@ def test_a_tenant_s_entities_are_read_at_once_after_the_first(emulator, warehous
 
 def test_what_a_load_runs_is_imported_while_the_other_entities_wait_on_the_api(emulator, warehouse, monkeypatch):
     """Once an entity has something to load, dlt (about 0.5 s) is imported while the others' answers are awaited,
-    not after them: with the customers' list held, the import happens before its answer comes."""
+    not after them: with the customers' list held, the import happens before its answer comes. It happens in a
+    thread of its own: the step's thread only waits, where an interrupt (Terminate) reaches it."""
     release = threading.Event()
     emulator.faults.add(Fault(hold=release, tenant=MAIN.domain, resource="customer", action="list"))
     imported = threading.Event()
+    importers: list[threading.Thread] = []
+    steps: list[threading.Thread] = []
     real = sync_step._import_loading
 
-    def recorded() -> bool:
+    def recorded() -> None:
+        importers.append(threading.current_thread())
         imported.set()
-        return real()
+        real()
+
+    def sync_all_here() -> Any:
+        steps.append(threading.current_thread())  # the in-process executor runs the steps in this thread
+        return run_sync_all()
 
     monkeypatch.setattr(sync_step, "_import_loading", recorded)
     with ThreadPoolExecutor(1) as pool:
-        run = pool.submit(run_sync_all)
+        run = pool.submit(sync_all_here)
         try:
             assert imported.wait(60), "what the load runs was not imported while the customers' answer was held"
+            assert len(importers) == 1 and importers[0] not in steps
             assert emulator.request_count(tenant=MAIN.domain, resource="customer") == 0  # its answer still held
         finally:
             release.set()
